@@ -1,0 +1,176 @@
+"""Getting a DSSClient, inside or outside DSS, with timeouts, bounded retries of reads and typed errors.
+
+dataikuapi sets no timeout and no retry: a hung DSS would hang a macro or the webapp forever. Every client
+returned here has a transport adapter that gives each HTTP call a (connect, read) timeout, and retries
+idempotent reads (GET/HEAD) with backoff on connection errors and 5xx answers. Actions (POST/PUT/DELETE) are
+never retried blindly.
+
+Errors from the client become a few typed exceptions where they enter the code (`translate_error`).
+This module never imports `dataiku` at module level: the plugin code must import outside DSS too.
+"""
+import json
+import os
+import threading
+
+from .errors import ConfigError, DSSError, DSSForbidden, DSSNotFound, DSSUnauthorized, DSSUnreachable
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_READ_TIMEOUT_S = 30.0
+DEFAULT_READ_RETRIES = 2
+RETRY_BACKOFF_S = 0.2
+RETRY_STATUSES = (500, 502, 503, 504)
+IDEMPOTENT_METHODS = frozenset(["GET", "HEAD"])
+
+_last_status = threading.local()
+
+__all__ = [
+    "get_client",
+    "install_timeouts",
+    "translate_error",
+    "client_from_settings",
+]
+
+
+def _truthy(value):
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _read_config_file(path):
+    """The real `dataiku` package's fallback outside DSS: ~/.dataiku/config.json."""
+    try:
+        with open(path) as f:
+            conf = json.load(f)
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as e:
+        raise ConfigError("config_file", "cannot read %s: %s" % (path, e.__class__.__name__)) from None
+    instances = conf.get("dss_instances") or {}
+    name = conf.get("default_instance") or "default"
+    inst = instances.get(name) or {}
+    return inst.get("url"), inst.get("api_key")
+
+
+def client_from_settings(url=None, api_key=None, no_check_certificate=None, environ=None, config_file=None):
+    """Resolve (url, api_key, no_check_certificate) the way the real `dataiku` package does outside DSS.
+
+    Order: explicit arguments, then DKU_DSS_URL + DKU_API_KEY, then ~/.dataiku/config.json.
+    Returns None for the URL when nothing is configured (the caller may then be inside DSS).
+    """
+    env = os.environ if environ is None else environ
+    url = url or env.get("DKU_DSS_URL")
+    api_key = api_key or env.get("DKU_API_KEY")
+    if not (url and api_key):
+        path = config_file or os.path.join(os.path.expanduser("~"), ".dataiku", "config.json")
+        file_url, file_key = _read_config_file(path)
+        url = url or file_url
+        api_key = api_key or file_key
+    if no_check_certificate is None:
+        no_check_certificate = _truthy(env.get("DKU_NO_CHECK_CERTIFICATE"))
+    if url and not api_key:
+        raise ConfigError("api_key", "a DSS URL is set (%s) but no API key: set DKU_API_KEY or --api-key" % url)
+    if api_key and not url:
+        raise ConfigError("url", "an API key is set but no DSS URL: set DKU_DSS_URL or --url")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError("url", "the DSS URL must start with http:// or https://, got %r" % url)
+    return (url.rstrip("/") if url else None), api_key, bool(no_check_certificate)
+
+
+def get_client(url=None, api_key=None, no_check_certificate=None, timeout=None, read_retries=DEFAULT_READ_RETRIES):
+    """The one way to get a `dataikuapi.DSSClient`.
+
+    Outside DSS (or when a URL/key is given or set in the environment) a client is built from them; inside DSS
+    `dataiku.api_client()` gives a client authenticated as the user running the macro or webapp.
+    `timeout` is seconds or a (connect, read) tuple applied to every call.
+    """
+    resolved_url, resolved_key, insecure = client_from_settings(url, api_key, no_check_certificate)
+    if resolved_url:
+        import dataikuapi
+
+        client = dataikuapi.DSSClient(resolved_url, resolved_key, no_check_certificate=insecure)
+    else:
+        try:
+            import dataiku
+        except ImportError:
+            raise ConfigError(
+                "url",
+                "not running inside DSS and no DSS configured: set DKU_DSS_URL and DKU_API_KEY "
+                "(or pass --url and --api-key)",
+            ) from None
+        client = dataiku.api_client()
+    return install_timeouts(client, timeout=timeout, read_retries=read_retries)
+
+
+def _make_adapter(timeout, read_retries):
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=read_retries,
+        connect=read_retries,
+        read=read_retries,
+        status=read_retries,
+        other=0,
+        backoff_factor=RETRY_BACKOFF_S,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=IDEMPOTENT_METHODS,
+        raise_on_status=False,
+        respect_retry_after_header=False,
+    )
+
+    class _TimeoutAdapter(HTTPAdapter):
+        def send(self, request, **kwargs):
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout
+            response = super().send(request, **kwargs)
+            _last_status.value = response.status_code
+            return response
+
+    return _TimeoutAdapter(max_retries=retry)
+
+
+def install_timeouts(client, timeout=None, read_retries=DEFAULT_READ_RETRIES):
+    """Give every HTTP call of `client` a timeout, and bounded retries of idempotent reads. Returns client."""
+    if timeout is None:
+        timeout = (DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S)
+    elif not isinstance(timeout, tuple):
+        timeout = (min(float(timeout), DEFAULT_CONNECT_TIMEOUT_S), float(timeout))
+    session = getattr(client, "_session", None)
+    if session is None:  # pragma: no cover - every dataikuapi client since 2.x has one
+        return client
+    adapter = _make_adapter(timeout, read_retries)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return client
+
+
+def translate_error(exc, what):
+    """Turn an exception raised by a dataikuapi call into a typed `DSSError` naming `what` was being done.
+
+    Unknown exceptions (programming errors) are returned as is, to be re-raised by the caller.
+    """
+    import requests
+    from dataikuapi.utils import DataikuException
+
+    if isinstance(exc, DSSError):
+        return exc
+    if isinstance(exc, requests.exceptions.Timeout):
+        return DSSUnreachable("%s: DSS did not answer in time" % what)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return DSSUnreachable("%s: cannot reach DSS" % what)
+    if isinstance(exc, requests.exceptions.RequestException):
+        return DSSUnreachable("%s: HTTP error talking to DSS (%s)" % (what, exc.__class__.__name__))
+    if isinstance(exc, ValueError) and not isinstance(exc, DataikuException):
+        # json.JSONDecodeError is a ValueError: DSS (or a proxy) answered something that is not JSON
+        return DSSError("%s: DSS answered with a malformed body" % what)
+    if isinstance(exc, DataikuException):
+        status = getattr(_last_status, "value", None)
+        message = str(exc)
+        lowered = message.lower()
+        if status == 401 or (status is None and "unauthorized" in lowered):
+            return DSSUnauthorized("%s: %s" % (what, message), status=status)
+        if status == 403 or (status is None and ("forbidden" in lowered or "not allowed" in lowered)):
+            return DSSForbidden("%s: %s" % (what, message), status=status)
+        if status == 404 or (status is None and "notfound" in lowered.replace(" ", "")):
+            return DSSNotFound("%s: %s" % (what, message), status=status)
+        return DSSError("%s: %s" % (what, message), status=status)
+    return exc
