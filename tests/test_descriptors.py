@@ -38,7 +38,7 @@ def _load(path):
 
 
 def _descriptors(pattern):
-    return sorted(glob.glob(os.path.join(ROOT, pattern)))
+    return sorted(glob.glob(os.path.join(ROOT, pattern), recursive=True))
 
 
 def _check_params(path, params):
