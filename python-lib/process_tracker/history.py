@@ -1,0 +1,580 @@
+"""The sample store: a SQLite history of per-role series, top processes and cgroups, with retention and
+downsampling, safe with several webapp backend processes.
+
+Layout (schema version `SCHEMA_VERSION`, in table `meta`):
+- `samples(ts, ...)`: one row per raw sample (epoch seconds) with the scan's own cost; kept `RAW_RETENTION_S`.
+- `role_raw(ts, role, count, rss_anon_bytes, rss_bytes, cpu_percent)`: per-role totals per raw sample; kept 24 h.
+- `bucket_samples(bucket, n)` and `role_bucket(bucket, role, *_sum)`: `BUCKET_S` (5-minute) buckets written at
+  the same time as the raw rows (sums plus the number of samples in the bucket, so an average over a bucket
+  counts the samples where a role was absent as zero); kept `retention_days`.
+- `top_raw(ts, role, pid, label, user, rss_anon_bytes, rss_bytes)`: the top processes of each role per sample
+  (labels only, never a command line); kept 24 h.
+- `cgroup_raw(ts, path, usage_bytes, limit_bytes)` and `cgroup_bucket(bucket, path, usage_sum, n, limit_bytes)`:
+  DSS cgroups, their own series (never added to process sums).
+- `latest_processes` and `latest_cgroups`: the whole last sample (replaced at each sample), from which the
+  snapshot and table endpoints are served, so only the sampler ever scans the host.
+
+Concurrency: WAL journal, `busy_timeout`; writes are short `BEGIN IMMEDIATE` transactions, readers never block
+the writer. Only one sampler writes (see `sampler.py`: an exclusive `flock` on `<db>.lock` elects it).
+A window query returns at most a few hundred points per series (`WINDOWS`).
+"""
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 1
+DB_FILENAME = "history.sqlite"
+RAW_RETENTION_S = 24 * 3600  # raw samples and top processes are kept one day
+BUCKET_S = 300  # downsampled buckets: 5 minutes
+BUSY_TIMEOUT_MS = 5000
+PRUNE_EVERY_S = 60.0  # prune at most once a minute
+DEFAULT_TOP_N = 8
+
+# window name -> (length in seconds, display step in seconds, source: "raw" or "bucket")
+WINDOWS = {
+    "1h": (3600, 10, "raw"),
+    "24h": (24 * 3600, 300, "bucket"),
+    "7d": (7 * 24 * 3600, 1800, "bucket"),
+}
+
+_SECRET_HINTS = ("secret", "password", "passwd", "token", "apikey", "api_key", "credential", "cmdline", "argv")
+_MAX_ID_CHARS = 200
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS samples (ts REAL PRIMARY KEY, wall_seconds REAL, cpu_seconds REAL, seen INTEGER,"
+    " sampler_cpu_percent REAL)",
+    "CREATE TABLE IF NOT EXISTS role_raw (ts REAL NOT NULL, role TEXT NOT NULL, count INTEGER NOT NULL,"
+    " rss_anon_bytes INTEGER NOT NULL, rss_bytes INTEGER NOT NULL, cpu_percent REAL NOT NULL,"
+    " PRIMARY KEY (ts, role))",
+    "CREATE TABLE IF NOT EXISTS bucket_samples (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS role_bucket (bucket INTEGER NOT NULL, role TEXT NOT NULL,"
+    " count_sum REAL NOT NULL, rss_anon_sum REAL NOT NULL, rss_sum REAL NOT NULL, cpu_sum REAL NOT NULL,"
+    " PRIMARY KEY (bucket, role))",
+    "CREATE TABLE IF NOT EXISTS top_raw (ts REAL NOT NULL, role TEXT NOT NULL, pid INTEGER NOT NULL,"
+    " label TEXT, user TEXT, rss_anon_bytes INTEGER, rss_bytes INTEGER)",
+    "CREATE INDEX IF NOT EXISTS top_raw_ts ON top_raw (ts)",
+    "CREATE TABLE IF NOT EXISTS cgroup_raw (ts REAL NOT NULL, path TEXT NOT NULL, usage_bytes INTEGER,"
+    " limit_bytes INTEGER, PRIMARY KEY (ts, path))",
+    "CREATE TABLE IF NOT EXISTS cgroup_bucket (bucket INTEGER NOT NULL, path TEXT NOT NULL,"
+    " usage_sum REAL NOT NULL, n INTEGER NOT NULL, limit_bytes INTEGER, PRIMARY KEY (bucket, path))",
+    "CREATE TABLE IF NOT EXISTS latest_processes (pid INTEGER NOT NULL, ppid INTEGER, create_time REAL,"
+    " name TEXT, role TEXT, label TEXT, user TEXT, instance TEXT, rss_bytes INTEGER, rss_anon_bytes INTEGER,"
+    " cpu_percent REAL, num_threads INTEGER, age_seconds REAL, cgroup TEXT, ids TEXT)",
+    "CREATE TABLE IF NOT EXISTS latest_cgroups (path TEXT PRIMARY KEY, usage_bytes INTEGER, limit_bytes INTEGER,"
+    " version INTEGER)",
+)
+
+
+@dataclass(frozen=True)
+class RoleSample:
+    """One role's totals in one sample (the unit of the role series)."""
+
+    role: str
+    count: int
+    rss_anon_bytes: int
+    rss_bytes: int
+    cpu_percent: float
+
+
+@dataclass(frozen=True)
+class RoleSeries:
+    """Per-role series over a window. `times` are epoch seconds (start of each step); each role maps
+    "count", "rss_anon_bytes", "rss_bytes", "cpu_percent" to a tuple aligned with `times` (averages per step)."""
+
+    window: str
+    step_s: int
+    times: Tuple[float, ...]
+    roles: Mapping[str, Mapping[str, Tuple[float, ...]]]
+
+    @property
+    def points(self):
+        return len(self.times)
+
+
+@dataclass(frozen=True)
+class CgroupSeries:
+    window: str
+    step_s: int
+    times: Tuple[float, ...]
+    usage_bytes: Mapping[str, Tuple[Optional[float], ...]]  # path -> usage aligned with times (None: no data)
+    limit_bytes: Mapping[str, Optional[int]]  # path -> last known limit (None: unlimited)
+
+
+@dataclass(frozen=True)
+class StoredProcess:
+    """A process of the last sample as stored: labels and extracted ids only, never a command line."""
+
+    pid: int
+    ppid: Optional[int]
+    create_time: Optional[float]
+    name: Optional[str]
+    role: str
+    label: str
+    user: Optional[str]
+    instance: Optional[str]
+    rss_bytes: Optional[int]
+    rss_anon_bytes: Optional[int]
+    cpu_percent: Optional[float]
+    num_threads: Optional[int]
+    age_seconds: Optional[float]
+    cgroup: Optional[str]
+    ids: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredCgroup:
+    path: str
+    usage_bytes: Optional[int]
+    limit_bytes: Optional[int]
+    version: int
+
+
+@dataclass(frozen=True)
+class LatestSample:
+    """The last sample: what the snapshot and table endpoints serve."""
+
+    taken_at: float  # epoch seconds
+    hostname: str
+    processes: Tuple[StoredProcess, ...]
+    cgroups: Tuple[StoredCgroup, ...]
+    stats: Mapping[str, object]  # the scan's ScanStats as a dict
+    sampler: Mapping[str, object]  # the sampler's own figures (interval_s, cpu_percent_of_core, ...)
+    on_host: bool
+    degraded_reason: Optional[str]
+
+
+def default_history_dir(environ=None):
+    """`$DIP_HOME/tmp/process-tracker/history` when DIP_HOME is set (inside DSS), else a folder in the temp dir."""
+    import tempfile
+
+    env = os.environ if environ is None else environ
+    dip_home = env.get("DIP_HOME")
+    if dip_home:
+        return os.path.join(dip_home, "tmp", "process-tracker", "history")
+    return os.path.join(tempfile.gettempdir(), "process-tracker-history")
+
+
+def safe_ids(ids):
+    """The extracted ids worth keeping: scalars, short, and nothing whose key hints at a secret."""
+    kept = {}
+    for key, value in dict(ids or {}).items():
+        lowered = str(key).lower()
+        if any(hint in lowered for hint in _SECRET_HINTS):
+            continue
+        if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+            kept[str(key)] = value
+        elif isinstance(value, str) and len(value) <= _MAX_ID_CHARS:
+            kept[str(key)] = value
+    return kept
+
+
+def role_samples_from_snapshot(snapshot):
+    """Per-role totals of a host.Snapshot, from its `roles` when present, else summed from its processes."""
+    if snapshot.roles:
+        return [
+            RoleSample(role, int(t.count), int(t.rss_anon_bytes or 0), int(t.rss_bytes or 0), float(t.cpu_percent or 0))
+            for role, t in sorted(snapshot.roles.items())
+        ]
+    totals = {}
+    for p in snapshot.processes:
+        c, anon, rss, cpu = totals.get(p.role, (0, 0, 0, 0.0))
+        totals[p.role] = (c + 1, anon + (p.rss_anon_bytes or 0), rss + (p.rss_bytes or 0), cpu + (p.cpu_percent or 0.0))
+    return [RoleSample(role, *values) for role, values in sorted(totals.items())]
+
+
+def top_processes_by_role(processes, top_n):
+    """role -> the `top_n` processes of that role by RssAnon (largest first)."""
+    by_role = {}
+    for p in processes:
+        by_role.setdefault(p.role, []).append(p)
+    return {
+        role: sorted(procs, key=lambda p: (-(p.rss_anon_bytes or 0), p.pid))[:top_n] for role, procs in by_role.items()
+    }
+
+
+class HistoryStore:
+    """The SQLite history at `<directory>/history.sqlite`. Thread-safe: one connection per operation.
+
+    `clock()` gives epoch seconds (injectable for tests); `retention_days` bounds the downsampled buckets.
+    """
+
+    def __init__(self, directory, retention_days=7, clock=time.time, top_n=DEFAULT_TOP_N):
+        if not directory:
+            raise ConfigError("historyDir", "the history folder must not be empty")
+        self.directory = directory
+        self.path = os.path.join(directory, DB_FILENAME)
+        self.retention_days = float(retention_days)
+        self.clock = clock
+        self.top_n = int(top_n)
+        self._last_prune = 0.0
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise ConfigError("historyDir", "cannot create %s (%s)" % (directory, e.__class__.__name__)) from None
+        self._init_schema()
+
+    # -- connections ----------------------------------------------------------------------------------------
+    def connect(self):
+        """A new connection in autocommit mode (transactions are explicit), WAL, with a busy timeout."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise ConfigError("historyDir", "cannot open %s (%s)" % (self.path, e.__class__.__name__)) from None
+        conn.execute("PRAGMA busy_timeout = %d" % BUSY_TIMEOUT_MS)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _init_schema(self):
+        conn = self.connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self.journal_mode = str(mode).lower()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_SCHEMA[0])
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is not None and int(row[0]) != SCHEMA_VERSION:
+                    raise ConfigError(
+                        "historyDir",
+                        "%s has history schema version %s, this plugin uses %d: choose another folder"
+                        % (self.path, row[0], SCHEMA_VERSION),
+                    )
+                for statement in _SCHEMA[1:]:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+
+    def schema_version(self):
+        conn = self.connect()
+        try:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        finally:
+            conn.close()
+
+    # -- writing --------------------------------------------------------------------------------------------
+    def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None):
+        """Write one sample from a host.Snapshot: series, top processes, cgroups, and the whole last sample.
+
+        `sampler` is a dict of the sampler's own figures (stored with the sample, shown by /api/snapshot).
+        """
+        ts = float(snapshot.taken_at)
+        sampler = dict(sampler or {})
+        roles = role_samples_from_snapshot(snapshot)
+        top = top_processes_by_role(snapshot.processes, self.top_n)
+        stats = {
+            name: getattr(snapshot.stats, name, None)
+            for name in ("wall_seconds", "cpu_seconds", "seen", "new", "classified", "access_denied", "vanished")
+        }
+        latest = {
+            "taken_at": ts,
+            "hostname": snapshot.hostname,
+            "stats": stats,
+            "sampler": sampler,
+            "on_host": bool(on_host),
+            "degraded_reason": degraded_reason,
+        }
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)",
+                    (ts, stats["wall_seconds"], stats["cpu_seconds"], stats["seen"], sampler.get("cpu_percent_of_core")),
+                )
+                self._write_series(conn, ts, roles, [(c.path, c.usage_bytes, c.limit_bytes) for c in snapshot.cgroups])
+                conn.executemany(
+                    "INSERT INTO top_raw VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (ts, role, p.pid, p.label, p.user, p.rss_anon_bytes, p.rss_bytes)
+                        for role, procs in sorted(top.items())
+                        for p in procs
+                    ],
+                )
+                conn.execute("DELETE FROM latest_processes")
+                conn.executemany(
+                    "INSERT INTO latest_processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            p.pid, p.ppid, p.create_time, p.name, p.role, p.label, p.user, p.instance, p.rss_bytes,
+                            p.rss_anon_bytes, p.cpu_percent, p.num_threads, p.age_seconds, p.cgroup,
+                            json.dumps(safe_ids(p.ids), sort_keys=True),
+                        )
+                        for p in snapshot.processes
+                    ],
+                )
+                conn.execute("DELETE FROM latest_cgroups")
+                conn.executemany(
+                    "INSERT OR REPLACE INTO latest_cgroups VALUES (?, ?, ?, ?)",
+                    [(c.path, c.usage_bytes, c.limit_bytes, c.version) for c in snapshot.cgroups],
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._maybe_prune(conn)
+        finally:
+            conn.close()
+
+    def record_series(self, samples):
+        """Write series only, for backfills and benchmarks: `samples` is an iterable of
+        `(ts, [RoleSample], [(cgroup_path, usage_bytes, limit_bytes)])`, written in one transaction."""
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for ts, roles, cgroups in samples:
+                    conn.execute("INSERT OR REPLACE INTO samples (ts) VALUES (?)", (float(ts),))
+                    self._write_series(conn, float(ts), roles, cgroups)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._maybe_prune(conn)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _write_series(conn, ts, roles, cgroups):
+        bucket = int(ts // BUCKET_S) * BUCKET_S
+        conn.executemany(
+            "INSERT OR REPLACE INTO role_raw VALUES (?, ?, ?, ?, ?, ?)",
+            [(ts, r.role, r.count, r.rss_anon_bytes, r.rss_bytes, r.cpu_percent) for r in roles],
+        )
+        if conn.execute("UPDATE bucket_samples SET n = n + 1 WHERE bucket = ?", (bucket,)).rowcount == 0:
+            conn.execute("INSERT INTO bucket_samples VALUES (?, 1)", (bucket,))
+        for r in roles:
+            values = (r.count, r.rss_anon_bytes, r.rss_bytes, r.cpu_percent, bucket, r.role)
+            updated = conn.execute(
+                "UPDATE role_bucket SET count_sum = count_sum + ?, rss_anon_sum = rss_anon_sum + ?,"
+                " rss_sum = rss_sum + ?, cpu_sum = cpu_sum + ? WHERE bucket = ? AND role = ?",
+                values,
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT INTO role_bucket (count_sum, rss_anon_sum, rss_sum, cpu_sum, bucket, role)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+        for path, usage, limit in cgroups:
+            conn.execute("INSERT OR REPLACE INTO cgroup_raw VALUES (?, ?, ?, ?)", (ts, path, usage, limit))
+            if usage is None:
+                continue
+            updated = conn.execute(
+                "UPDATE cgroup_bucket SET usage_sum = usage_sum + ?, n = n + 1, limit_bytes = ?"
+                " WHERE bucket = ? AND path = ?",
+                (usage, limit, bucket, path),
+            ).rowcount
+            if not updated:
+                conn.execute("INSERT INTO cgroup_bucket VALUES (?, ?, ?, 1, ?)", (bucket, path, usage, limit))
+
+    # -- retention ------------------------------------------------------------------------------------------
+    def _maybe_prune(self, conn):
+        now = self.clock()
+        if now - self._last_prune >= PRUNE_EVERY_S or now < self._last_prune:
+            self._prune(conn, now)
+            self._last_prune = now
+
+    def prune(self, now=None):
+        """Drop raw rows older than 24 h and buckets older than the retention. Returns rows deleted."""
+        conn = self.connect()
+        try:
+            return self._prune(conn, self.clock() if now is None else now)
+        finally:
+            conn.close()
+
+    def _prune(self, conn, now):
+        raw_cutoff = now - RAW_RETENTION_S
+        bucket_cutoff = now - self.retention_days * 86400
+        deleted = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("samples", "role_raw", "top_raw", "cgroup_raw"):
+                deleted += conn.execute("DELETE FROM %s WHERE ts < ?" % table, (raw_cutoff,)).rowcount  # noqa: S608
+            for table in ("bucket_samples", "role_bucket", "cgroup_bucket"):
+                deleted += conn.execute("DELETE FROM %s WHERE bucket < ?" % table, (bucket_cutoff,)).rowcount  # noqa: S608
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return deleted
+
+    # -- reading --------------------------------------------------------------------------------------------
+    @staticmethod
+    def window(window):
+        """(seconds, step_s, source) of a window name; ConfigError naming `window` otherwise."""
+        try:
+            return WINDOWS[window]
+        except (KeyError, TypeError):
+            raise ConfigError("window", "must be one of %s, got %r" % (", ".join(WINDOWS), window)) from None
+
+    def role_series(self, window="24h", now=None):
+        """Per-role averages over `window` ("1h", "24h", "7d"), one point per display step."""
+        seconds, step, source = self.window(window)
+        now = self.clock() if now is None else now
+        since = now - seconds
+        if source == "raw":
+            n_sql = "SELECT CAST(ts / ? AS INTEGER) AS b, COUNT(*) FROM samples WHERE ts >= ? GROUP BY b"
+            sums_sql = (
+                "SELECT CAST(ts / ? AS INTEGER) AS b, role, SUM(count), SUM(rss_anon_bytes), SUM(rss_bytes),"
+                " SUM(cpu_percent) FROM role_raw WHERE ts >= ? GROUP BY b, role"
+            )
+        else:
+            n_sql = "SELECT CAST(bucket / ? AS INTEGER) AS b, SUM(n) FROM bucket_samples WHERE bucket >= ? GROUP BY b"
+            sums_sql = (
+                "SELECT CAST(bucket / ? AS INTEGER) AS b, role, SUM(count_sum), SUM(rss_anon_sum), SUM(rss_sum),"
+                " SUM(cpu_sum) FROM role_bucket WHERE bucket >= ? GROUP BY b, role"
+            )
+            since = int(since // BUCKET_S) * BUCKET_S
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN")
+            counts = dict(conn.execute(n_sql, (step, since)).fetchall())
+            sums = conn.execute(sums_sql, (step, since)).fetchall()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        steps = sorted(counts)
+        index = {b: i for i, b in enumerate(steps)}
+        names = ("count", "rss_anon_bytes", "rss_bytes", "cpu_percent")
+        roles = {}
+        for b, role, *values in sums:
+            if b not in index:
+                continue
+            series = roles.setdefault(role, {name: [0.0] * len(steps) for name in names})
+            n = counts[b] or 1
+            for name, value in zip(names, values):
+                series[name][index[b]] = (value or 0) / n
+        return RoleSeries(
+            window=window,
+            step_s=step,
+            times=tuple(float(b * step) for b in steps),
+            roles={role: {name: tuple(vals) for name, vals in series.items()} for role, series in sorted(roles.items())},
+        )
+
+    def cgroup_series(self, window="24h", now=None):
+        """Per-cgroup average usage over `window`, one point per display step, and each cgroup's last limit."""
+        seconds, step, source = self.window(window)
+        now = self.clock() if now is None else now
+        since = now - seconds
+        if source == "raw":
+            sql = (
+                "SELECT CAST(ts / ? AS INTEGER) AS b, path, AVG(usage_bytes), MAX(ts), limit_bytes FROM cgroup_raw"
+                " WHERE ts >= ? GROUP BY b, path ORDER BY b"
+            )
+        else:
+            sql = (
+                "SELECT CAST(bucket / ? AS INTEGER) AS b, path, SUM(usage_sum) / SUM(n), MAX(bucket), limit_bytes"
+                " FROM cgroup_bucket WHERE bucket >= ? GROUP BY b, path ORDER BY b"
+            )
+        conn = self.connect()
+        try:
+            rows = conn.execute(sql, (step, since)).fetchall()
+        finally:
+            conn.close()
+        steps = sorted({r[0] for r in rows})
+        index = {b: i for i, b in enumerate(steps)}
+        usage, limits = {}, {}
+        for b, path, avg, _, limit in rows:
+            usage.setdefault(path, [None] * len(steps))[index[b]] = avg
+            limits[path] = limit
+        return CgroupSeries(
+            window=window,
+            step_s=step,
+            times=tuple(float(b * step) for b in steps),
+            usage_bytes={p: tuple(v) for p, v in sorted(usage.items())},
+            limit_bytes=limits,
+        )
+
+    def top_processes(self, since, until=None):
+        """Top processes per role stored between `since` and `until` (epoch s): (ts, role, pid, label, user,
+        rss_anon_bytes, rss_bytes) tuples, oldest first. Kept 24 h."""
+        until = self.clock() if until is None else until
+        conn = self.connect()
+        try:
+            return conn.execute(
+                "SELECT ts, role, pid, label, user, rss_anon_bytes, rss_bytes FROM top_raw WHERE ts >= ? AND ts <= ?"
+                " ORDER BY ts, role, rss_anon_bytes DESC",
+                (since, until),
+            ).fetchall()
+        finally:
+            conn.close()
+
+    def latest(self):
+        """The last sample written, or None when the sampler has not written one yet."""
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'latest'").fetchone()
+            if row is None:
+                conn.execute("COMMIT")
+                return None
+            procs = conn.execute("SELECT * FROM latest_processes").fetchall()
+            cgroups = conn.execute("SELECT * FROM latest_cgroups ORDER BY path").fetchall()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        meta = json.loads(row[0])
+        return LatestSample(
+            taken_at=float(meta["taken_at"]),
+            hostname=meta.get("hostname") or "",
+            processes=tuple(StoredProcess(*r[:-1], ids=json.loads(r[-1] or "{}")) for r in procs),
+            cgroups=tuple(StoredCgroup(*r) for r in cgroups),
+            stats=meta.get("stats") or {},
+            sampler=meta.get("sampler") or {},
+            on_host=bool(meta.get("on_host")),
+            degraded_reason=meta.get("degraded_reason"),
+        )
+
+    def size(self):
+        """(rows in the series tables, bytes on disk including the WAL)."""
+        conn = self.connect()
+        try:
+            rows = 0
+            for table in ("samples", "role_raw", "role_bucket", "top_raw", "cgroup_raw", "cgroup_bucket"):
+                rows += conn.execute("SELECT COUNT(*) FROM %s" % table).fetchone()[0]  # noqa: S608 - constant names
+        finally:
+            conn.close()
+        size = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                size += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return rows, size
+
+
+def role_samples(values):
+    """Build RoleSamples from `{role: (count, rss_anon_bytes, rss_bytes, cpu_percent)}` (backfills, tests)."""
+    return [RoleSample(role, *v) for role, v in sorted(values.items())]
+
+
+__all__ = [
+    "HistoryStore",
+    "LatestSample",
+    "RoleSample",
+    "RoleSeries",
+    "CgroupSeries",
+    "StoredProcess",
+    "StoredCgroup",
+    "WINDOWS",
+    "default_history_dir",
+    "role_samples",
+    "safe_ids",
+]
+
