@@ -1,0 +1,234 @@
+"""Plotly figures from records and history series, as JSON-safe dicts (`fig.to_plotly_json()`).
+
+Every function takes records (host processes, activities, cgroups, `history.RoleSeries`) and returns a figure
+dict the page passes to `Plotly.react(div, fig.data, fig.layout)`. Figures carry labels, pids, ids and
+numbers only: never a command line. Text that comes from users (notebook names, projects, logins) is
+HTML-escaped, because plotly.js interprets a subset of HTML in text and hover labels.
+Memory is shown in MiB, times as epoch milliseconds on date axes (UTC).
+"""
+import html
+
+MIB = 1024.0 * 1024.0
+HIDDEN_ROLES = ("not_dss",)  # processes that are not DSS's: scanned, stored, not charted
+KERNEL_ROLES = ("jupyter_kernel",)
+TEMPLATE = "plotly_white"
+_FALLBACK_PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
+)
+
+
+def role_style(role):
+    """(display name, colour) of a role id, from the role catalogue; stable for ids it does not know."""
+    try:
+        from . import roles as catalogue  # the role catalogue (display names and colours are data there)
+    except ImportError:  # pragma: no cover - the catalogue ships with the plugin
+        catalogue = None
+    style = getattr(catalogue, "role_style", None)
+    if style is not None:
+        try:
+            display, colour = style(role)
+            return str(display), str(colour)
+        except (KeyError, LookupError, ValueError, TypeError):
+            pass
+    display = str(role).replace("_", " ")
+    index = sum(ord(c) for c in str(role)) % len(_FALLBACK_PALETTE)
+    return display, _FALLBACK_PALETTE[index]
+
+
+def _esc(value):
+    return html.escape("" if value is None else str(value), quote=False)
+
+
+def _mib(value):
+    return None if value is None else round(value / MIB, 1)
+
+
+def _figure(data, layout):
+    import plotly.graph_objects as go
+
+    base = {"template": TEMPLATE, "margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "font": {"size": 12}}
+    base.update(layout)
+    return go.Figure(data=data, layout=base).to_plotly_json()
+
+
+def _charted(processes):
+    return [p for p in processes if p.role not in HIDDEN_ROLES]
+
+
+def treemap(processes, top_n=8, title="Memory by role now (RssAnon)"):
+    """Instance -> role -> process treemap sized by RssAnon, the `top_n` biggest per role plus "other"."""
+    ids, labels, parents, values, colours, hover = [], [], [], [], [], []
+    tree = {}
+    for p in _charted(processes):
+        tree.setdefault(p.instance or "unknown instance", {}).setdefault(p.role, []).append(p)
+    for instance in sorted(tree):
+        inst_id = "i:%s" % instance
+        inst_total = 0.0
+        inst_index = len(ids)
+        ids.append(inst_id), labels.append(_esc(instance)), parents.append(""), values.append(0.0)
+        colours.append("#eeeeee"), hover.append(_esc(instance))
+        for role in sorted(tree[instance]):
+            procs = sorted(tree[instance][role], key=lambda p: (-(p.rss_anon_bytes or 0), p.pid))
+            display, colour = role_style(role)
+            role_id = "%s/r:%s" % (inst_id, role)
+            role_total = sum((p.rss_anon_bytes or 0) for p in procs) / MIB
+            inst_total += role_total
+            ids.append(role_id), labels.append(_esc(display)), parents.append(inst_id)
+            values.append(round(role_total, 1)), colours.append(colour)
+            hover.append("%s: %d processes" % (_esc(display), len(procs)))
+            for p in procs[:top_n]:
+                ids.append("%s/p:%d" % (role_id, p.pid))
+                labels.append("%s %d" % (_esc(p.label), p.pid))
+                parents.append(role_id)
+                values.append(_mib(p.rss_anon_bytes or 0))
+                colours.append(colour)
+                hover.append("pid %d, user %s" % (p.pid, _esc(p.user or "?")))
+            rest = procs[top_n:]
+            if rest:
+                ids.append("%s/other" % role_id)
+                labels.append("other (%d)" % len(rest))
+                parents.append(role_id)
+                values.append(round(sum((p.rss_anon_bytes or 0) for p in rest) / MIB, 1))
+                colours.append(colour)
+                hover.append("%d smaller processes" % len(rest))
+            # parents must be at least the sum of their children once rounded
+            values[ids.index(role_id)] = round(sum(v for i, v in zip(parents, values) if i == role_id), 1)
+        values[inst_index] = round(sum(v for i, v in zip(parents, values) if i == inst_id), 1)
+    trace = {
+        "type": "treemap",
+        "ids": ids,
+        "labels": labels,
+        "parents": parents,
+        "values": values,
+        "branchvalues": "total",
+        "marker": {"colors": colours},
+        "customdata": hover,
+        "hovertemplate": "<b>%{label}</b><br>%{value:,.1f} MiB RssAnon<br>%{customdata}<extra></extra>",
+        "textinfo": "label+value",
+    }
+    return _figure([trace], {"title": {"text": title}, "margin": {"l": 5, "r": 5, "t": 40, "b": 5}})
+
+
+def java_xmx(processes, title="Java processes: RSS against -Xmx"):
+    """One bar per Java process with a known -Xmx (ids["xmx_bytes"]): its RSS, and its -Xmx as a marker."""
+    javas = sorted(
+        (p for p in _charted(processes) if p.ids.get("xmx_bytes")),
+        key=lambda p: (-(p.rss_bytes or 0), p.pid),
+    )
+    names = ["%s %d" % (_esc(p.label), p.pid) for p in javas]
+    colours = [role_style(p.role)[1] for p in javas]
+    data = [
+        {"type": "bar", "name": "RSS", "x": names, "y": [_mib(p.rss_bytes) for p in javas],
+         "marker": {"color": colours}, "hovertemplate": "%{x}<br>RSS %{y:,.0f} MiB<extra></extra>"},
+        {"type": "scatter", "mode": "markers", "name": "-Xmx", "x": names, "y": [_mib(p.ids["xmx_bytes"]) for p in javas],
+         "marker": {"symbol": "line-ew-open", "size": 28, "color": "#333", "line": {"width": 3}},
+         "hovertemplate": "%{x}<br>-Xmx %{y:,.0f} MiB<extra></extra>"},
+    ]
+    return _figure(data, {"title": {"text": title}, "yaxis": {"title": {"text": "MiB"}}, "showlegend": True})
+
+
+def kernels_idle_memory(processes, activities_by_pid, now, title="Jupyter kernels: idle time against memory"):
+    """One point per kernel process: x idle hours (from its session's last activity; None when DSS does not
+    list it), y RssAnon MiB, hover with project, notebook and user. Kernels DSS does not list are in red."""
+    known, orphans = [], []
+    for p in _charted(processes):
+        if p.role not in KERNEL_ROLES and not p.ids.get("kernel_id"):
+            continue
+        activity = activities_by_pid.get(p.pid)
+        (known if activity is not None else orphans).append((p, activity))
+
+    def trace(points, name, colour):
+        xs, ys, hover = [], [], []
+        for p, a in points:
+            idle = None
+            if a is not None and a.last_activity_time is not None:
+                idle = max(0.0, now - a.last_activity_time) / 3600.0
+            elif p.age_seconds is not None:
+                idle = p.age_seconds / 3600.0  # not listed by DSS: its whole life counts as idle
+            xs.append(None if idle is None else round(idle, 3))
+            ys.append(_mib(p.rss_anon_bytes))
+            if a is not None:
+                hover.append("%s / %s<br>user %s, pid %d, %s" % (
+                    _esc(a.project_key), _esc(a.name), _esc(a.owner), p.pid, _esc(a.state)))
+            else:
+                hover.append("not listed by DSS<br>pid %d, user %s" % (p.pid, _esc(p.user or "?")))
+        return {"type": "scatter", "mode": "markers", "name": name, "x": xs, "y": ys, "customdata": hover,
+                "marker": {"size": 11, "color": colour},
+                "hovertemplate": "%{customdata}<br>idle %{x:.1f} h, %{y:,.0f} MiB<extra></extra>"}
+
+    data = [trace(known, "sessions DSS lists", role_style(KERNEL_ROLES[0])[1]), trace(orphans, "orphan kernels", "#d62728")]
+    return _figure(data, {"title": {"text": title}, "xaxis": {"title": {"text": "idle (hours)"}},
+                          "yaxis": {"title": {"text": "RssAnon (MiB)"}}})
+
+
+def cgroups(cgroup_records, title="DSS cgroups: memory against limit"):
+    """Usage bars and limit markers per DSS cgroup; None when there is no DSS cgroup."""
+    records = sorted(cgroup_records, key=lambda c: c.path)
+    if not records:
+        return None
+    names = [_esc(c.path) for c in records]
+    data = [
+        {"type": "bar", "orientation": "h", "name": "usage", "y": names, "x": [_mib(c.usage_bytes) for c in records],
+         "marker": {"color": "#3182bd"}, "hovertemplate": "%{y}<br>usage %{x:,.0f} MiB<extra></extra>"},
+        {"type": "scatter", "mode": "markers", "name": "limit", "y": names, "x": [_mib(c.limit_bytes) for c in records],
+         "marker": {"symbol": "line-ns-open", "size": 24, "color": "#d62728", "line": {"width": 3}},
+         "hovertemplate": "%{y}<br>limit %{x:,.0f} MiB<extra></extra>"},
+    ]
+    return _figure(data, {"title": {"text": title}, "xaxis": {"title": {"text": "MiB"}},
+                          "margin": {"l": 200, "r": 20, "t": 40, "b": 40}})
+
+
+def _series_traces(series, metric, scale, stacked):
+    times = [int(t * 1000) for t in series.times]
+    data = []
+    for role in sorted(series.roles, key=lambda r: role_style(r)[0]):
+        if role in HIDDEN_ROLES:
+            continue
+        display, colour = role_style(role)
+        values = series.roles[role][metric]
+        trace = {"type": "scatter", "mode": "lines", "name": _esc(display), "x": times,
+                 "y": [round(v / scale, 1) for v in values], "line": {"color": colour, "width": 1.5}}
+        if stacked:
+            trace["stackgroup"] = "memory"
+            trace["fillcolor"] = colour
+        data.append(trace)
+    return data
+
+
+def memory_by_role(series, title=None):
+    """Stacked area of the average RssAnon (MiB) of each role over the window, stable colour per role."""
+    return _figure(
+        _series_traces(series, "rss_anon_bytes", MIB, stacked=True),
+        {"title": {"text": title or "Memory by role, last %s (RssAnon)" % series.window},
+         "xaxis": {"type": "date", "title": {"text": "time (UTC)"}}, "yaxis": {"title": {"text": "MiB"}},
+         "hovermode": "x unified"},
+    )
+
+
+def count_by_role(series, title=None):
+    """Lines of the average process count of each role over the window (the JEK pool, kernels piling up)."""
+    return _figure(
+        _series_traces(series, "count", 1.0, stacked=False),
+        {"title": {"text": title or "Processes by role, last %s" % series.window},
+         "xaxis": {"type": "date", "title": {"text": "time (UTC)"}}, "yaxis": {"title": {"text": "processes"}},
+         "hovermode": "x unified"},
+    )
+
+
+def role_rows(processes):
+    """The per-role summary rows of /api/snapshot from process records, biggest RssAnon first."""
+    totals = {}
+    for p in processes:
+        c, anon, rss, cpu = totals.get(p.role, (0, 0, 0, 0.0))
+        totals[p.role] = (c + 1, anon + (p.rss_anon_bytes or 0), rss + (p.rss_bytes or 0), cpu + (p.cpu_percent or 0.0))
+    rows = []
+    for role, (count, anon, rss, cpu) in totals.items():
+        display, colour = role_style(role)
+        rows.append({"role": role, "display": display, "colour": colour, "count": count, "rss_anon_bytes": anon,
+                     "rss_bytes": rss, "cpu_percent": round(cpu, 1)})
+    return sorted(rows, key=lambda r: (-r["rss_anon_bytes"], r["role"]))
+
+
+__all__ = ["role_style", "treemap", "java_xmx", "kernels_idle_memory", "cgroups", "memory_by_role",
+           "count_by_role", "role_rows"]
