@@ -1,0 +1,446 @@
+"""The macros' parameters, declared once, and the one place that turns a macro config or CLI args into rules.
+
+Each macro's parameters are a tuple of `Param` (data): the macro config key DSS uses (the names of DSS's built-in
+"Kill Jupyter sessions" macro where they exist), the CLI flag, the value type, the default, a label and a
+description. From that one declaration come:
+- the `params` of each `python-runnables/<id>/runnable.json` (`dss_params`; a test checks they match);
+- the CLI options of the mirror sub-commands (`add_cli_arguments`, `config_from_args`);
+- validation (`parse`): a bad value raises `ConfigError(param, message)` naming the parameter and saying what is
+  accepted; nothing is acted on.
+
+`parse(macro_id, config)` returns a `Plan`: the policy rules, whether to apply, what to list, the thresholds
+that fail a scheduled run.
+"""
+import argparse
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from . import policy
+from .errors import ConfigError
+
+MAX_HOURS = 100000.0  # ~11 years: anything above is a typo
+MAX_GIB = 1024.0 * 1024.0
+MAX_COUNT = 1000000
+MAX_WAIT_SECONDS = 3600.0
+PROJECT_KEY_RE = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+
+# DSS param type per value type
+_DSS_TYPES = {
+    "hours": "DOUBLE",
+    "gib": "DOUBLE",
+    "seconds": "DOUBLE",
+    "count": "INT",
+    "hour_of_day": "INT",
+    "minute": "INT",
+    "bool": "BOOLEAN",
+    "names": "STRINGS",
+    "choices": "MULTISELECT",
+    "string": "STRING",
+    "project_key": "STRING",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str  # the macro config key
+    flag: Optional[str]  # the CLI option ("--" + flag); None: not a CLI option (simulate is --apply)
+    type: str  # a key of _DSS_TYPES
+    default: Any
+    label: str
+    description: str
+    choices: Tuple[Tuple[str, str], ...] = ()  # (value, label) for "choices"
+
+
+def _scope(users_label, users_desc):
+    return (
+        Param("projects", "projects", "names", [], "Only these projects",
+              "Project keys to consider; empty: every project. CLI: comma-separated."),
+        Param("excludedProjects", "exclude-projects", "names", [], "Excluded projects",
+              "Project keys never touched (shown as spared)."),
+        Param("users", "users", "names", [], "Only these %s" % users_label,
+              "DSS logins of the %s to consider; empty: everyone." % users_desc),
+        Param("excludedUsers", "exclude-users", "names", [], "Excluded %s" % users_label,
+              "DSS logins whose %s are never touched (shown as spared)." % ("activities" if users_desc == "owners"
+                                                                            else users_desc)),
+    )
+
+
+_SIMULATE = Param(
+    "simulate", None, "bool", True, "Dry run (simulate)",
+    "List what would be done, with the reason for each row, and do nothing. Defaults to true here (DSS's "
+    "built-in macro defaults to false): untick to act. CLI: dry run unless --apply.",
+)
+_FAIL_COUNT = Param(
+    "failIfMoreThan", "fail-if-more-than", "count", 0, "Fail if more than N would be acted on",
+    "For scheduled runs: when more than this many activities are selected, act on none of them and fail the "
+    "step with a message. 0: never fail for this reason.",
+)
+_WAIT = Param(
+    "waitSeconds", "wait-seconds", "seconds", 10.0, "Seconds to confirm each action",
+    "How long to poll DSS after each abort/stop to tell 'aborted' from 'abort requested' (0 to 3600).",
+)
+_SCAN_HOST = Param(
+    "scanHost", "scan-host", "bool", True, "Read memory from the host",
+    "Scan the processes of the machine this runs on (the DSS host, for a macro) and join them to activities by "
+    "pid, to show memory. Off: API only.",
+)
+_IDLE = Param(
+    "maxIdleTimeHours", "max-idle-hours", "hours", 24.0, "Max idle time (hours)",
+    "Kill kernels idle for longer than this. 0 disables this rule.",
+)
+_AGE = Param(
+    "maxSessionAgeHours", "max-age-hours", "hours", 48.0, "Max session age (hours)",
+    "Kill kernels whose session is older than this, even if recently active. 0 disables this rule.",
+)
+
+KIND_LABELS = {
+    "notebook_session": "Jupyter kernel sessions",
+    "future": "Background tasks (futures)",
+    "scenario": "Running scenarios",
+    "job": "Running jobs",
+    "webapp": "Webapp backends",
+    "continuous_activity": "Continuous activities",
+    "code_studio": "Code studios",
+}
+
+ACTING_MACROS = ("kill-idle-kernels", "abort-background-tasks", "abort-long-jobs", "stop-idle-services")
+
+
+def _choices(kinds):
+    return tuple((k, KIND_LABELS[k]) for k in kinds)
+
+
+SPECS: Dict[str, Tuple[Param, ...]] = {
+    "kill-idle-kernels": (
+        _IDLE,
+        _AGE,
+        Param("dontKillBusyKernels", "spare-busy", "bool", True, "Don't kill busy kernels",
+              "Spare kernels currently executing code."),
+        Param("dontKillConnectedKernels", "spare-connected", "bool", True, "Don't kill connected kernels",
+              "Spare kernels with an open notebook connected to them."),
+        _SIMULATE,
+    ) + _scope("users", "session owners") + (
+        Param("freeMemoryGB", "free-memory-gb", "gib", 0.0, "Free this much memory (GiB)",
+              "Largest first: among the kernels selected by the rules above, act only on the largest ones (by "
+              "memory read on the host) until this many GiB would be freed. 0: act on all selected kernels."),
+        _SCAN_HOST,
+        _FAIL_COUNT,
+        Param("failIfMoreThanGB", "fail-if-more-than-gb", "gib", 0.0, "Fail if more than N GiB would be freed",
+              "For scheduled runs: when the selected kernels hold more than this memory, act on none of them and "
+              "fail the step. 0: never fail for this reason."),
+        _WAIT,
+    ),
+    "abort-background-tasks": (
+        Param("taskKinds", "task-kinds", "choices", list(policy.TASK_KINDS), "Kinds",
+              "Background tasks (futures: model trainings, exports, ...) and/or running scenarios.",
+              _choices(policy.TASK_KINDS)),
+        Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
+              "Abort tasks running for longer than this. 0: no minimum (every task in scope)."),
+        Param("taskTypes", "task-types", "names", [], "Only these task types",
+              "Task types (the future's payload action, e.g. run_scenario, train_model); empty: all."),
+        Param("excludedTaskTypes", "exclude-task-types", "names", [], "Excluded task types",
+              "Task types never aborted (shown as spared)."),
+        _SIMULATE,
+    ) + _scope("owners", "owners") + (_FAIL_COUNT, _WAIT),
+    "abort-long-jobs": (
+        Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
+              "Abort jobs running for longer than this. 0: no minimum (every job in scope)."),
+        _SIMULATE,
+    ) + _scope("initiators", "initiators") + (_FAIL_COUNT, _WAIT),
+    "stop-idle-services": (
+        Param("serviceKinds", "service-kinds", "choices", ["webapp", "code_studio"], "Kinds",
+              "Webapp backends, code studios and/or continuous activities (these run by design: select them "
+              "deliberately).", _choices(policy.SERVICE_KINDS)),
+        Param("minRunningHours", "min-running-hours", "hours", 72.0, "Running for more than (hours)",
+              "Stop services running for longer than this. 0: no minimum (every service in scope)."),
+        _SIMULATE,
+    ) + _scope("owners", "owners") + (_FAIL_COUNT, _WAIT),
+    "running-activities": (
+        Param("kinds", "kinds", "choices", list(KIND_LABELS), "Kinds", "What to list.", _choices(KIND_LABELS)),
+    ) + _scope("owners", "owners") + (
+        _SCAN_HOST,
+        Param("showOrphans", "show-orphans", "bool", True, "Show orphan processes",
+              "List host processes of a DSS role that no activity explains (e.g. a kernel whose session DSS no "
+              "longer lists). Needs the host scan."),
+    ),
+    "install-cleanup-scenario": (
+        Param("projectKey", "project", "project_key", "", "Project",
+              "Key of the project that holds the scenario; empty: the project the macro runs from."),
+        Param("scenarioName", "scenario-name", "string", "Process tracker: clean-up", "Scenario name",
+              "Name of the scenario created or updated (found again by its tag, then by this name)."),
+        Param("macros", "macros", "choices", ["kill-idle-kernels"], "Macros to run",
+              "The clean-up macros the scenario runs, one step each.",
+              tuple((m, m) for m in ACTING_MACROS)),
+        Param("hour", "hour", "hour_of_day", 2, "Hour (0-23)", "Hour of the daily run, DSS server time."),
+        Param("minute", "minute", "minute", 0, "Minute (0-59)", "Minute of the daily run."),
+        Param("act", "act", "bool", False, "Let the scheduled runs act",
+              "Off (default): the scenario's steps are dry runs that only report. On: they abort/kill/stop."),
+        _IDLE,
+        _AGE,
+        Param("excludedProjects", "exclude-projects", "names", [], "Excluded projects",
+              "Project keys the scheduled runs never touch."),
+        Param("excludedUsers", "exclude-users", "names", [], "Excluded users",
+              "DSS logins whose activities the scheduled runs never touch."),
+        _FAIL_COUNT,
+    ),
+}
+
+
+def dss_params(macro_id: str):
+    """The `params` list of the macro's runnable.json, as declared here."""
+    out = []
+    for p in SPECS[macro_id]:
+        d = {"name": p.name, "label": p.label, "type": _DSS_TYPES[p.type], "description": p.description,
+             "mandatory": False, "defaultValue": p.default}
+        if p.choices:
+            d["selectChoices"] = [{"value": v, "label": lab} for v, lab in p.choices]
+        if p.type == "hour_of_day":
+            d.update(minI=0, maxI=23)
+        elif p.type == "minute":
+            d.update(minI=0, maxI=59)
+        out.append(d)
+    return out
+
+
+# --- value checks: each returns the clean value or raises ConfigError(name, message) ---
+
+
+def _number(name, value, what, minimum, maximum, integer=False):
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(name, "must be %s, got %r" % (what, value))
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(name, "must be %s, got %r" % (what, text)) from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum or value > maximum:
+        raise ConfigError(name, "must be %s, got %r" % (what, value))
+    if integer:
+        if value != int(value):
+            raise ConfigError(name, "must be %s, got %r" % (what, value))
+        return int(value)
+    return float(value)
+
+
+def _bool(name, value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(name, "must be true or false, got %r" % (value,))
+
+
+def _names(name, value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(name, "must be a list of names, got %r" % (value,))
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(name, "must be a list of names, got %r in it" % (item,))
+        for part in item.split(","):
+            part = part.strip()
+            if part and part not in out:
+                if len(part) > 200 or any(ord(c) < 32 for c in part):
+                    raise ConfigError(name, "%r is not a valid name" % part)
+                out.append(part)
+    return out
+
+
+def _choice_list(p: Param, value):
+    names = _names(p.name, value)
+    accepted = [v for v, _ in p.choices]
+    for n in names:
+        if n not in accepted:
+            raise ConfigError(p.name, "unknown value %r; accepted: %s" % (n, ", ".join(accepted)))
+    if not names:
+        raise ConfigError(p.name, "select at least one of %s" % ", ".join(accepted))
+    return names
+
+
+def _string(name, value, maximum=200):
+    if not isinstance(value, str):
+        raise ConfigError(name, "must be a text, got %r" % (value,))
+    value = value.strip()
+    if not value or len(value) > maximum or any(ord(c) < 32 for c in value):
+        raise ConfigError(name, "must be a non-empty text of at most %d characters without control characters"
+                          % maximum)
+    return value
+
+
+def _project_key(name, value):
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not PROJECT_KEY_RE.match(value.strip()):
+        raise ConfigError(name, "must be a project key (letters, digits, underscores), got %r" % (value,))
+    return value.strip()
+
+
+def check_value(p: Param, value):
+    """The clean value of one parameter (its default when None), or ConfigError naming it."""
+    if value is None:
+        value = p.default
+    t = p.type
+    if t == "hours":
+        return _number(p.name, value, "a number of hours >= 0", 0.0, MAX_HOURS)
+    if t == "gib":
+        return _number(p.name, value, "a number of GiB >= 0", 0.0, MAX_GIB)
+    if t == "seconds":
+        return _number(p.name, value, "a number of seconds between 0 and %d" % MAX_WAIT_SECONDS, 0.0,
+                       MAX_WAIT_SECONDS)
+    if t == "count":
+        return _number(p.name, value, "a whole number >= 0", 0, MAX_COUNT, integer=True)
+    if t == "hour_of_day":
+        return _number(p.name, value, "a whole hour between 0 and 23", 0, 23, integer=True)
+    if t == "minute":
+        return _number(p.name, value, "a whole minute between 0 and 59", 0, 59, integer=True)
+    if t == "bool":
+        return _bool(p.name, value)
+    if t == "names":
+        return _names(p.name, value)
+    if t == "choices":
+        return _choice_list(p, value)
+    if t == "string":
+        return _string(p.name, value)
+    if t == "project_key":
+        return _project_key(p.name, value)
+    raise AssertionError("unknown param type %s" % t)  # pragma: no cover - a declaration error
+
+
+def values(macro_id: str, config) -> Dict[str, Any]:
+    """Every parameter of the macro, checked, defaults filled in. Unknown keys are ignored (DSS adds some)."""
+    if macro_id not in SPECS:
+        raise ConfigError("macro", "unknown macro %r; known: %s" % (macro_id, ", ".join(sorted(SPECS))))
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ConfigError("config", "must be a JSON object of parameters, got %s" % type(config).__name__)
+    return {p.name: check_value(p, config.get(p.name)) for p in SPECS[macro_id]}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A macro run, parsed: what to list, which rules decide, and what may fail a scheduled run."""
+
+    macro_id: str
+    kinds: Tuple[str, ...]
+    rules: Optional[policy.Rules] = None  # None for the read-only inventory and the installer
+    apply: bool = False
+    projects: Optional[Tuple[str, ...]] = None  # restrict the listing to these projects; None: all
+    scope: policy.Scope = field(default_factory=policy.Scope)
+    scan_host: bool = False
+    show_orphans: bool = False
+    fail_above_count: int = 0  # 0: off
+    fail_above_bytes: int = 0  # 0: off
+    wait_seconds: float = 10.0
+    values: Mapping[str, Any] = field(default_factory=dict)  # every checked parameter
+
+
+def _scope_of(v) -> policy.Scope:
+    return policy.Scope(
+        projects=frozenset(v.get("projects") or ()),
+        exclude_projects=frozenset(v.get("excludedProjects") or ()),
+        users=frozenset(v.get("users") or ()),
+        exclude_users=frozenset(v.get("excludedUsers") or ()),
+    )
+
+
+def _gib(x) -> int:
+    return int(round(x * 1024**3))
+
+
+def parse(macro_id: str, config) -> Plan:
+    """Macro config (or CLI args turned into one) -> Plan. Raises ConfigError naming the bad parameter."""
+    v = values(macro_id, config)
+    scope = _scope_of(v)
+    listing = tuple(sorted(scope.projects - scope.exclude_projects)) or None
+    if scope.projects and not listing:
+        raise ConfigError("projects", "every selected project is also excluded: nothing to consider")
+    common = dict(macro_id=macro_id, projects=listing, scope=scope, values=v)
+    if macro_id in ACTING_MACROS:
+        common.update(apply=not v["simulate"], fail_above_count=v["failIfMoreThan"], wait_seconds=v["waitSeconds"])
+    if macro_id == "kill-idle-kernels":
+        free = _gib(v["freeMemoryGB"]) or None
+        if free and not v["scanHost"]:
+            raise ConfigError("freeMemoryGB", "needs scanHost (memory is read on the host)")
+        rules = policy.KernelRules(
+            max_idle_hours=v["maxIdleTimeHours"], max_age_hours=v["maxSessionAgeHours"],
+            spare_busy=v["dontKillBusyKernels"], spare_connected=v["dontKillConnectedKernels"],
+            scope=scope, free_bytes=free)
+        return Plan(kinds=policy.KERNEL_KINDS, rules=rules, scan_host=v["scanHost"],
+                    fail_above_bytes=_gib(v["failIfMoreThanGB"]), **common)
+    if macro_id == "abort-background-tasks":
+        kinds = tuple(v["taskKinds"])
+        rules = policy.TaskRules(min_running_hours=v["minRunningHours"], kinds=kinds,
+                                 task_types=frozenset(v["taskTypes"]),
+                                 exclude_task_types=frozenset(v["excludedTaskTypes"]), scope=scope)
+        return Plan(kinds=kinds, rules=rules, **common)
+    if macro_id == "abort-long-jobs":
+        rules = policy.JobRules(min_running_hours=v["minRunningHours"], scope=scope)
+        return Plan(kinds=policy.JOB_KINDS, rules=rules, **common)
+    if macro_id == "stop-idle-services":
+        kinds = tuple(v["serviceKinds"])
+        rules = policy.ServiceRules(min_running_hours=v["minRunningHours"], kinds=kinds, scope=scope)
+        return Plan(kinds=kinds, rules=rules, **common)
+    if macro_id == "running-activities":
+        return Plan(kinds=tuple(v["kinds"]), scan_host=v["scanHost"], show_orphans=v["showOrphans"], **common)
+    # install-cleanup-scenario: the values are all the installer needs
+    return Plan(kinds=(), **common)
+
+
+# --- the CLI mirror: the same parameters as options ---
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser, macro_id: str) -> None:
+    """Add the macro's parameters as options (`--max-idle-hours`...), plus `--apply` for the macros that act.
+
+    Values are taken as text and checked by `parse` (one place), so the CLI accepts exactly what the macro does.
+    """
+    for p in SPECS[macro_id]:
+        if p.flag is None:
+            continue
+        help_text = "%s (default: %s)" % (p.description, _default_text(p))
+        if p.type == "bool":
+            parser.add_argument("--" + p.flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif p.type in ("names", "choices"):
+            parser.add_argument("--" + p.flag, dest=p.name, action="append", default=None, metavar="A,B",
+                                help=help_text)
+        else:
+            parser.add_argument("--" + p.flag, dest=p.name, default=None, metavar="VALUE", help=help_text)
+    if macro_id in ACTING_MACROS:
+        parser.add_argument("--apply", action="store_true", help="act; without it this is a dry run")
+
+
+def _default_text(p):
+    if isinstance(p.default, list):
+        return ",".join(p.default) or "all"
+    if isinstance(p.default, bool):
+        return "on" if p.default else "off"
+    return str(p.default) if p.default != "" else "none"
+
+
+def cli_flag(macro_id: str, name: str) -> str:
+    """The CLI option of a parameter, for error messages ("--max-idle-hours")."""
+    for p in SPECS.get(macro_id, ()):
+        if p.name == name and p.flag:
+            return "--" + p.flag
+    return name
+
+
+def config_from_args(macro_id: str, args) -> Dict[str, Any]:
+    """The macro config equivalent to parsed CLI args (options not given are left to their defaults)."""
+    config = {}
+    for p in SPECS[macro_id]:
+        value = getattr(args, p.name, None)
+        if value is not None:
+            config[p.name] = value
+    if macro_id in ACTING_MACROS:
+        config["simulate"] = not getattr(args, "apply", False)
+    return config

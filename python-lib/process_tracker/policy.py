@@ -1,0 +1,368 @@
+"""Which activities to act on, each with a readable reason; and why the others are spared.
+
+Pure: records in (`activities.Activity`), decisions out; the clock is injected (`now`, epoch seconds). Every
+candidate (an activity of the rules' kinds) gets exactly one `Decision`, acted on and spared alike.
+
+The checks, in order (the first that spares wins):
+1. self-protection (`Protection`): never the activity running this macro or its scenario;
+2. scope: project / user include and exclude lists, task types;
+3. kind rules: busy or connected kernels (when asked), aborts already in progress;
+4. thresholds: idle time, age / running time (hours; for kernels 0 disables a rule, as in DSS's built-in
+   "Kill Jupyter sessions" macro; for tasks, jobs and services 0 means "no minimum");
+5. for kernels, the optional "largest first until N bytes freed" mode keeps only as many of the kernels
+   selected so far as needed, largest memory first.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .render import format_bytes, format_duration, format_hours
+
+KERNEL_KINDS = ("notebook_session",)
+TASK_KINDS = ("future", "scenario")
+JOB_KINDS = ("job",)
+SERVICE_KINDS = ("webapp", "continuous_activity", "code_studio")
+
+PLUGIN_ID = "process-tracker"
+RUNNABLE_PREFIX = "pyrunnable_%s_" % PLUGIN_ID  # runnableType of this plugin's macros in scenario steps/futures
+WEBAPP_PREFIX = "webapp_%s_" % PLUGIN_ID  # webapp type of this plugin's webapps
+CLEANUP_TAG = "process-tracker-cleanup"  # tag of the scenario installed by scheduling.py
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One candidate activity, whether to act on it, and why (acted-on and spared rows alike)."""
+
+    activity: object  # activities.Activity
+    act: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which activities a rule may touch. Empty include sets mean "all"; excludes win over includes."""
+
+    projects: FrozenSet[str] = frozenset()
+    exclude_projects: FrozenSet[str] = frozenset()
+    users: FrozenSet[str] = frozenset()  # owners / session creators / job initiators
+    exclude_users: FrozenSet[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class KernelRules:
+    """Jupyter kernel sessions: the built-in "Kill Jupyter sessions" macro's rules, plus scope and memory."""
+
+    max_idle_hours: float = 24.0  # act when idle longer; 0 disables
+    max_age_hours: float = 48.0  # act when the session is older; 0 disables
+    spare_busy: bool = True
+    spare_connected: bool = True
+    scope: Scope = field(default_factory=Scope)
+    free_bytes: Optional[int] = None  # "largest first until this much memory is freed"; None: act on all selected
+    kinds: Tuple[str, ...] = KERNEL_KINDS
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """Background tasks (futures) and running scenarios."""
+
+    min_running_hours: float = 24.0  # act when running longer; 0: no minimum
+    kinds: Tuple[str, ...] = TASK_KINDS
+    task_types: FrozenSet[str] = frozenset()  # payload actions to consider (empty: all)
+    exclude_task_types: FrozenSet[str] = frozenset()
+    scope: Scope = field(default_factory=Scope)
+
+
+@dataclass(frozen=True)
+class JobRules:
+    """Running jobs (the scope's users are the jobs' initiators)."""
+
+    min_running_hours: float = 24.0  # act when running longer; 0: no minimum
+    scope: Scope = field(default_factory=Scope)
+    kinds: Tuple[str, ...] = JOB_KINDS
+
+
+@dataclass(frozen=True)
+class ServiceRules:
+    """Webapp backends, continuous activities and code studios, by running time."""
+
+    min_running_hours: float = 72.0  # act when running longer; 0: no minimum
+    kinds: Tuple[str, ...] = ("webapp", "code_studio")
+    scope: Scope = field(default_factory=Scope)
+
+
+Rules = Union[KernelRules, TaskRules, JobRules, ServiceRules]
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What must never be acted on: the activity running this macro, and its scenario.
+
+    - `pids`: this process and its ancestors; an activity whose pid is one of them runs this code (e.g. the CLI
+      started from a notebook kernel, or a macro started by a job kernel);
+    - `future_ids`: futures known to run this macro;
+    - `scenarios`: (project_key, scenario_id) of scenarios known to run this macro (their running instance and
+      the jobs they started are spared); project_key None matches any project;
+    - futures whose payload names one of this plugin's runnables (`RUNNABLE_PREFIX`) and this plugin's own
+      webapps are always spared (no environment needed).
+    """
+
+    pids: FrozenSet[int] = frozenset()
+    future_ids: FrozenSet[str] = frozenset()
+    scenarios: FrozenSet[Tuple[Optional[str], str]] = frozenset()
+
+
+NO_PROTECTION = Protection()
+
+
+# --- reading activity details defensively (field names written by activities.py; absent is fine) ---
+
+
+def _detail(activity, *names, default=None):
+    details = activity.details or {}
+    for name in names:
+        value = details.get(name)
+        if value is not None:
+            return value
+    return default
+
+
+def _strings(value, depth=0):
+    """Every string inside a JSON-like value (dicts, lists), bounded depth."""
+    if depth > 6:
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v, depth + 1)
+
+
+def _scenario_ref(activity):
+    """(project_key, scenario_id) a scenario activity runs, or a job was started by; None when unknown."""
+    scenario_id = _detail(activity, "scenario_id", "scenarioId")
+    if scenario_id is None and activity.kind == "scenario":
+        scenario_id = activity.name
+    return (activity.project_key, str(scenario_id)) if scenario_id else None
+
+
+def _connections(activity) -> int:
+    value = _detail(activity, "connections", "kernel_connections", "kernelConnections", default=0)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _task_type(activity) -> str:
+    if activity.kind == "scenario":
+        return str(_detail(activity, "action", "payload_action", default="run_scenario"))
+    return str(_detail(activity, "action", "payload_action", default="") or "")
+
+
+# --- the checks ---
+
+
+def protection_reason(activity, protected: Protection) -> Optional[str]:
+    """Why `activity` must be spared because it runs this macro or its scenario; None when it may be touched."""
+    if activity.pid is not None and activity.pid in protected.pids:
+        return "spared: runs this macro (pid %d)" % activity.pid
+    if activity.kind == "future":
+        if activity.id in protected.future_ids:
+            return "spared: runs this macro"
+        if any(s.startswith(RUNNABLE_PREFIX) for s in _strings(activity.details)):
+            return "spared: runs a %s macro" % PLUGIN_ID
+    if activity.kind in ("scenario", "job"):
+        ref = _scenario_ref(activity)
+        if ref is not None and (ref in protected.scenarios or (None, ref[1]) in protected.scenarios):
+            if activity.kind == "scenario":
+                return "spared: the scenario running this macro"
+            return "spared: started by the scenario running this macro"
+    if activity.kind == "webapp":
+        if any(s.startswith(WEBAPP_PREFIX) for s in _strings(activity.details)):
+            return "spared: the %s webapp" % PLUGIN_ID
+    return None
+
+
+def scope_reason(activity, scope: Scope) -> Optional[str]:
+    """Why `activity` is out of scope; None when in scope."""
+    project = activity.project_key
+    if project in scope.exclude_projects:
+        return "spared: project %s excluded" % project
+    if scope.projects and project not in scope.projects:
+        return "spared: project %s not selected" % (project or "(none)")
+    owner = activity.owner
+    if owner in scope.exclude_users:
+        return "spared: user %s excluded" % owner
+    if scope.users and owner not in scope.users:
+        return "spared: user %s not selected" % (owner or "(unknown)")
+    return None
+
+
+def _age(now, t):
+    return None if t is None else max(0.0, now - t)
+
+
+def _over(label, seconds, hours):
+    return "%s %s > %s" % (label, format_duration(seconds), format_hours(hours))
+
+
+def _within(label, seconds, hours):
+    return "%s %s <= %s" % (label, format_duration(seconds), format_hours(hours))
+
+
+def _kernel(activity, rules: KernelRules, now: float) -> Decision:
+    state = (activity.state or "").lower()
+    if rules.spare_busy and state == "busy":
+        return Decision(activity, False, "spared: busy")
+    connections = _connections(activity)
+    if rules.spare_connected and connections > 0:
+        return Decision(activity, False, "spared: connected (%d connection%s)" % (connections, "s"[: connections > 1]))
+    idle = _age(now, activity.last_activity_time)
+    age = _age(now, activity.start_time)
+    acts, spares = [], []
+    for label, value, limit in (("idle", idle, rules.max_idle_hours), ("age", age, rules.max_age_hours)):
+        if limit <= 0:
+            spares.append("%s rule off" % label)
+        elif value is None:
+            spares.append("%s unknown" % label)
+        elif value > limit * HOUR:
+            acts.append(_over(label, value, limit))
+        else:
+            spares.append(_within(label, value, limit))
+    if acts:
+        return Decision(activity, True, ", ".join(acts))
+    return Decision(activity, False, "spared: " + ", ".join(spares))
+
+
+def _running_rule(activity, min_hours: float, now: float) -> Decision:
+    running = _age(now, activity.start_time)
+    if min_hours <= 0:
+        return Decision(activity, True, "running %s (no minimum)" % (format_duration(running) or "for an unknown time"))
+    if running is None:
+        return Decision(activity, False, "spared: running time unknown")
+    if running > min_hours * HOUR:
+        return Decision(activity, True, _over("running", running, min_hours))
+    return Decision(activity, False, "spared: " + _within("running", running, min_hours))
+
+
+def _task(activity, rules: TaskRules, now: float) -> Decision:
+    task_type = _task_type(activity)
+    if task_type in rules.exclude_task_types:
+        return Decision(activity, False, "spared: task type %s excluded" % task_type)
+    if rules.task_types and task_type not in rules.task_types:
+        return Decision(activity, False, "spared: task type %s not selected" % (task_type or "(unknown)"))
+    if (activity.state or "").lower() == "aborting":
+        return Decision(activity, False, "spared: abort already in progress")
+    return _running_rule(activity, rules.min_running_hours, now)
+
+
+def _job(activity, rules: JobRules, now: float) -> Decision:
+    if (activity.state or "").lower() == "aborting":
+        return Decision(activity, False, "spared: abort already in progress")
+    return _running_rule(activity, rules.min_running_hours, now)
+
+
+def _service(activity, rules: ServiceRules, now: float) -> Decision:
+    return _running_rule(activity, rules.min_running_hours, now)
+
+
+_JUDGES = {KernelRules: _kernel, TaskRules: _task, JobRules: _job, ServiceRules: _service}
+
+
+def judge(activity, rules: Rules, now: float, protected: Protection = NO_PROTECTION) -> Decision:
+    """The decision for one activity of the rules' kinds (without the free-memory selection)."""
+    reason = protection_reason(activity, protected) or scope_reason(activity, rules.scope)
+    if reason:
+        return Decision(activity, False, reason)
+    return _JUDGES[type(rules)](activity, rules, now)
+
+
+def _key(activity):
+    return (activity.kind, activity.id)
+
+
+def _select_largest(decisions: List[Decision], free_bytes: int, memory: Mapping) -> List[Decision]:
+    """Keep acting on the largest selected kernels until `free_bytes` is reached; spare the rest, saying why."""
+    chosen = [d for d in decisions if d.act and memory.get(_key(d.activity)) is not None]
+    chosen.sort(key=lambda d: -memory[_key(d.activity)])
+    keep, freed = set(), 0
+    for d in chosen:
+        if freed >= free_bytes:
+            break
+        keep.add(_key(d.activity))
+        freed += memory[_key(d.activity)]
+    out = []
+    for d in decisions:
+        k = _key(d.activity)
+        if not d.act or k in keep:
+            if d.act:
+                d = Decision(d.activity, True, "%s; %s, largest first" % (d.reason, format_bytes(memory[k])))
+            out.append(d)
+        elif memory.get(k) is None:
+            out.append(Decision(d.activity, False, "spared: memory unknown (%s; the free-memory mode acts on "
+                                "measured kernels only)" % d.reason))
+        else:
+            out.append(Decision(d.activity, False, "spared: %s target reached by larger kernels (%s)" % (
+                format_bytes(free_bytes), d.reason)))
+    return out
+
+
+def decide(activities: Sequence, rules: Rules, now: float, protected: Protection = NO_PROTECTION,
+           memory: Optional[Mapping] = None) -> List[Decision]:
+    """One Decision per activity of `rules.kinds`, in the order given (others are not candidates).
+
+    `now` is epoch seconds. `memory` maps (kind, id) to bytes (from the host join), used by the kernel rules'
+    free-memory mode; without it that mode spares every kernel (memory unknown).
+    """
+    candidates = [a for a in activities if a.kind in rules.kinds]
+    decisions = [judge(a, rules, now, protected) for a in candidates]
+    if isinstance(rules, KernelRules) and rules.free_bytes:
+        decisions = _select_largest(decisions, rules.free_bytes, memory or {})
+    return decisions
+
+
+def make_recheck(rules: Rules, protected: Protection = NO_PROTECTION,
+                 clock: Optional[Callable[[], float]] = None) -> Callable[[object], Decision]:
+    """A `recheck` for `actions.perform`: the rule applied again to a fresh copy of an activity, just before
+    acting (a kernel that became busy, a task that became a protected one... is then spared).
+
+    The free-memory selection is not re-run (it was decided over the whole set); the per-activity rules are.
+    """
+    import time
+
+    clock = clock or time.time
+
+    def recheck(fresh_activity) -> Decision:
+        return judge(fresh_activity, rules, clock(), protected)
+
+    return recheck
+
+
+def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
+                    trigger: Optional[Mapping] = None,
+                    scenarios: Sequence[Tuple[Optional[str], str]] = ()) -> Protection:
+    """Build the Protection for a macro run from what DSS tells the macro process.
+
+    - `pids`: this process and its ancestors (the caller reads them);
+    - `trigger`: the scenario trigger JSON DSS writes for scenario runs (file named by the env var
+      DKU_CURRENT_SCENARIO_TRIGGER_FILE; DSS's `dataiku.scenario.Scenario` reads it in Python steps; that it is
+      set for macro steps too is unverified): its scenarioId (+ projectKey, else DKU_CURRENT_PROJECT_KEY) are
+      protected when present;
+    - `scenarios`: (project_key, scenario_id) found by other means (e.g. running scenarios whose steps call this
+      plugin's macros, which the caller finds through the API).
+    No environment variable naming the running future is documented by DSS: a macro's own future is recognised
+    by its payload naming one of this plugin's runnables instead (see `protection_reason`).
+    """
+    refs = set(scenarios)
+    if trigger:
+        candidates = [trigger] + [v for v in trigger.values() if isinstance(v, Mapping)]
+        for c in candidates:
+            scenario_id = c.get("scenarioId")
+            if scenario_id:
+                project = c.get("projectKey") or environ.get("DKU_CURRENT_PROJECT_KEY")
+                refs.add((project, str(scenario_id)))
+    return Protection(pids=frozenset(int(p) for p in pids), scenarios=frozenset(refs))
