@@ -8,7 +8,7 @@ A bad value raises ValueError naming the object and the field.
 import re
 import uuid
 
-from .state import FINISHED, INHERIT, Fault, Group, Task, User
+from .state import FINISHED, Fault, Group, Task, User
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

@@ -19,10 +19,10 @@ from .state import INHERIT, State
 
 
 class ManualClock:
-    """A clock for tests: time stands still until `advance(seconds)` or `set(epoch_seconds)`."""
+    """A clock for tests: time stands still until `advance(seconds)` or `set(epoch_seconds)` (starts at a whole second)."""
 
     def __init__(self, start=None):
-        self.t = time.time() if start is None else float(start)
+        self.t = float(int(time.time()) if start is None else start)
 
     def __call__(self):
         return self.t
