@@ -208,7 +208,14 @@ def test_protection_from_environment_reads_the_scenario_trigger():
     nested = {"trigger": {"scenarioId": "CLEANUP"}}
     assert protection_from({"DKU_CURRENT_PROJECT_KEY": "P"}, trigger=nested).scenarios == frozenset([("P", "CLEANUP")])
     assert protection_from({}, trigger={"trigger": {"type": "manual"}}).scenarios == frozenset()
-    assert protection_from({}, scenarios=[("A", "B")]).scenarios == frozenset([("A", "B")])
+    assert protection_from({}, plugin_scenarios=[("A", "B")]).plugin_scenarios == frozenset([("A", "B")])
+
+
+def test_scenarios_calling_this_plugins_macros_and_their_jobs_are_spared():
+    protected = Protection(plugin_scenarios=frozenset([("P", "NIGHTLY")]))
+    assert one(scenario(), TaskRules(), protected).reason == "spared: a scenario running a process-tracker macro"
+    assert one(job(scenario_id="NIGHTLY"), JobRules(), protected).reason == (
+        "spared: started by a scenario running a process-tracker macro")
 
 
 # --- tasks ---
@@ -303,20 +310,19 @@ def test_target_larger_than_everything_acts_on_all_measured():
 
 def test_recheck_applies_the_rule_to_the_fresh_activity_with_a_fresh_clock():
     recheck = make_recheck(KernelRules(), clock=lambda: NOW)
-    assert recheck(kernel(idle_h=100)).act
-    fresh = kernel(idle_h=100, state="busy")
-    assert recheck(fresh) == Decision(fresh, False, "spared: busy")
+    assert recheck(kernel(idle_h=100)) == (True, "idle 4.2 d > 24 h")
+    assert recheck(kernel(idle_h=100, state="busy")) == (False, "spared: busy")
     recheck = make_recheck(KernelRules(), protected=Protection(pids=frozenset([5])), clock=lambda: NOW)
-    assert not recheck(kernel(idle_h=100, pid=5)).act
+    assert recheck(kernel(idle_h=100, pid=5)) == (False, "spared: runs this macro (pid 5)")
 
 
 def test_recheck_sees_time_pass():
     clock = [NOW]
     recheck = make_recheck(JobRules(min_running_hours=1), clock=lambda: clock[0])
     j = job(running_h=0.9)
-    assert not recheck(j).act
+    assert not recheck(j)[0]
     clock[0] += 0.2 * H
-    assert recheck(j).act
+    assert recheck(j)[0]
 
 
 def test_judge_is_decide_for_one():

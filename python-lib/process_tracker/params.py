@@ -53,17 +53,16 @@ class Param:
     choices: Tuple[Tuple[str, str], ...] = ()  # (value, label) for "choices"
 
 
-def _scope(users_label, users_desc):
+def _scope(users_label):
     return (
         Param("projects", "projects", "names", [], "Only these projects",
-              "Project keys to consider; empty: every project. CLI: comma-separated."),
+              "Project keys to consider; empty: every project."),
         Param("excludedProjects", "exclude-projects", "names", [], "Excluded projects",
-              "Project keys never touched (shown as spared)."),
+              "Project keys never touched (their activities are shown as spared)."),
         Param("users", "users", "names", [], "Only these %s" % users_label,
-              "DSS logins of the %s to consider; empty: everyone." % users_desc),
+              "DSS logins of the %s to consider; empty: everyone." % users_label),
         Param("excludedUsers", "exclude-users", "names", [], "Excluded %s" % users_label,
-              "DSS logins whose %s are never touched (shown as spared)." % ("activities" if users_desc == "owners"
-                                                                            else users_desc)),
+              "DSS logins of %s never touched (their activities are shown as spared)." % users_label),
     )
 
 
@@ -121,7 +120,7 @@ SPECS: Dict[str, Tuple[Param, ...]] = {
         Param("dontKillConnectedKernels", "spare-connected", "bool", True, "Don't kill connected kernels",
               "Spare kernels with an open notebook connected to them."),
         _SIMULATE,
-    ) + _scope("users", "session owners") + (
+    ) + _scope("session owners") + (
         Param("freeMemoryGB", "free-memory-gb", "gib", 0.0, "Free this much memory (GiB)",
               "Largest first: among the kernels selected by the rules above, act only on the largest ones (by "
               "memory read on the host) until this many GiB would be freed. 0: act on all selected kernels."),
@@ -143,12 +142,12 @@ SPECS: Dict[str, Tuple[Param, ...]] = {
         Param("excludedTaskTypes", "exclude-task-types", "names", [], "Excluded task types",
               "Task types never aborted (shown as spared)."),
         _SIMULATE,
-    ) + _scope("owners", "owners") + (_FAIL_COUNT, _WAIT),
+    ) + _scope("owners") + (_FAIL_COUNT, _WAIT),
     "abort-long-jobs": (
         Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
               "Abort jobs running for longer than this. 0: no minimum (every job in scope)."),
         _SIMULATE,
-    ) + _scope("initiators", "initiators") + (_FAIL_COUNT, _WAIT),
+    ) + _scope("initiators") + (_FAIL_COUNT, _WAIT),
     "stop-idle-services": (
         Param("serviceKinds", "service-kinds", "choices", ["webapp", "code_studio"], "Kinds",
               "Webapp backends, code studios and/or continuous activities (these run by design: select them "
@@ -156,10 +155,10 @@ SPECS: Dict[str, Tuple[Param, ...]] = {
         Param("minRunningHours", "min-running-hours", "hours", 72.0, "Running for more than (hours)",
               "Stop services running for longer than this. 0: no minimum (every service in scope)."),
         _SIMULATE,
-    ) + _scope("owners", "owners") + (_FAIL_COUNT, _WAIT),
+    ) + _scope("owners") + (_FAIL_COUNT, _WAIT),
     "running-activities": (
         Param("kinds", "kinds", "choices", list(KIND_LABELS), "Kinds", "What to list.", _choices(KIND_LABELS)),
-    ) + _scope("owners", "owners") + (
+    ) + _scope("owners") + (
         _SCAN_HOST,
         Param("showOrphans", "show-orphans", "bool", True, "Show orphan processes",
               "List host processes of a DSS role that no activity explains (e.g. a kernel whose session DSS no "
@@ -420,7 +419,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, macro_id: str) -> None:
 
 def _default_text(p):
     if isinstance(p.default, list):
-        return ",".join(p.default) or "all"
+        return ",".join(p.default) or "none"
     if isinstance(p.default, bool):
         return "on" if p.default else "off"
     return str(p.default) if p.default != "" else "none"

@@ -101,8 +101,10 @@ class Protection:
     - `pids`: this process and its ancestors; an activity whose pid is one of them runs this code (e.g. the CLI
       started from a notebook kernel, or a macro started by a job kernel);
     - `future_ids`: futures known to run this macro;
-    - `scenarios`: (project_key, scenario_id) of scenarios known to run this macro (their running instance and
-      the jobs they started are spared); project_key None matches any project;
+    - `scenarios`: (project_key, scenario_id) of the scenario known to run this macro (its running instance and
+      the jobs it started are spared); project_key None matches any project;
+    - `plugin_scenarios`: (project_key, scenario_id) of scenarios whose steps call one of this plugin's macros
+      (spared the same way: aborting them could abort the clean-up itself);
     - futures whose payload names one of this plugin's runnables (`RUNNABLE_PREFIX`) and this plugin's own
       webapps are always spared (no environment needed).
     """
@@ -110,6 +112,7 @@ class Protection:
     pids: FrozenSet[int] = frozenset()
     future_ids: FrozenSet[str] = frozenset()
     scenarios: FrozenSet[Tuple[Optional[str], str]] = frozenset()
+    plugin_scenarios: FrozenSet[Tuple[Optional[str], str]] = frozenset()
 
 
 NO_PROTECTION = Protection()
@@ -177,10 +180,15 @@ def protection_reason(activity, protected: Protection) -> Optional[str]:
             return "spared: runs a %s macro" % PLUGIN_ID
     if activity.kind in ("scenario", "job"):
         ref = _scenario_ref(activity)
-        if ref is not None and (ref in protected.scenarios or (None, ref[1]) in protected.scenarios):
-            if activity.kind == "scenario":
-                return "spared: the scenario running this macro"
-            return "spared: started by the scenario running this macro"
+        if ref is not None:
+            if ref in protected.scenarios or (None, ref[1]) in protected.scenarios:
+                what = "the scenario running this macro"
+            elif ref in protected.plugin_scenarios or (None, ref[1]) in protected.plugin_scenarios:
+                what = "a scenario running a %s macro" % PLUGIN_ID
+            else:
+                what = None
+            if what:
+                return ("spared: %s" if activity.kind == "scenario" else "spared: started by %s") % what
     if activity.kind == "webapp":
         if any(s.startswith(WEBAPP_PREFIX) for s in _strings(activity.details)):
             return "spared: the %s webapp" % PLUGIN_ID
@@ -326,9 +334,10 @@ def decide(activities: Sequence, rules: Rules, now: float, protected: Protection
 
 
 def make_recheck(rules: Rules, protected: Protection = NO_PROTECTION,
-                 clock: Optional[Callable[[], float]] = None) -> Callable[[object], Decision]:
+                 clock: Optional[Callable[[], float]] = None) -> Callable[[object], Tuple[bool, str]]:
     """A `recheck` for `actions.perform`: the rule applied again to a fresh copy of an activity, just before
     acting (a kernel that became busy, a task that became a protected one... is then spared).
+    Returns (still_act, reason). `clock` gives epoch seconds (default time.time).
 
     The free-memory selection is not re-run (it was decided over the whole set); the per-activity rules are.
     """
@@ -336,15 +345,16 @@ def make_recheck(rules: Rules, protected: Protection = NO_PROTECTION,
 
     clock = clock or time.time
 
-    def recheck(fresh_activity) -> Decision:
-        return judge(fresh_activity, rules, clock(), protected)
+    def recheck(fresh_activity) -> Tuple[bool, str]:
+        d = judge(fresh_activity, rules, clock(), protected)
+        return d.act, d.reason
 
     return recheck
 
 
 def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
                     trigger: Optional[Mapping] = None,
-                    scenarios: Sequence[Tuple[Optional[str], str]] = ()) -> Protection:
+                    plugin_scenarios: Sequence[Tuple[Optional[str], str]] = ()) -> Protection:
     """Build the Protection for a macro run from what DSS tells the macro process.
 
     - `pids`: this process and its ancestors (the caller reads them);
@@ -352,12 +362,12 @@ def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
       DKU_CURRENT_SCENARIO_TRIGGER_FILE; DSS's `dataiku.scenario.Scenario` reads it in Python steps; that it is
       set for macro steps too is unverified): its scenarioId (+ projectKey, else DKU_CURRENT_PROJECT_KEY) are
       protected when present;
-    - `scenarios`: (project_key, scenario_id) found by other means (e.g. running scenarios whose steps call this
-      plugin's macros, which the caller finds through the API).
+    - `plugin_scenarios`: (project_key, scenario_id) of scenarios whose steps call this plugin's macros (the
+      caller finds them through the API).
     No environment variable naming the running future is documented by DSS: a macro's own future is recognised
     by its payload naming one of this plugin's runnables instead (see `protection_reason`).
     """
-    refs = set(scenarios)
+    refs = set()
     if trigger:
         candidates = [trigger] + [v for v in trigger.values() if isinstance(v, Mapping)]
         for c in candidates:
@@ -365,4 +375,5 @@ def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
             if scenario_id:
                 project = c.get("projectKey") or environ.get("DKU_CURRENT_PROJECT_KEY")
                 refs.add((project, str(scenario_id)))
-    return Protection(pids=frozenset(int(p) for p in pids), scenarios=frozenset(refs))
+    return Protection(pids=frozenset(int(p) for p in pids), scenarios=frozenset(refs),
+                      plugin_scenarios=frozenset(plugin_scenarios))

@@ -1,0 +1,321 @@
+"""The macro runs, shared by the runnables and the CLI mirrors: parse, check, list, measure, decide, act, render.
+
+    report = run("kill-idle-kernels", client, config)            # -> render.Report (rows, header)
+
+Each `python-runnables/<id>/runnable.py` calls `run_in_dss` (which also turns the report into a ResultTable);
+each CLI mirror calls `run` with the config built from its options. One run:
+
+1. `params.parse` checks the config (ConfigError naming the parameter; nothing is listed or done);
+2. `require_admin`: the macros list every user's activities and act on them: a non-admin is refused with a
+   message naming the user (DSSForbidden); DSS unreachable or a revoked key fail here too, before anything;
+3. `activities.list_activities` (a failing project or call is an error row; if nothing could be listed at all,
+   the run fails: `ListingFailed`);
+4. where asked (`scanHost`), one host scan joined to the activities gives memory, roles and orphans;
+5. `policy.decide` with the self-protection built here (`current_protection`);
+6. the `failIfMoreThan...` thresholds: exceeded -> nothing is done and the run fails (`ThresholdExceeded`);
+7. `actions.perform` (dry run unless `simulate` is false), with `policy.make_recheck` just before each action;
+8. `render` rows: one per activity, acted on and spared, plus error rows.
+"""
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence, Tuple
+
+from . import dss, params, policy, render
+from .errors import DSSError, DSSForbidden, ProcessTrackerError
+
+logger = logging.getLogger(__name__)
+
+STAGES = 4  # progress: listed, measured, decided, done
+MAX_SCENARIOS_INSPECTED = 50  # running scenarios whose steps are read to find this plugin's macros
+
+NAMES = {
+    "kill-idle-kernels": "Idle Jupyter kernels",
+    "abort-background-tasks": "Long-running background tasks",
+    "abort-long-jobs": "Long-running jobs",
+    "stop-idle-services": "Long-running services",
+    "running-activities": "Running activities",
+    "install-cleanup-scenario": "Scheduled clean-up",
+}
+
+
+class ThresholdExceeded(ProcessTrackerError):
+    """A `failIfMoreThan...` threshold was exceeded: nothing was done, and a scheduled step fails."""
+
+
+class ListingFailed(ProcessTrackerError):
+    """Nothing could be listed at all (every instance-level call failed)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# who runs this
+
+
+def require_admin(client, what: str = "this macro") -> str:
+    """The login running this, when it is a DSS administrator; else DSSForbidden with a readable message.
+
+    Admin is probed with an admin-only read (`GET /admin/groups/`): it works for personal and global API keys
+    alike. Unreachable DSS or an unknown key raise the translated error (DSSUnreachable, DSSUnauthorized).
+    """
+    try:
+        info = client.get_auth_info()
+    except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
+        raise _translated(exc, "checking who runs %s" % what) from None
+    login = info.get("authIdentifier") if isinstance(info, dict) else None
+    try:
+        client.list_groups()
+    except Exception as exc:  # noqa: BLE001 - translated; 403 is the answer we look for
+        err = _translated(exc, "checking that %s runs as a DSS administrator" % what)
+        if isinstance(err, DSSForbidden):
+            raise DSSForbidden(
+                "%s needs a DSS administrator: user %s is not one (it lists and stops every user's activities). "
+                "Run it as an administrator, or with an administrator's API key." % (what, login or "(unknown)"),
+                status=403,
+            ) from None
+        raise err from None
+    return login or "(unknown)"
+
+
+def _translated(exc, what):
+    err = dss.translate_error(exc, what)
+    if err is exc and not isinstance(exc, ProcessTrackerError):
+        return DSSError("%s: %s" % (what, exc.__class__.__name__))
+    return err
+
+
+# --------------------------------------------------------------------------------------------------------------
+# self-protection
+
+
+def own_pids() -> Tuple[int, ...]:
+    """This process and its ancestors' pids (a kernel running the CLI, the process running the macro...)."""
+    pids = [os.getpid()]
+    try:
+        import psutil
+
+        pids.extend(p.pid for p in psutil.Process(os.getpid()).parents())
+    except Exception as exc:  # noqa: BLE001 - psutil missing or /proc unreadable: protect what we know
+        logger.debug("cannot read this process's ancestors: %s", exc.__class__.__name__)
+        pids.append(os.getppid())
+    return tuple(pids)
+
+
+def _scenario_trigger(environ) -> Optional[dict]:
+    path = environ.get("DKU_CURRENT_SCENARIO_TRIGGER_FILE")
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read the scenario trigger file (%s): the scenario running this is not known",
+                       exc.__class__.__name__)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _steps_call_this_plugin(definition) -> bool:
+    params_ = definition.get("params") if isinstance(definition, dict) else None
+    steps = params_.get("steps") if isinstance(params_, dict) else None
+    for step in steps if isinstance(steps, list) else ():
+        step_params = step.get("params") if isinstance(step, dict) else None
+        runnable = step_params.get("runnableType") if isinstance(step_params, dict) else None
+        if isinstance(runnable, str) and runnable.startswith(policy.RUNNABLE_PREFIX):
+            return True
+    return False
+
+
+def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...]:
+    """(project_key, scenario_id) of the scenarios that running scenarios and jobs belong to, whose steps call
+    one of this plugin's macros (read through the API; a scenario that cannot be read is not protected)."""
+    refs = []
+    for a in activities:
+        scenario_id = a.details.get("scenario_id") if a.details else None
+        if a.kind in ("scenario", "job") and scenario_id and a.project_key:
+            ref = (a.project_key, str(scenario_id))
+            if ref not in refs:
+                refs.append(ref)
+    found = []
+    for project_key, scenario_id in refs[:MAX_SCENARIOS_INSPECTED]:
+        try:
+            definition = client.get_project(project_key).get_scenario(scenario_id).get_definition(
+                with_status=False)
+        except Exception as exc:  # noqa: BLE001 - unreadable: not protected by this rule, logged
+            logger.warning("cannot read scenario %s/%s: %s", project_key, scenario_id,
+                           dss.translate_error(exc, "reading the scenario"))
+            continue
+        if _steps_call_this_plugin(definition):
+            found.append((project_key, scenario_id))
+    return tuple(found)
+
+
+def current_protection(client=None, activities: Sequence = (), environ: Optional[Mapping[str, str]] = None,
+                       pids: Optional[Sequence[int]] = None) -> policy.Protection:
+    """What this run must never touch: this process and its ancestors, the scenario running it (when DSS says
+    which), and running scenarios (and their jobs) whose steps call this plugin's macros."""
+    environ = os.environ if environ is None else environ
+    scenarios = plugin_scenarios(client, activities) if client is not None else ()
+    return policy.protection_from(environ, own_pids() if pids is None else pids, _scenario_trigger(environ),
+                                  plugin_scenarios=scenarios)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the host side: memory, roles and orphans
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What the host scan adds to activities: memory (bytes, RssAnon) and role per (kind, id), orphans."""
+
+    memory: Mapping[Tuple[str, str], int] = field(default_factory=dict)
+    roles: Mapping[Tuple[str, str], str] = field(default_factory=dict)
+    orphans: Tuple = ()  # host.ProcessRecord of a DSS role no activity explains
+    note: str = ""
+
+
+def host_view(inventory, scan: Optional[Callable[[], object]] = None) -> HostView:
+    """Scan the host once and join it to the inventory. A failing scan is a note, not a failed run."""
+    try:
+        from . import joins
+
+        if scan is None:
+            from .host import Scanner
+
+            scan = Scanner().scan
+        snapshot = scan()
+        joined = joins.join(snapshot, inventory)
+    except ProcessTrackerError as exc:
+        return HostView(note="host scan failed: %s" % exc)
+    except (OSError, ImportError) as exc:
+        return HostView(note="host scan failed (%s)" % exc.__class__.__name__)
+    memory, roles = {}, {}
+    for match in joined.matches:
+        key = (match.activity.kind, match.activity.id)
+        record = match.process
+        value = record.rss_anon_bytes if record.rss_anon_bytes is not None else record.rss_bytes
+        if value is not None:
+            memory[key] = memory.get(key, 0) + int(value)
+        roles[key] = record.role
+    return HostView(memory=memory, roles=roles, orphans=tuple(joined.orphans))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the run
+
+
+def _check_listing(inventory, kinds):
+    """Fail when nothing could be listed: no activity, and only instance-level errors (no project-specific one)."""
+    if inventory.activities or not inventory.errors:
+        return
+    if all(e.project_key is None for e in inventory.errors):
+        first = inventory.errors[0].message
+        raise ListingFailed("nothing could be listed (%d failed call%s), first: %s" % (
+            len(inventory.errors), "s"[: len(inventory.errors) > 1], first))
+
+
+def _check_thresholds(plan, decisions, memory):
+    acting = [d for d in decisions if d.act]
+    what = {"kill-idle-kernels": "kernels would be killed", "abort-background-tasks": "tasks would be aborted",
+            "abort-long-jobs": "jobs would be aborted", "stop-idle-services": "services would be stopped"}
+    if plan.fail_above_count and len(acting) > plan.fail_above_count:
+        raise ThresholdExceeded("failIfMoreThan: %d %s, more than the limit of %d; nothing was done" % (
+            len(acting), what[plan.macro_id], plan.fail_above_count))
+    if plan.fail_above_bytes:
+        total = sum(memory.get((d.activity.kind, d.activity.id), 0) for d in acting)
+        if total > plan.fail_above_bytes:
+            raise ThresholdExceeded("failIfMoreThanGB: the kernels that would be killed hold %s, more than the "
+                                    "limit of %s; nothing was done" % (render.format_bytes(total),
+                                                                     render.format_bytes(plan.fail_above_bytes)))
+
+
+def _notes(inventory, view):
+    notes = list(getattr(inventory, "notes", ()) or ())
+    if view is not None and view.note:
+        notes.append(view.note)
+    return " ".join(n if n.endswith(".") else n + "." for n in notes)
+
+
+def run(macro_id: str, client, config, project_key: Optional[str] = None,
+        progress: Optional[Callable[[int], None]] = None, now: Optional[float] = None,
+        environ: Optional[Mapping[str, str]] = None, scan: Optional[Callable[[], object]] = None,
+        pids: Optional[Sequence[int]] = None) -> render.Report:
+    """Run one macro with `config` (a macro config dict) through `client`; returns its Report.
+
+    `project_key`: the project the macro runs from (the installer's default project). `progress(i)` is called
+    with 1..STAGES. `now` (epoch seconds), `environ`, `scan` (a zero-argument callable giving a host Snapshot)
+    and `pids` (the protected process chain) are injectable for tests. Raises ConfigError, DSSError subclasses,
+    ListingFailed or ThresholdExceeded with a readable message.
+    """
+    plan = params.parse(macro_id, config)
+    progress = progress or (lambda i: None)
+    if macro_id == "install-cleanup-scenario":
+        from . import scheduling
+
+        require_admin(client, "installing the clean-up scenario")
+        report = scheduling.install_report(client, plan.values, project_key)
+        progress(STAGES)
+        return report
+    require_admin(client, "the %s macro" % macro_id)
+    from . import actions, activities
+
+    now = time.time() if now is None else float(now)
+    inventory = activities.list_activities(client, kinds=plan.kinds, projects=plan.projects, all_users=True,
+                                           now=now)
+    _check_listing(inventory, plan.kinds)
+    progress(1)
+    view = host_view(inventory, scan) if plan.scan_host else HostView()
+    progress(2)
+    if macro_id == "running-activities":
+        return _inventory_report(plan, inventory, view, now, progress)
+    protected = current_protection(client, inventory.activities, environ, pids)
+    decisions = policy.decide(inventory.activities, plan.rules, now, protected=protected, memory=view.memory)
+    _check_thresholds(plan, decisions, view.memory)
+    progress(3)
+    results = actions.perform(client, decisions, apply=plan.apply, wait_seconds=plan.wait_seconds,
+                              recheck=policy.make_recheck(plan.rules, protected))
+    progress(STAGES)
+    rows = render.result_rows(results, now, view.memory) + render.error_rows(inventory.errors)
+    return render.make_report(NAMES[macro_id], rows, render.ACTION_COLUMNS, applied=plan.apply,
+                              extra=_notes(inventory, view))
+
+
+def _inventory_report(plan, inventory, view, now, progress):
+    scope_spares = {}
+    for a in inventory.activities:
+        reason = policy.scope_reason(a, plan.scope)
+        if reason:
+            scope_spares[(a.kind, a.id)] = reason
+    shown = [a for a in inventory.activities if (a.kind, a.id) not in scope_spares]
+    rows = render.inventory_rows(shown, now, view.memory, view.roles)
+    if plan.show_orphans and plan.scan_host:
+        rows += render.orphan_rows(view.orphans, now, "no DSS activity explains this process")
+    rows += render.error_rows(inventory.errors, render.INVENTORY_COLUMNS)
+    progress(3)
+    progress(STAGES)
+    return render.make_report(NAMES["running-activities"], rows, render.INVENTORY_COLUMNS,
+                              extra=_notes(inventory, view))
+
+
+def run_in_dss(macro_id: str, config, project_key: Optional[str], progress_callback=None):
+    """What a runnable.py returns: the macro's ResultTable, run with the client of the user running it."""
+    client = dss.get_client()
+    report = run(macro_id, client, config, project_key=project_key, progress=progress_callback)
+    return render.to_result_table(report)
+
+
+__all__ = [
+    "STAGES",
+    "NAMES",
+    "ThresholdExceeded",
+    "ListingFailed",
+    "HostView",
+    "require_admin",
+    "current_protection",
+    "plugin_scenarios",
+    "own_pids",
+    "host_view",
+    "run",
+    "run_in_dss",
+]

@@ -1,0 +1,160 @@
+"""Scheduled use: install (create or update, idempotently) a clean-up scenario that runs this plugin's macros.
+
+The scenario is step-based, in a chosen project, with one "Run a macro" step per selected macro and one daily
+trigger. It is found again by its tag (`policy.CLEANUP_TAG`), then by its name, so running the installer twice
+leaves one scenario, with the new configuration. Only the steps and the trigger this installer owns (recognised
+by their ids) are replaced: steps, triggers and reporters an admin added by hand are kept.
+
+A "Run a macro" step, as DSS stores it:
+    {"id": ..., "type": "runnable", "name": ...,
+     "params": {"runnableType": "pyrunnable_<pluginId>_<macroId>", "config": {...}, "adminConfig": {},
+                "proceedOnFailure": false}}
+The steps' macro configs are dry runs (`simulate: true`) unless the installer is told to let them act.
+DSS runs a scenario as its "run as" user (by default the last user who modified it: here, whoever installed
+it); the macros need that user to be a DSS administrator.
+"""
+import copy
+import json
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from . import dss, params, policy, render
+from .errors import ConfigError
+
+STEP_ID_PREFIX = "process_tracker_"
+TRIGGER_ID = "process_tracker_daily"
+TRIGGER_NAME = "process-tracker: daily clean-up"
+
+# installer values copied into every step's macro config (when the macro has that parameter)
+_SHARED = ("excludedProjects", "excludedUsers", "failIfMoreThan")
+# installer values copied into the kernel macro's config only
+_KERNEL_ONLY = ("maxIdleTimeHours", "maxSessionAgeHours")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The outcome of an install: `outcome` is "created", "updated" or "unchanged"."""
+
+    project_key: str
+    scenario_id: str
+    name: str
+    outcome: str
+    steps: Tuple[str, ...]  # macro ids, in step order
+    act: bool
+    hour: int
+    minute: int
+
+
+def step_config(macro_id: str, values: Mapping) -> Dict[str, object]:
+    """The full macro config of one step: the macro's defaults, the installer's shared values, dry run unless
+    `values["act"]`. Checked with `params.parse`, so a scenario never holds a config its macro would refuse."""
+    config = {p.name: copy.deepcopy(p.default) for p in params.SPECS[macro_id]}
+    names = set(config)
+    for key in _SHARED + (_KERNEL_ONLY if macro_id == "kill-idle-kernels" else ()):
+        if key in names and key in values:
+            config[key] = copy.deepcopy(values[key])
+    config["simulate"] = not values.get("act", False)
+    params.parse(macro_id, config)
+    return config
+
+
+def _step(macro_id: str, values: Mapping) -> Dict[str, object]:
+    return {
+        "id": STEP_ID_PREFIX + macro_id.replace("-", "_"),
+        "type": "runnable",
+        "name": "process-tracker: %s" % macro_id,
+        "params": {
+            "runnableType": policy.RUNNABLE_PREFIX + macro_id,
+            "config": step_config(macro_id, values),
+            "adminConfig": {},
+            "proceedOnFailure": False,
+        },
+    }
+
+
+def _ours(item) -> bool:
+    return isinstance(item, dict) and str(item.get("id", "")).startswith(STEP_ID_PREFIX)
+
+
+def _find(project, name) -> Optional[str]:
+    """The id of the installed scenario: by tag first, then by name; None when there is none."""
+    by_name = None
+    for item in project.list_scenarios(as_type="listitems"):
+        raw = dict(item)  # a dict subclass; its `.id` property returns the name in dataikuapi 15.2: use the key
+        if policy.CLEANUP_TAG in (raw.get("tags") or []):
+            return raw.get("id")
+        if by_name is None and raw.get("name") == name:
+            by_name = raw.get("id")
+    return by_name
+
+
+def _daily_trigger(settings, hour, minute, previous) -> dict:
+    """A daily trigger in DSS's own JSON shape (built by dataikuapi), keeping its start date when it exists."""
+    triggers = settings.raw_triggers
+    settings.add_daily_trigger(hour=hour, minute=minute)
+    trigger = triggers.pop()
+    trigger.update(id=TRIGGER_ID, name=TRIGGER_NAME)
+    if previous and isinstance(previous.get("params"), dict) and previous["params"].get("startingFrom"):
+        trigger["params"]["startingFrom"] = previous["params"]["startingFrom"]
+    return trigger
+
+
+def install(client, project_key: str, values: Mapping) -> Installed:
+    """Create or update the clean-up scenario in `project_key` from the installer's checked `values`
+    (`params.values("install-cleanup-scenario", config)`). Idempotent: the same values twice -> "unchanged"."""
+    macros = list(values["macros"])
+    name = values["scenarioName"]
+    project = client.get_project(project_key)
+    what = "installing the clean-up scenario in project %s" % project_key
+    try:
+        scenario_id = _find(project, name)
+        outcome = "updated"
+        if scenario_id is None:
+            definition = {"params": {"steps": []}, "triggers": [], "reporters": [], "tags": [policy.CLEANUP_TAG],
+                          "active": True,
+                          "description": "Installed by the process-tracker plugin: runs its clean-up macros daily."}
+            scenario = project.create_scenario(name, "step_based", definition=definition)
+            scenario_id = scenario.id
+            outcome = "created"
+        scenario = project.get_scenario(scenario_id)
+        settings = scenario.get_settings()
+        raw = settings.get_raw()
+        before = json.dumps(raw, sort_keys=True)
+        raw.setdefault("params", {}).setdefault("steps", [])
+        raw.setdefault("triggers", [])
+        steps = [s for s in raw["params"]["steps"] if not _ours(s)]
+        raw["params"]["steps"] = [_step(m, values) for m in macros] + steps
+        previous = next((t for t in raw["triggers"] if _ours(t)), None)
+        trigger = _daily_trigger(settings, values["hour"], values["minute"], previous)
+        raw["triggers"] = [t for t in raw["triggers"] if not _ours(t)] + [trigger]
+        tags = list(raw.get("tags") or [])
+        if policy.CLEANUP_TAG not in tags:
+            raw["tags"] = tags + [policy.CLEANUP_TAG]
+        raw["name"] = name
+        raw["active"] = True
+        if json.dumps(raw, sort_keys=True) != before:
+            settings.save()
+        elif outcome == "updated":
+            outcome = "unchanged"
+    except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
+        err = dss.translate_error(exc, what)
+        raise err from None
+    return Installed(project_key, scenario_id, name, outcome, tuple(macros), bool(values["act"]),
+                     values["hour"], values["minute"])
+
+
+def install_report(client, values: Mapping, default_project: Optional[str]) -> render.Report:
+    """Install, and describe the result as a one-row report (the macro's and the CLI's output)."""
+    project_key = values.get("projectKey") or default_project
+    if not project_key:
+        raise ConfigError("projectKey", "no project: run the macro from a project or set the project key")
+    done = install(client, project_key, values)
+    mode = "acting" if done.act else "dry run"
+    reason = "daily at %02d:%02d (DSS server time); steps: %s (%s)" % (
+        done.hour, done.minute, ", ".join(done.steps), mode)
+    row = {"outcome": done.outcome, "kind": "scenario", "project": done.project_key, "name": done.name,
+           "id": done.scenario_id, "reason": reason,
+           "message": "the steps only report: set 'act' to let them abort" if not done.act else
+           "the steps abort/kill/stop what their rules select"}
+    rows: List[Dict[str, str]] = [{n: str(row.get(n, "")) for n, _ in render.ACTION_COLUMNS}]
+    return render.make_report("Scheduled clean-up", rows, render.ACTION_COLUMNS)
