@@ -191,6 +191,16 @@ def test_running_notebooks_project_notebooks_and_session_shapes(sim, manual_cloc
             .get_jupyter_notebook("two sessions").get_sessions()] == ["s2b"]
 
 
+def test_notebook_names_with_slashes_and_markup_work_as_the_client_sends_them(simulator):
+    name = '<img src=x onerror="x()"><script>alert(1)</script> a/b'
+    sim = simulator(instance(projects=[project("P", notebooks=[notebook(name, [session("bob", session_id="sx")])])]))
+    nb = sim.client().get_project("P").get_jupyter_notebook(name)
+    (s,) = nb.get_sessions()
+    assert s["notebookName"] == name
+    nb.unload()
+    assert sim.session_ids() == []
+
+
 def test_kernel_state_changes_mid_run(sim, manual_clock):
     nb = sim.client().get_project("CHURN").get_jupyter_notebook("explore")
     manual_clock.advance(60)

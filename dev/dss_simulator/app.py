@@ -161,11 +161,11 @@ def create_app(state):
     def notebooks(pk):
         return _js(state.list_notebooks(user(), pk, _flag("active")))
 
-    @route("/projects/<pk>/jupyter-notebooks/<nb>/sessions")
+    @route("/projects/<pk>/jupyter-notebooks/<path:nb>/sessions")  # the client does not encode "/" in names
     def sessions(pk, nb):
         return _js(state.list_sessions(user(), pk, nb))
 
-    @route("/projects/<pk>/jupyter-notebooks/<nb>/sessions/<sid>", methods=("DELETE",))
+    @route("/projects/<pk>/jupyter-notebooks/<path:nb>/sessions/<sid>", methods=("DELETE",))
     def unload(pk, nb, sid):
         return _js(state.unload_session(user(), pk, nb, sid))
 
