@@ -515,6 +515,15 @@ class HistoryStore:
         finally:
             conn.close()
 
+    def latest_taken_at(self):
+        """Epoch seconds of the last sample written, or None (one small read: a cache key for the views)."""
+        conn = self.connect()
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'latest'").fetchone()
+        finally:
+            conn.close()
+        return None if row is None else float(json.loads(row[0])["taken_at"])
+
     def latest(self):
         """The last sample written, or None when the sampler has not written one yet."""
         conn = self.connect()

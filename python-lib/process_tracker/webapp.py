@@ -12,6 +12,7 @@ Only the elected sampler scans the host; the endpoints read the history, so seve
 clients cost one scan per interval.
 """
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -174,7 +175,10 @@ class WebappState:
         self._client = None
         self._client_lock = threading.Lock()
         self._inventory_lock = threading.Lock()
-        self._inventory = None  # (monotonic expiry, Inventory)
+        self._inventory = None  # (monotonic expiry, Inventory, version)
+        self._inventory_version = 0
+        self._views = {}  # view name -> (key, JSON bytes): computed once per sample and listing
+        self._views_lock = threading.Lock()
         self.identities = _TtlCache(options.identity_ttl_s)
         self.groups = _TtlCache(options.group_ttl_s)
 
@@ -187,14 +191,31 @@ class WebappState:
 
     def inventory(self, fresh=False):
         """The DSS activities, shared by requests for `inventory_ttl_s` (one listing at a time)."""
+        return self.versioned_inventory(fresh)[0]
+
+    def versioned_inventory(self, fresh=False):
+        """(Inventory, version): the version changes with each listing (a cache key for the views)."""
         from .activities import list_activities
 
         with self._inventory_lock:
             if not fresh and self._inventory is not None and self._inventory[0] > time.monotonic():
-                return self._inventory[1]
+                return self._inventory[1], self._inventory[2]
             inv = list_activities(self.client(), now=self.options.clock())
-            self._inventory = (time.monotonic() + self.options.inventory_ttl_s, inv)
-            return inv
+            self._inventory_version += 1
+            self._inventory = (time.monotonic() + self.options.inventory_ttl_s, inv, self._inventory_version)
+            return inv, self._inventory_version
+
+    def cached_view(self, name, key, compute):
+        """The JSON bytes of a view, computed once per `key` (keys change with each sample or listing), so many
+        clients polling cost one computation per sample and backend process."""
+        with self._views_lock:
+            hit = self._views.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        body = json.dumps(compute(), separators=(",", ":")).encode("utf-8")
+        with self._views_lock:
+            self._views[name] = (key, body)
+        return body
 
     def forget_inventory(self):
         with self._inventory_lock:
@@ -260,37 +281,38 @@ class WebappState:
 # the table: host processes joined to DSS activities
 
 
-def _activity_fields(a, now):
+def _activity_fields(a, as_of):
     if a is None:
         return {"project_key": None, "activity_kind": None, "activity_id": None, "activity_name": None,
                 "owner": None, "idle_seconds": None, "state": None, "actionable": False}
     idle = None
     if a.last_activity_time is not None:
-        idle = round(max(0.0, now - a.last_activity_time), 1)
+        idle = round(max(0.0, as_of - a.last_activity_time), 1)
     return {"project_key": a.project_key, "activity_kind": a.kind, "activity_id": a.id, "activity_name": a.name,
             "owner": a.owner, "idle_seconds": idle, "state": a.state, "actionable": a.kind in ACTION_KINDS}
 
 
-def process_row(p, activity, now, taken_at):
-    """One table row for a stored process and the activity explaining it (or None)."""
+def process_row(p, activity, as_of):
+    """One table row for a stored process and the activity explaining it (or None). The process's age is as of
+    its sample; the idle time as of `as_of` (epoch s: when the activities were listed)."""
     display, _ = charts.role_style(p.role)
-    age = None if p.age_seconds is None else round(p.age_seconds + max(0.0, now - taken_at), 1)
+    age = None if p.age_seconds is None else round(p.age_seconds, 1)
     row = {"pid": p.pid, "role": p.role, "role_display": display, "label": p.label, "user": p.user,
            "instance": p.instance, "age_seconds": age, "rss_anon_bytes": p.rss_anon_bytes, "rss_bytes": p.rss_bytes}
-    row.update(_activity_fields(activity, now))
+    row.update(_activity_fields(activity, as_of))
     return row
 
 
-def activity_row(a, now):
-    """A table row for an activity with no visible process."""
-    age = None if a.start_time is None else round(max(0.0, now - a.start_time), 1)
+def activity_row(a, as_of):
+    """A table row for an activity with no visible process; ages as of `as_of` (epoch s)."""
+    age = None if a.start_time is None else round(max(0.0, as_of - a.start_time), 1)
     row = {"pid": a.pid, "role": None, "role_display": None, "label": None, "user": None, "instance": None,
            "age_seconds": age, "rss_anon_bytes": None, "rss_bytes": None}
-    row.update(_activity_fields(a, now))
+    row.update(_activity_fields(a, as_of))
     return row
 
 
-def join_table(processes, activities, now, taken_at):
+def join_table(processes, activities, as_of):
     """(rows, orphans, activities_without_process): each DSS process with the activity that explains it (its
     own pid or kernel id, else its nearest ancestor's), kernels no activity explains, and activities whose
     process is not visible."""
@@ -310,12 +332,12 @@ def join_table(processes, activities, now, taken_at):
                 parent, seen = procs.get(parent.ppid), seen + 1
         if a is not None:
             explained.add((a.kind, a.id))
-        row = process_row(p, a, now, taken_at)
+        row = process_row(p, a, as_of)
         if a is None and p.role in ORPHAN_ROLES:
             orphans.append(row)
         else:
             rows.append(row)
-    without = [activity_row(a, now) for a in activities if (a.kind, a.id) not in explained]
+    without = [activity_row(a, as_of) for a in activities if (a.kind, a.id) not in explained]
     return rows, orphans, without
 
 
@@ -416,13 +438,27 @@ def register_routes(app, options=None):
             return jsonify({"user": None, "can_act": False, "reason": "DSS could not be asked: %s" % e})
         return jsonify({"user": identity.user, "can_act": identity.can_act, "reason": identity.reason})
 
+    def json_body(body):
+        response = Response(body, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def listing():
+        """(Inventory or None, its version, api_error or None): the snapshot still serves host views when DSS fails."""
+        try:
+            inv, version = state.versioned_inventory()
+        except ProcessTrackerError as e:
+            return None, None, str(e)
+        if inv.errors:
+            return inv, version, "%d DSS listing call(s) failed: see the table's errors" % len(inv.errors)
+        return inv, version, None
+
     @bp.route("/api/snapshot")
     def snapshot():
         reader()
-        now = options.clock()
-        latest = state.store.latest()
         local = state.sampler.status()
-        if latest is None:
+        taken_at = state.store.latest_taken_at()
+        if taken_at is None:
             reason = "No sample yet: the sampler writes its first one within %g s." % options.sampling_interval_s
             if local["last_error"]:
                 reason = "The sampler could not scan this host (%s)." % local["last_error"]
@@ -432,19 +468,19 @@ def register_routes(app, options=None):
                                          "cgroups": None},
                 "stats": {}, "sampler": dict(local, last_sample_at=None),
             })
-        api_error = None
-        try:
-            inv = state.inventory()
-            activities = inv.activities
-            if inv.errors:
-                api_error = "%d DSS listing call(s) failed: see the table's errors" % len(inv.errors)
-        except DSSError as e:
-            activities, api_error = (), str(e)
+        inv, version, api_error = listing()
+        key = (taken_at, version, api_error, local["is_writer"], local["running"])
+        return json_body(state.cached_view("snapshot", key, lambda: snapshot_payload(inv, api_error, local)))
+
+    def snapshot_payload(inv, api_error, local):
+        latest = state.store.latest()
+        activities = inv.activities if inv is not None else ()
+        as_of = inv.taken_at if inv is not None else options.clock()
         by_pid = {a.pid: a for a in activities if a.pid is not None}
         charted = [p for p in latest.processes if p.role not in HIDDEN_ROLES]
         sampler = dict(latest.sampler)
         sampler.update({"is_writer": local["is_writer"], "running": local["running"]})
-        return jsonify({
+        return {
             "taken_at": latest.taken_at,
             "host": latest.hostname,
             "on_host": latest.on_host,
@@ -454,43 +490,52 @@ def register_routes(app, options=None):
             "figures": {
                 "treemap": charts.treemap(charted, top_n=options.top_n),
                 "java_xmx": charts.java_xmx(charted),
-                "kernels_idle_memory": charts.kernels_idle_memory(charted, by_pid, now),
+                "kernels_idle_memory": charts.kernels_idle_memory(charted, by_pid, as_of),
                 "cgroups": charts.cgroups(latest.cgroups),
             },
             "stats": dict(latest.stats),
             "sampler": sampler,
-        })
+        }
 
     @bp.route("/api/history")
     def history_view():
         reader()
         window = request.args.get("window", "24h")
-        state.store.window(window)  # ConfigError naming `window` when unknown
-        series = state.store.role_series(window)
-        return jsonify({
-            "window": window,
-            "points": series.points,
-            "step_s": series.step_s,
-            "figures": {"memory_by_role": charts.memory_by_role(series), "count_by_role": charts.count_by_role(series)},
-        })
+        _, step, _ = state.store.window(window)  # ConfigError naming `window` when unknown
+        key = (state.store.latest_taken_at(), int(options.clock() // step))
+
+        def compute():
+            series = state.store.role_series(window)
+            return {
+                "window": window,
+                "points": series.points,
+                "step_s": series.step_s,
+                "figures": {"memory_by_role": charts.memory_by_role(series),
+                            "count_by_role": charts.count_by_role(series)},
+            }
+
+        return json_body(state.cached_view("history:%s" % window, key, compute))
 
     @bp.route("/api/table")
     def table():
         reader()
-        now = options.clock()
-        inv = state.inventory()
-        latest = state.store.latest()
-        processes = latest.processes if (latest is not None and latest.on_host) else ()
-        taken_at = latest.taken_at if latest is not None else now
-        rows, orphans, without = join_table(processes, inv.activities, now, taken_at)
-        rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
-        return jsonify({
-            "taken_at": latest.taken_at if latest is not None else None,
-            "rows": rows,
-            "orphans": orphans,
-            "errors": [{"kind": e.kind, "project_key": e.project_key, "message": e.message} for e in inv.errors],
-            "activities_without_process": without,
-        })
+        inv, version = state.versioned_inventory()
+        taken_at = state.store.latest_taken_at()
+
+        def compute():
+            latest = state.store.latest()
+            processes = latest.processes if (latest is not None and latest.on_host) else ()
+            rows, orphans, without = join_table(processes, inv.activities, inv.taken_at)
+            rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
+            return {
+                "taken_at": latest.taken_at if latest is not None else None,
+                "rows": rows,
+                "orphans": orphans,
+                "errors": [{"kind": e.kind, "project_key": e.project_key, "message": e.message} for e in inv.errors],
+                "activities_without_process": without,
+            }
+
+        return json_body(state.cached_view("table", (taken_at, version), compute))
 
     def act(apply):
         _check_csrf(request)
@@ -533,7 +578,7 @@ def register_routes(app, options=None):
         if latest is not None and latest.on_host:
             proc = next((p for p in latest.processes if activity.pid is not None and p.pid == activity.pid), None)
             if proc is not None:
-                row = process_row(proc, activity, now, latest.taken_at)
+                row = process_row(proc, activity, now)
         return jsonify({"outcome": result.outcome, "reason": result.reason, "activity": row})
 
     @bp.route("/api/actions/preview", methods=["POST"])
