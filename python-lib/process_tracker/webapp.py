@@ -117,10 +117,7 @@ def _default_client():
 def _default_scanner():
     from .host import Scanner
 
-    try:
-        return Scanner(pss=False)
-    except TypeError:  # the scanner's default is already PSS off
-        return Scanner()
+    return Scanner(pss=False)
 
 
 class _TtlCache:
