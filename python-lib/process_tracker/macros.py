@@ -140,8 +140,7 @@ def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...
     found = []
     for project_key, scenario_id in refs[:MAX_SCENARIOS_INSPECTED]:
         try:
-            definition = client.get_project(project_key).get_scenario(scenario_id).get_definition(
-                with_status=False)
+            definition = client.get_project(project_key).get_scenario(scenario_id).get_settings().get_raw()
         except Exception as exc:  # noqa: BLE001 - unreadable: not protected by this rule, logged
             logger.warning("cannot read scenario %s/%s: %s", project_key, scenario_id,
                            dss.translate_error(exc, "reading the scenario"))
