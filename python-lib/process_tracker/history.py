@@ -11,7 +11,7 @@ Layout (schema version `SCHEMA_VERSION`, in table `meta`):
   (labels only, never a command line); kept 24 h.
 - `cgroup_raw(ts, path, usage_bytes, limit_bytes)` and `cgroup_bucket(bucket, path, usage_sum, n, limit_bytes)`:
   DSS cgroups, their own series (never added to process sums).
-- `latest_processes` and `latest_cgroups`: the whole last sample (replaced at each sample), from which the
+- `latest_processes` and `latest_cgroups`: the whole last sample (read back as host.ProcessRecord) (replaced at each sample), from which the
   snapshot and table endpoints are served, so only the sampler ever scans the host.
 
 Concurrency: WAL journal, `busy_timeout`; writes are short `BEGIN IMMEDIATE` transactions, readers never block
@@ -22,10 +22,11 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
 from .errors import ConfigError
+from .host import ProcessRecord
 
 SCHEMA_VERSION = 1
 DB_FILENAME = "history.sqlite"
@@ -107,27 +108,6 @@ class CgroupSeries:
 
 
 @dataclass(frozen=True)
-class StoredProcess:
-    """A process of the last sample as stored: labels and extracted ids only, never a command line."""
-
-    pid: int
-    ppid: Optional[int]
-    create_time: Optional[float]
-    name: Optional[str]
-    role: str
-    label: str
-    user: Optional[str]
-    instance: Optional[str]
-    rss_bytes: Optional[int]
-    rss_anon_bytes: Optional[int]
-    cpu_percent: Optional[float]
-    num_threads: Optional[int]
-    age_seconds: Optional[float]
-    cgroup: Optional[str]
-    ids: Mapping[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class StoredCgroup:
     path: str
     usage_bytes: Optional[int]
@@ -141,12 +121,22 @@ class LatestSample:
 
     taken_at: float  # epoch seconds
     hostname: str
-    processes: Tuple[StoredProcess, ...]
+    processes: Tuple[ProcessRecord, ...]  # as scanned, minus PSS/USS/swap; ids filtered by safe_ids
     cgroups: Tuple[StoredCgroup, ...]
     stats: Mapping[str, object]  # the scan's ScanStats as a dict
     sampler: Mapping[str, object]  # the sampler's own figures (interval_s, cpu_percent_of_core, ...)
     on_host: bool
     degraded_reason: Optional[str]
+
+
+def _process_record(row):
+    (pid, ppid, create_time, name, role, label, user, instance, rss_bytes, rss_anon_bytes, cpu_percent, num_threads,
+     age_seconds, cgroup, ids) = row
+    return ProcessRecord(
+        pid=pid, ppid=ppid, create_time=create_time, name=name or "", role=role, label=label or "", user=user,
+        instance=instance, rss_bytes=rss_bytes, rss_anon_bytes=rss_anon_bytes, cpu_percent=cpu_percent,
+        num_threads=num_threads, age_seconds=age_seconds, cgroup=cgroup, ids=json.loads(ids or "{}"),
+    )
 
 
 def default_history_dir(environ=None):
@@ -542,7 +532,7 @@ class HistoryStore:
         return LatestSample(
             taken_at=float(meta["taken_at"]),
             hostname=meta.get("hostname") or "",
-            processes=tuple(StoredProcess(*r[:-1], ids=json.loads(r[-1] or "{}")) for r in procs),
+            processes=tuple(_process_record(r) for r in procs),
             cgroups=tuple(StoredCgroup(*r) for r in cgroups),
             stats=meta.get("stats") or {},
             sampler=meta.get("sampler") or {},
@@ -579,7 +569,6 @@ __all__ = [
     "RoleSample",
     "RoleSeries",
     "CgroupSeries",
-    "StoredProcess",
     "StoredCgroup",
     "WINDOWS",
     "default_history_dir",
