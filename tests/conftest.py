@@ -32,3 +32,15 @@ def simulator():
     yield make
     for sim in started:
         sim.stop()
+
+
+# ---- the process fleet (dev/fleet.py) ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def fleet():
+    """The demo fleet (dev.fleet.demo_layout): ~30 real DSS-shaped processes in a temporary DIP_HOME, started once
+    per test session and stopped at its end. `fleet.pid(name)`, `fleet.pids`, `fleet.dip_home`, `fleet.spec(name)`.
+    Shared: do not kill its processes (build your own `Fleet` for that)."""
+    from dev.fleet import Fleet, demo_layout
+
+    with Fleet(demo_layout) as running:
+        yield running
