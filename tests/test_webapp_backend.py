@@ -9,6 +9,8 @@ import logging
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dev.dss_runtime import load_webapp
 from dev.dss_simulator import Simulator
@@ -384,3 +386,33 @@ def test_webapp_params_defaults_and_group_lists():
     options = WebappOptions.from_config({"allowedGroups": "ops_team, admins ,", "historyDir": " "})
     assert options.allowed_groups == ("admins", "ops_team") and options.history_dir is None
     assert options.sampling_interval_s == 10 and options.retention_days == 7
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+action_bodies = st.fixed_dictionaries({}, optional={
+    "kind": st.sampled_from(["notebook_session", "future", "job", "training", ""]) | json_values,
+    "project_key": st.sampled_from(["PRJ", "NOPE", None]) | json_values,
+    "id": st.sampled_from(["sess-2", "fut-404", ""]) | json_values,
+    "confirm": json_values,
+}) | json_values
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=action_bodies, window=st.text(max_size=6))
+def test_hostile_bodies_and_params_never_crash_nor_act(backend, sim, body, window):
+    preview = backend.client.post("/api/actions/preview", json=body, headers=dict(as_user("admin"), **CSRF))
+    if body is None:  # no JSON at all: not even a JSON content type
+        assert preview.status_code == 403 and preview.get_json()["error"]["code"] == "csrf_refused"
+        return
+    assert preview.status_code in (200, 400, 404), preview.get_data(as_text=True)
+    if preview.status_code != 200:
+        assert "Traceback" not in preview.get_data(as_text=True) and preview.get_json()["error"]["message"]
+    history = backend.client.get("/api/history", query_string={"window": window}, headers=as_user("bob"))
+    assert history.status_code in (200, 400)
+    if history.status_code == 400:
+        assert history.get_json()["error"]["message"].startswith("window:")
+    assert sim.actions == [r for r in sim.actions if r.path.endswith("info-from-browser-headers")]
