@@ -210,6 +210,7 @@ def perform(
             if not still_act:
                 done(i, current, "spared", "re-checked just before acting: spared", str(why or ""))
                 continue
+        logger.info("requesting: %s %s by %s (%s)", verb, _where(current), actor or "unknown user", reason or "-")
         try:
             _STOPS[a.kind](client, current)
         except Exception as exc:  # noqa: BLE001 - translated; an action is never retried

@@ -23,13 +23,12 @@ notebook_session     sessionId        kernelExecutionState:       session_id, no
                                       unknown                     unix_owner, owner_display_name
 future               future jobId     running | aborting          future_id, action, targets, progress,
                                                                   running_seconds
-scenario             future jobId     running | aborting          future_id, scenario_id, run_id, trigger,
-                                                                  progress, running_seconds
+scenario             future jobId     running | aborting          future_id, scenario_id, run_id, progress,
+                                                                  running_seconds
 job                  job id           DSS job state (RUNNING,     job_id, initiator, job_type, scenario_id,
                                       NOT_STARTED, COMPUTING_DEPS, scenario_run_id, running_seconds
                                       WAITING_CONFIRMATION)
-webapp               webapp id        running                     webapp_id, future_id, port, webapp_type,
-                                                                  running_seconds
+webapp               webapp id        running                     webapp_id, future_id, port, running_seconds
 continuous_activity  recipe id        running | started           recipe_id, desired_state, future_id,
                      (loop not alive)                             running_seconds
 code_studio          code studio id   RUNNING | STARTING          code_studio_id, template_id,
@@ -228,7 +227,6 @@ def future_activity(future, now):
                 "future_id": future.get("jobId"),
                 "scenario_id": scenario_id,
                 "run_id": _str(extras.get("scenarioRunId")) or _str(extras.get("runId")),
-                "trigger": _str(_dict(extras.get("trigger")).get("name")) or _str(extras.get("triggerName")),
                 "progress": _progress(future),
                 "running_seconds": running,
             },
@@ -291,7 +289,7 @@ def _job_is_running(item):
     return item.get("state") in RUNNING_JOB_STATES
 
 
-def webapp_activity(project_key, webapp_id, name, webapp_type, state, now):
+def webapp_activity(project_key, webapp_id, name, state, now):
     """A webapp backend state (GET .../webapps/{id}/backend/state) -> Activity, or None when not running."""
     info = _dict(state.get("futureInfo"))
     if not info.get("alive"):
@@ -311,7 +309,6 @@ def webapp_activity(project_key, webapp_id, name, webapp_type, state, now):
             "webapp_id": webapp_id,
             "future_id": info.get("jobId"),
             "port": _int(extras.get("port")),
-            "webapp_type": webapp_type,
             "running_seconds": _running_seconds(start, now, info.get("runningTime")),
         },
     )
@@ -566,7 +563,7 @@ class _Lister:
 
         def run(client):
             state = client.get_project(project_key).get_webapp(webapp_id).get_state().state
-            activity = webapp_activity(project_key, webapp_id, name, None, _dict(state), self.now)
+            activity = webapp_activity(project_key, webapp_id, name, _dict(state), self.now)
             return _Out(activities=[activity] if activity else [])
 
         return _Step("webapp", project_key, what, run)
@@ -812,15 +809,23 @@ def _probe_job(client, activity, now):
         return Probe("aborted", None, state)
     if state in FINISHED_JOB_STATES:
         return Probe("finished", None, state)
-    fresh = replace(activity, state=_str(state) or activity.state)
+    item = {"def": _dict(base.get("def")) or {"id": activity.id}, "state": state, "startTime": base.get("jobStartTime")}
+    fresh = job_activity(item, now)
+    # the status has no kernelPid: keep the one listed, and what the status leaves out
+    fresh = replace(
+        fresh,
+        project_key=fresh.project_key or activity.project_key,
+        pid=activity.pid,
+        owner=fresh.owner or activity.owner,
+        start_time=fresh.start_time or activity.start_time,
+        details={**activity.details, **{k: v for k, v in fresh.details.items() if v is not None}},
+    )
     return Probe("running", fresh, str(state))
 
 
 def _probe_webapp(client, activity, now):
     state = client.get_project(activity.project_key).get_webapp(activity.id).get_state().state
-    fresh = webapp_activity(
-        activity.project_key, activity.id, activity.name, activity.details.get("webapp_type"), _dict(state), now
-    )
+    fresh = webapp_activity(activity.project_key, activity.id, activity.name, _dict(state), now)
     return Probe("running", fresh) if fresh else Probe("gone", None)
 
 
@@ -895,7 +900,35 @@ def get_activity(client, kind, id, project_key=None, notebook_name=None) -> Opti
     stub = Activity(kind, str(id), project_key, notebook_name or str(id), None, "unknown",
                     details={"notebook_name": notebook_name} if notebook_name else {})
     result = probe(client, stub)
-    return result.activity if result.status in LIVE_STATUSES else None
+    if result.status not in LIVE_STATUSES:
+        return None
+    if kind in ("webapp", "code_studio"):
+        return _with_settings(client, result.activity)
+    return result.activity
+
+
+def _with_settings(client, activity):
+    """Webapps and code studios: their state has no name (nor owner): read them from the object's settings."""
+    project = client.get_project(activity.project_key)
+    what = "reading the settings of %s %s" % (activity.kind.replace("_", " "), activity.id)
+    try:
+        if activity.kind == "webapp":
+            raw = _dict(project.get_webapp(activity.id).get_settings().get_raw())
+        else:
+            raw = _dict(project.get_code_studio(activity.id).get_settings().get_raw())
+    except Exception as exc:  # noqa: BLE001 - translated; the name is a nicety, the state is what matters
+        err = _translated(exc, what)
+        logger.debug("%s", err)
+        return activity
+    details = dict(activity.details)
+    if raw.get("templateId"):
+        details["template_id"] = raw.get("templateId")
+    return replace(
+        activity,
+        name=_str(raw.get("name")) or activity.name,
+        owner=activity.owner or _str(raw.get("owner")),
+        details=details,
+    )
 
 
 def _find_session(client, session_id, project_key):
