@@ -312,8 +312,9 @@ def test_no_response_leaks_a_secret_or_a_command_line(backend):
                         headers=dict(as_user("admin"), **CSRF)).get_data(as_text=True))
     for text in texts:
         assert ML_SECRET not in text and "admin-key" not in text and "Traceback" not in text
-    with open(os.path.join(backend.dir, "history.sqlite"), "rb") as f:
-        assert ML_SECRET.encode() not in f.read()
+    for suffix in ("", "-wal"):
+        with open(os.path.join(backend.dir, "history.sqlite" + suffix), "rb") as f:
+            assert ML_SECRET.encode() not in f.read()
 
 
 def test_register_routes_is_idempotent_and_starts_one_sampler(backend):
@@ -416,3 +417,47 @@ def test_hostile_bodies_and_params_never_crash_nor_act(backend, sim, body, windo
     if history.status_code == 400:
         assert history.get_json()["error"]["message"].startswith("window:")
     assert sim.actions == [r for r in sim.actions if r.path.endswith("info-from-browser-headers")]
+
+
+def test_with_the_real_scanner_and_fleet_the_views_join_real_processes(fleet, simulator, demo_instance, tmp_path,
+                                                                         monkeypatch):
+    """The webapp as deployed: its own sampler elected, the real host.Scanner over the real DSS-shaped fleet."""
+    import time
+
+    from dev.fleet import PLANTED_SECRETS
+
+    sim = simulator(demo_instance, fleet_pids=fleet.pids)
+    monkeypatch.setenv("DKU_DSS_URL", sim.url)
+    monkeypatch.setenv("DKU_API_KEY", sim.admin_key)
+    monkeypatch.setenv("DIP_HOME", fleet.dip_home)
+    app = load_webapp(WEBAPP, config={"historyDir": str(tmp_path / "h"), "samplingIntervalSeconds": 2}).application
+    state = app.extensions["process_tracker"]
+    client = Browser(app)
+    try:
+        deadline = time.monotonic() + 60
+        while state.sampler.samples == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.sampler.is_writer and state.sampler.samples >= 1, state.sampler.status()
+        snap = client.get("/api/snapshot", headers=as_user("admin"))
+        body = snap.get_json()
+        assert body["on_host"] is True, body["degraded_reason"]
+        roles = {r["role"] for r in body["roles"]}
+        assert {"backend", "jek", "jupyter_kernel"} <= roles
+        assert body["sampler"]["is_writer"] is True and body["sampler"]["scan_seconds"] > 0
+        table = client.get("/api/table", headers=as_user("admin")).get_json()
+        rows = {r["pid"]: r for r in table["rows"]}
+        kernel = rows[fleet.pid("kernel-1")]
+        assert kernel["activity_kind"] == "notebook_session" and kernel["project_key"] == "CHURN"
+        assert fleet.pid("kernel-orphan") in {r["pid"] for r in table["orphans"]}
+        texts = [snap.get_data(as_text=True), json.dumps(table),
+                 client.get("/api/history?window=1h", headers=as_user("admin")).get_data(as_text=True)]
+        for text in texts:
+            for secret in PLANTED_SECRETS:
+                assert secret not in text
+        for path in (state.store.path, state.store.path + "-wal"):
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    data = f.read()
+                assert not any(secret.encode() in data for secret in PLANTED_SECRETS)
+    finally:
+        state.sampler.stop()
