@@ -313,8 +313,10 @@ def test_no_response_leaks_a_secret_or_a_command_line(backend):
     for text in texts:
         assert ML_SECRET not in text and "admin-key" not in text and "Traceback" not in text
     for suffix in ("", "-wal"):
-        with open(os.path.join(backend.dir, "history.sqlite" + suffix), "rb") as f:
-            assert ML_SECRET.encode() not in f.read()
+        path = os.path.join(backend.dir, "history.sqlite" + suffix)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                assert ML_SECRET.encode() not in f.read()
 
 
 def test_register_routes_is_idempotent_and_starts_one_sampler(backend):
