@@ -1,11 +1,15 @@
 """The CLI mirrors, through the real console script (`.venv/bin/process-tracker`) in a subprocess, against the
 simulator over HTTP: the same rows as the macros (--json), dry run unless --apply, one line for bad input."""
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dev.dss_simulator.builders import instance, job, notebook, project, session
 
@@ -162,3 +166,49 @@ def test_threshold_exceeded_is_one_line_and_nothing_is_done(simulator):
     assert proc.stderr.strip() == ("process-tracker: error: failIfMoreThan: 2 jobs would be aborted, more than the "
                                    "limit of 1; nothing was done")
     assert sim.actions == []
+
+
+_SIMS = {}
+VALUES = st.one_of(st.text(max_size=6), st.integers(-5, 10**6).map(str), st.floats(allow_nan=True).map(repr),
+                   st.sampled_from(["", ",", "-1", "1e400", "nan", "inf", "future,kernel", "0x10", "  3 "]))
+OPTIONS = {
+    "kill-kernels": ["--max-idle-hours", "--max-age-hours", "--exclude-projects", "--free-memory-gb",
+                     "--fail-if-more-than", "--fail-if-more-than-gb", "--wait-seconds"],
+    "abort-tasks": ["--task-kinds", "--min-running-hours", "--task-types", "--users"],
+    "abort-jobs": ["--min-running-hours", "--projects", "--exclude-projects"],
+    "stop-services": ["--service-kinds", "--min-running-hours"],
+    "install-cleanup": ["--project", "--hour", "--minute", "--macros", "--scenario-name"],
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_option_value_is_a_result_or_one_line_naming_the_option_and_never_an_action(simulator, data):
+    from process_tracker import cli
+
+    if id(simulator) not in _SIMS:  # one simulator for all the examples of this test (the factory is the same)
+        _SIMS.clear()
+        _SIMS[id(simulator)] = simulator(demo())
+    sim = _SIMS[id(simulator)]
+    command = data.draw(st.sampled_from(sorted(OPTIONS)))
+    chosen = data.draw(st.lists(st.sampled_from(OPTIONS[command]), min_size=1, max_size=3, unique=True))
+    argv = ["--url", sim.url, "--api-key", sim.admin_key, command, "--json"]
+    for option in chosen:
+        argv += [option + "=" + data.draw(VALUES)]  # "=" so a value starting with "-" stays a value
+    if command == "kill-kernels":
+        argv.append("--no-scan-host")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main(argv)
+        except SystemExit as e:  # argparse usage errors
+            status = e.code
+    assert status in (0, 1, 2), (argv, err.getvalue())
+    if status == 1:
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("process-tracker: error: "), lines
+        named = lines[0][len("process-tracker: error: "):].split(":")[0]
+        if named.startswith("--"):
+            assert named in chosen, (named, chosen)
+    assert "Traceback" not in err.getvalue()
+    assert [r for r in sim.actions if not r.path.endswith("/scenarios/") and "/scenarios/" not in r.path] == []

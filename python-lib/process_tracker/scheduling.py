@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from . import dss, params, policy, render
-from .errors import ConfigError
+from .errors import ConfigError, DSSNotFound
 
 STEP_ID_PREFIX = "process_tracker_"
 TRIGGER_ID = "process_tracker_daily"
@@ -106,6 +106,7 @@ def install(client, project_key: str, values: Mapping) -> Installed:
     name = values["scenarioName"]
     project = client.get_project(project_key)
     what = "installing the clean-up scenario in project %s" % project_key
+    scenario_id = None
     try:
         scenario_id = _find(project, name)
         outcome = "updated"
@@ -138,6 +139,8 @@ def install(client, project_key: str, values: Mapping) -> Installed:
             outcome = "unchanged"
     except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
         err = dss.translate_error(exc, what)
+        if isinstance(err, DSSNotFound) and scenario_id is None:
+            raise ConfigError("projectKey", "project %s does not exist (or you cannot see it)" % project_key) from None
         raise err from None
     return Installed(project_key, scenario_id, name, outcome, tuple(macros), bool(values["act"]),
                      values["hour"], values["minute"])
