@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 from flask import Flask, Response, abort, redirect, request, send_from_directory
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from dev.dss_runtime import load_webapp_app
 
@@ -166,6 +166,13 @@ def build_app(backend_app, webapp_config=None, users: Sequence[str] = DEFAULT_US
     return front
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (the demo prints its own summary)."""
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
 class WebappServer:
     """A threaded HTTP server for `build_app(...)` on a loopback port, in a background thread.
 
@@ -196,13 +203,15 @@ class WebappServer:
         error = None
         for port in candidates:
             try:
-                self._server = make_server(self.host, port, self.app, threaded=True)
+                self._server = make_server(self.host, port, self.app, threaded=True, request_handler=_QuietHandler)
                 break
             except OSError as e:  # port taken: fall back to any free port
                 error = e
         if self._server is None:
             raise error
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webapp-server", daemon=True)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="webapp-server", daemon=True)
         self._thread.start()
         return self.url
 

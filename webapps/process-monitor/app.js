@@ -254,8 +254,12 @@
                 clear(el);
                 delete el.dataset.empty;
             }
+            // The card already has a heading: drop the figure's own title and the room kept for it.
             var layout = Object.assign({}, fig.layout || {}, { autosize: true });
             delete layout.width;
+            delete layout.height;
+            delete layout.title;
+            layout.margin = Object.assign({}, layout.margin || {}, { t: 24 });
             return Plotly.react(el, fig.data, layout, {
                 displaylogo: false,
                 responsive: true,
@@ -477,9 +481,15 @@
     }
 
     function roleCell(row, colours) {
-        return h("td", {}, [
+        if (!row.role) {
+            return h("td", { dataset: { key: "role", value: "" } }, [
+                h("span", { className: "pt-muted", textContent: "no process here",
+                    title: "DSS lists this activity but no process of it was found on this host" })
+            ]);
+        }
+        return h("td", { dataset: { key: "role", value: row.role } }, [
             h("span", { className: "pt-dot", style: "background:" + safeColour(colours[row.role]) }),
-            h("span", { textContent: row.role_display || row.role || "" })
+            h("span", { textContent: row.role_display || row.role })
         ]);
     }
 
@@ -528,7 +538,8 @@
                 }
                 var value = row[col.key];
                 if (col.key === "owner" && !value) value = row.user;
-                var td = h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, value) });
+                var td = h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, value),
+                    dataset: { key: col.key, value: value === null || value === undefined ? "" : String(value) } });
                 if (col.key === "pid" && row._noProcess) {
                     td.textContent = "\u2014";
                     td.title = "DSS lists this activity but no process of it was found on this host";
@@ -581,7 +592,8 @@
             var tr = h("tr", { dataset: { pid: String(row.pid) } });
             ORPHAN_COLUMNS.forEach(function (col) {
                 if (col.key === "role_display") tr.appendChild(roleCell(row, colours));
-                else tr.appendChild(h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, row[col.key]) }));
+                else tr.appendChild(h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, row[col.key]),
+                    dataset: { key: col.key, value: row[col.key] === null || row[col.key] === undefined ? "" : String(row[col.key]) } }));
             });
             body.appendChild(tr);
         });
