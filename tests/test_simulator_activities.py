@@ -283,6 +283,8 @@ def test_webapp_backend_state_and_stop(sim, manual_clock):
     assert (state.state["projectKey"], state.state["webAppId"], info["jobId"]) == ("CHURN", "w-run", "wb-w-run")
     none = churn.get_webapp("w-none").get_state()
     assert not none.running and "futureInfo" not in none.state
+    with pytest.raises(DataikuException, match="UnauthorizedException"):
+        sim.client("bob").get_project("CHURN").get_webapp("w-run").stop_backend()
     churn.get_webapp("w-run").stop_backend()
     churn.get_webapp("w-none").stop_backend()
     assert churn.get_webapp("w-run").get_state().running  # stopping
@@ -296,6 +298,8 @@ def test_continuous_activities_list_status_and_stop(sim, manual_clock):
     assert (item["recipeId"], item["desiredState"], item["mainLoopState"]["futureInfo"]["alive"]) == (
         "stream", "STARTED", True)
     (ca,) = churn.list_continuous_activities()
+    with pytest.raises(DataikuException, match="UnauthorizedException"):
+        sim.client("alice").get_project("CHURN").get_continuous_activity("stream").stop()
     ca.stop()
     status = ca.get_status()
     assert status["desiredState"] == "STOPPED" and status["mainLoopState"]["futureInfo"]["alive"] is True

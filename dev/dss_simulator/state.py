@@ -549,6 +549,7 @@ class State:
             self.webapp(project_key, webapp_id)
             t = self.tasks.get(("webapp", webapp_id))
             if t is not None:
+                self._require_owner(user, t)
                 self._request_abort(t)
 
     def ca_json(self, key, now=None):
@@ -579,6 +580,7 @@ class State:
             self.get_continuous_activity(project_key, recipe_id)
             t = self.tasks.get(("continuous_activity", recipe_id))
             if t is not None:
+                self._require_owner(user, t)
                 self._request_abort(t)
 
     def list_code_studios(self, project_key):
