@@ -166,7 +166,9 @@ def current_protection(client=None, activities: Sequence = (), environ: Optional
 
 @dataclass(frozen=True)
 class HostView:
-    """What the host scan adds to activities: memory (bytes, RssAnon) and role per (kind, id), orphans."""
+    """What the host scan adds to activities, per (kind, id): memory in bytes (RssAnon, else RSS, summed over the
+    activity's process, its descendants and wrappers: what stopping it frees) and the host role of its own
+    process; and the orphans (processes of a DSS role no activity explains)."""
 
     memory: Mapping[Tuple[str, str], int] = field(default_factory=dict)
     roles: Mapping[Tuple[str, str], str] = field(default_factory=dict)
@@ -174,8 +176,13 @@ class HostView:
     note: str = ""
 
 
-def host_view(inventory, scan: Optional[Callable[[], object]] = None) -> HostView:
-    """Scan the host once and join it to the inventory. A failing scan is a note, not a failed run."""
+def host_view(inventory, scan: Optional[Callable[[], object]] = None, instance: Optional[str] = None) -> HostView:
+    """Scan the host once and join it to the inventory. A failing scan is a note, not a failed run.
+
+    `instance`: the DSS data directory (DIP_HOME) whose processes may be joined; other instances' processes on the
+    same host are then neither joined nor orphans. DSS sets DIP_HOME in the environment of the processes it
+    starts (assumed for macro processes: see `run`); None joins every DSS process of the host.
+    """
     try:
         from . import joins
 
@@ -184,19 +191,20 @@ def host_view(inventory, scan: Optional[Callable[[], object]] = None) -> HostVie
 
             scan = Scanner().scan
         snapshot = scan()
-        joined = joins.join(snapshot, inventory)
+        joined = joins.join(snapshot, inventory, instance=instance)
     except ProcessTrackerError as exc:
         return HostView(note="host scan failed: %s" % exc)
     except (OSError, ImportError) as exc:
         return HostView(note="host scan failed (%s)" % exc.__class__.__name__)
     memory, roles = {}, {}
-    for match in joined.matches:
+    for match in joined.matches:  # the activity's own process, its descendants and its wrappers
         key = (match.activity.kind, match.activity.id)
         record = match.process
         value = record.rss_anon_bytes if record.rss_anon_bytes is not None else record.rss_bytes
         if value is not None:
             memory[key] = memory.get(key, 0) + int(value)
-        roles[key] = record.role
+        if match.via not in ("ancestor", "wrapped"):
+            roles[key] = record.role
     return HostView(memory=memory, roles=roles, orphans=tuple(joined.orphans))
 
 
@@ -264,7 +272,9 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
                                            now=now)
     _check_listing(inventory, plan.kinds)
     progress(1)
-    view = host_view(inventory, scan) if plan.scan_host else HostView()
+    environ = os.environ if environ is None else environ
+    dip_home = (environ.get("DIP_HOME") or "").rstrip("/") or None
+    view = host_view(inventory, scan, instance=dip_home) if plan.scan_host else HostView()
     progress(2)
     if macro_id == "running-activities":
         return _inventory_report(plan, inventory, view, now, progress)
@@ -289,7 +299,11 @@ def _inventory_report(plan, inventory, view, now, progress):
     shown = [a for a in inventory.activities if (a.kind, a.id) not in scope_spares]
     rows = render.inventory_rows(shown, now, view.memory, view.roles)
     if plan.show_orphans and plan.scan_host:
-        rows += render.orphan_rows(view.orphans, now, "no DSS activity explains this process")
+        from .joins import ORPHAN_ROLES
+
+        # an orphan only means something when the kinds that would explain it were listed
+        orphans = [p for p in view.orphans if set(ORPHAN_ROLES.get(p.role, ())) & set(plan.kinds)]
+        rows += render.orphan_rows(orphans, now, "no DSS activity explains this process")
     rows += render.error_rows(inventory.errors, render.INVENTORY_COLUMNS)
     progress(3)
     progress(STAGES)
