@@ -651,6 +651,10 @@ class Fleet:
             return
         self._state = "stopped"
         _live_fleets.discard(self)
+        # A second Ctrl-C (or `timeout -s INT`, which signals the process and then its group) must not cut the
+        # teardown short.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
         try:
             if self._lifeline_w is not None:
                 os.close(self._lifeline_w)  # every process sees EOF and tears its subtree down
@@ -681,6 +685,8 @@ class Fleet:
                 self._log.close()
             if self.base:
                 shutil.rmtree(self.base, ignore_errors=True)
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous_sigint)
 
     # -- inspection -----------------------------------------------------------------------------------------
     @property
@@ -778,6 +784,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print {dip_home, pids} as one JSON line instead")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    stop_requested = threading.Event()  # Ctrl-C sets it (no KeyboardInterrupt can cut the teardown short)
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
     with Fleet(LAYOUTS[args.layout], memory_scale=args.memory_scale, dip_home=args.dip_home) as fleet:
         if args.json:
             print(json.dumps({"dip_home": fleet.dip_home, "pids": fleet.pids}), flush=True)
@@ -787,10 +795,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print("%s %d" % (name, pid))
             print("ready: %d processes in %.2f s; Ctrl-C stops them" % (len(fleet.pids), time.monotonic() - started),
                   flush=True)
-        try:
-            while True:
-                signal.pause()
-        except KeyboardInterrupt:
+        while not stop_requested.wait(1.0):
             pass
     return 0
 
