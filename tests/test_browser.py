@@ -26,7 +26,7 @@ CHART_IDS = {
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    process = DemoProcess(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "400")
+    process = DemoProcess(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "1000")
     try:
         process.start()
         yield process

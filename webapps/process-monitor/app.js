@@ -58,6 +58,16 @@
         { key: "rss_bytes", title: "RSS", type: "bytes" }
     ];
 
+    var INSTANCE_COLUMN = { key: "instance", title: "DSS instance", type: "text" };
+
+    /** `columns` plus a DSS instance column after the role when the rows come from several instances. */
+    function withInstance(columns, rows) {
+        var seen = {};
+        rows.forEach(function (r) { if (r.instance) seen[r.instance] = true; });
+        if (Object.keys(seen).length < 2) return columns;
+        return [columns[0], INSTANCE_COLUMN].concat(columns.slice(1));
+    }
+
     var state = {
         whoami: null,
         snapshot: null,
@@ -476,7 +486,7 @@
         if (actionableOnly && !row.actionable) return false;
         if (!text) return true;
         var hay = [row.role_display, row.role, row.pid, row.label, row.project_key, row.activity_name,
-            row.activity_kind, row.owner, row.user, row.state, row.activity_id].join(" ").toLowerCase();
+            row.activity_kind, row.owner, row.user, row.state, row.activity_id, row.instance].join(" ").toLowerCase();
         return text.split(/\s+/).every(function (word) { return hay.indexOf(word) >= 0; });
     }
 
@@ -522,7 +532,8 @@
         var actionableOnly = $("pt-actionable-only").checked;
         var rows = all.filter(function (r) { return matchesFilter(r, text, role, actionableOnly); });
         rows.sort(compareRows(state.sort.key, state.sort.dir));
-        tableHead(table, COLUMNS, state.sort, true, function (col) {
+        var columns = withInstance(COLUMNS, all);
+        tableHead(table, columns, state.sort, true, function (col) {
             state.sort = nextSort(state.sort, col);
             renderTable();
         });
@@ -531,7 +542,7 @@
             var tr = h("tr", { dataset: { pid: row.pid === null || row.pid === undefined ? "" : String(row.pid),
                 kind: row.activity_kind || "", id: row.activity_id || "" } });
             if (row._noProcess) tr.className = "pt-no-process";
-            COLUMNS.forEach(function (col) {
+            columns.forEach(function (col) {
                 if (col.key === "role_display") {
                     tr.appendChild(roleCell(row, colours));
                     return;
@@ -540,6 +551,10 @@
                 if (col.key === "owner" && !value) value = row.user;
                 var td = h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, value),
                     dataset: { key: col.key, value: value === null || value === undefined ? "" : String(value) } });
+                if (col.key === "instance") {
+                    td.className = "pt-path";
+                    td.title = td.textContent;
+                }
                 if (col.key === "pid" && row._noProcess) {
                     td.textContent = "\u2014";
                     td.title = "DSS lists this activity but no process of it was found on this host";
@@ -556,7 +571,7 @@
             body.appendChild(tr);
         });
         if (!rows.length) {
-            body.appendChild(h("tr", {}, [h("td", { colSpan: COLUMNS.length + 1, className: "pt-empty",
+            body.appendChild(h("tr", {}, [h("td", { colSpan: columns.length + 1, className: "pt-empty",
                 textContent: all.length ? "No row matches the filter." : "Nothing to show." })]));
         }
         table.appendChild(body);
@@ -583,22 +598,24 @@
         var colours = roleColours();
         var rows = ((state.table && state.table.orphans) || []).slice();
         rows.sort(compareRows(state.orphanSort.key, state.orphanSort.dir));
-        tableHead(table, ORPHAN_COLUMNS, state.orphanSort, false, function (col) {
+        var columns = withInstance(ORPHAN_COLUMNS, rows);
+        tableHead(table, columns, state.orphanSort, false, function (col) {
             state.orphanSort = nextSort(state.orphanSort, col);
             renderOrphans();
         });
         var body = h("tbody");
         rows.forEach(function (row) {
             var tr = h("tr", { dataset: { pid: String(row.pid) } });
-            ORPHAN_COLUMNS.forEach(function (col) {
+            columns.forEach(function (col) {
                 if (col.key === "role_display") tr.appendChild(roleCell(row, colours));
-                else tr.appendChild(h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, row[col.key]),
+                else tr.appendChild(h("td", { className: col.key === "instance" ? "pt-path" : (col.type === "text" ? "" : "pt-num"),
+                    textContent: formatCell(col, row[col.key]), title: col.key === "instance" ? formatCell(col, row[col.key]) : "",
                     dataset: { key: col.key, value: row[col.key] === null || row[col.key] === undefined ? "" : String(row[col.key]) } }));
             });
             body.appendChild(tr);
         });
         if (!rows.length) {
-            body.appendChild(h("tr", {}, [h("td", { colSpan: ORPHAN_COLUMNS.length, className: "pt-empty",
+            body.appendChild(h("tr", {}, [h("td", { colSpan: columns.length, className: "pt-empty",
                 textContent: "No orphan: every DSS process is explained by an activity DSS lists." })]));
         }
         table.appendChild(body);
@@ -644,6 +661,7 @@
         add("Idle", formatDuration(row.idle_seconds));
         add("Memory (RssAnon)", formatBytes(row.rss_anon_bytes));
         add("PID", row.pid);
+        add("DSS instance", row.instance);
         return dl;
     }
 
