@@ -503,7 +503,9 @@ class Fleet:
         self._users: Dict[str, str] = {}
         self._roots: Dict[str, subprocess.Popen] = {}
         self._lifeline_w: Optional[int] = None
-        self._killed = set()
+        self._ready_r: Optional[int] = None
+        self._log = None
+        self._shared_interpreter: Optional[str] = None
         self._state = "new"
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -677,12 +679,12 @@ class Fleet:
             if left:
                 raise FleetError("processes still alive after stop: " + ", ".join(left))
         finally:
-            for fd in (getattr(self, "_ready_r", None),):
-                if fd is not None:
-                    os.close(fd)
-                    self._ready_r = None
-            if getattr(self, "_log", None):
+            if self._ready_r is not None:
+                os.close(self._ready_r)
+                self._ready_r = None
+            if self._log is not None:
                 self._log.close()
+                self._log = None
             if self.base:
                 shutil.rmtree(self.base, ignore_errors=True)
             if in_main_thread:
@@ -747,7 +749,6 @@ class Fleet:
                 self._roots[victim].wait()
             if not self._wait_gone(victim, 10.0):
                 raise FleetError("%s (pid %d) did not vanish after SIGKILL" % (victim, self._pids[victim]))
-            self._killed.add(victim)
 
     def _signal(self, name: str, signum: int) -> None:
         if self.alive(name):
