@@ -230,6 +230,26 @@ def test_everything_failing_fails_the_run(simulator):
     assert acted(sim) == []
 
 
+def test_key_revoked_mid_run_finishes_with_failed_rows_and_aborts_nothing(simulator):
+    sim = simulator(kernels_instance())
+    key = sim.admin_key
+    report = macros.run("kill-idle-kernels", sim.client(), {"simulate": False, "scanHost": False},
+                        progress=lambda stage: stage == 3 and sim.revoke_key(key))
+    rows = {r["id"]: r for r in report.rows}
+    assert rows["s-idle"]["outcome"] == "failed" and rows["s-old"]["outcome"] == "failed"
+    assert "Unknown API Key" in rows["s-idle"]["message"]
+    assert len(sim.session_ids()) == 5 and acted(sim) == []
+
+
+def test_dss_down_mid_run_finishes_with_failed_rows(simulator):
+    sim = simulator(tasks_instance())
+    report = macros.run("abort-long-jobs", sim.client(), {"simulate": False}, progress=lambda s: s == 3 and sim.stop())
+    rows = {r["id"]: r for r in report.rows}
+    assert rows["j-long"]["outcome"] == "failed" and "cannot reach DSS" in rows["j-long"]["message"]
+    assert rows["j-short"]["outcome"] == "spared"
+    assert sim.phase("job", "j-long") == "RUNNING"
+
+
 # --- self-protection ---------------------------------------------------------------------------------------------
 
 
@@ -327,6 +347,9 @@ def test_jobs_before_dss_15_are_listed_project_by_project(simulator):
 
 def test_services_by_kind_and_running_time(simulator):
     sim = simulator(tasks_instance())
+    dry = by_id(run(sim, "stop-idle-services"))
+    assert dry["dash"]["outcome"] == "would_act" and dry["new-app"]["outcome"] == "spared"
+    assert acted(sim) == []
     rows = by_id(run(sim, "stop-idle-services", {"simulate": False}))
     assert rows["dash"]["outcome"] == "aborted" and rows["dash"]["reason"] == "running 5.0 d > 72 h"
     assert rows["new-app"]["outcome"] == "spared"

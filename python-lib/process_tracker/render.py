@@ -76,8 +76,10 @@ def format_duration(seconds: Optional[float]) -> str:
     for unit, size in _UNITS_S:
         if seconds >= size:
             value = seconds / size
-            return ("%d %s" % (round(value), unit)) if unit == "min" else ("%.1f %s" % (value, unit))
-    return "%d s" % round(seconds)
+            if unit != "min":
+                return "%.1f %s" % (value, unit)
+            return ("%d min" % round(value)) if round(value) < 60 else "1.0 h"
+    return ("%d s" % round(seconds)) if round(seconds) < 60 else "1 min"
 
 
 def format_hours(hours: float) -> str:
