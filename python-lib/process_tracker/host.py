@@ -2,9 +2,41 @@
 
 Records are the contract with the rest of the code (policy, joins, charts, rendering): no psutil object and no
 raw command line ever leaves this module. Units are in field names.
+
+How a scan works (`Scanner.scan()`):
+- ONE `psutil.process_iter(attrs=ATTRS, ad_value=None)` pass. ATTRS are what changes between scans and all come
+  from two small /proc files (stat, statm). What does not change for a process (its command line, name and
+  user) is read only when the scanner meets a new identity `(pid, create_time)`, and again on every scan while
+  the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a wrapper).
+- The classification (roles.analyse) is cached per identity; roles are resolved over the tree (built once per
+  scan from ppid) with roles.resolve, and a process's resolution is kept once it is past its young age: a DSS
+  process re-parented to init (its JEK died) keeps its role.
+- psutil caches `create_time` on the Process objects process_iter keeps between calls, so a pid reused between
+  two scans would keep the old identity. A pid whose CPU time went down or whose parent changed is checked with
+  `Process.is_running()` (which re-reads the start time) and, when reused, gets a fresh identity.
+- For DSS processes (option `details="dss"`, the default), /proc/<pid>/status (swap, threads) and
+  /proc/<pid>/cgroup are read every scan; both are world-readable. `details="all"` reads them for every process.
+- Memory: rss and RssAnon (= rss - shared from statm, what /proc/<pid>/status calls RssAnon and what DSS reports
+  itself), swap (VmSwap), optional PSS/USS (smaps_rollup through psutil's memory_full_info; off by default,
+  same-uid or root only, ~10 ms per resident GiB), restricted to the top N DSS processes by RssAnon and/or to
+  every Nth scan.
+- A vanished process is counted (`vanished`), AccessDenied is counted (`access_denied`, processes with at least
+  one unreadable value), zombies are counted; none of them fails the scan.
 """
-from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+import os
+import pwd
+import socket
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from . import roles as catalogue
+from .errors import ConfigError
+
+# what a scan reads for every process: /proc/<pid>/stat (ppid, create_time, cpu_times, status) and statm (memory)
+ATTRS = ("cpu_times", "memory_info", "status")
+DETAILS_CHOICES = ("dss", "all")
+UNLIMITED_BYTES = 1 << 60  # cgroup v1 reports "no limit" as a huge number
 
 
 @dataclass(frozen=True)
@@ -28,7 +60,9 @@ class ProcessRecord:
     num_threads: Optional[int] = None
     age_seconds: Optional[float] = None
     cgroup: Optional[str] = None  # the memory cgroup path from /proc/<pid>/cgroup
-    ids: Mapping[str, object] = field(default_factory=dict)  # kernel_id, dip_home, xmx_bytes, port, ...
+    ids: Mapping[str, object] = field(default_factory=dict)  # kernel_id, dip_home, xmx_bytes, port, code_env
+    link: bool = False  # a transparent wrapper (sudo, execwrapper.sh, exec.py, sh/bash): its role is what it wraps
+    zombie: bool = False
 
     @property
     def key(self) -> Tuple[int, float]:
@@ -41,6 +75,7 @@ class RoleTotals:
     rss_anon_bytes: int
     rss_bytes: int
     cpu_percent: float
+    swap_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,12 +91,17 @@ class CgroupRecord:
 @dataclass(frozen=True)
 class ScanStats:
     wall_seconds: float
-    cpu_seconds: float
+    cpu_seconds: float  # CPU time of the scanning thread's process during the scan
     seen: int
-    new: int
+    new: int  # identities (pid, create_time) not seen by the previous scans
     classified: int  # processes given a DSS role
-    access_denied: int
+    access_denied: int  # processes with at least one value unreadable for lack of privilege
     vanished: int  # processes that exited during the scan ("lost the race": counted, not an error)
+    analysed: int = 0  # command lines read and classified this scan (new and young processes)
+    pid_reused: int = 0  # pids found reused since the previous scan
+    zombies: int = 0
+    pss_collected: int = 0  # processes whose PSS/USS was read this scan
+    scan_number: int = 0  # 1 for the scanner's first scan
 
 
 @dataclass(frozen=True)
@@ -72,3 +112,541 @@ class Snapshot:
     roles: Dict[str, RoleTotals]
     cgroups: Tuple[CgroupRecord, ...]
     stats: ScanStats
+
+    def by_pid(self) -> Dict[int, ProcessRecord]:
+        return {p.pid: p for p in self.processes}
+
+    def children(self) -> Dict[int, Tuple[int, ...]]:
+        """{ppid: (child pids, ascending)} for the processes of this snapshot."""
+        kids = {}
+        for p in self.processes:
+            if p.ppid != p.pid:
+                kids.setdefault(p.ppid, []).append(p.pid)
+        return {k: tuple(sorted(v)) for k, v in kids.items()}
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Scanner options (keyword arguments of `Scanner`).
+
+    pss: read PSS/USS (psutil memory_full_info, smaps_rollup) for DSS processes; off by default (cost ~10 ms per
+      resident GiB, same-uid or root only).
+    pss_top_n: only for the N DSS processes with the most RssAnon (None: all DSS processes).
+    pss_every: only every Nth scan (1: every scan).
+    young_seconds: processes younger than this are re-read and re-classified on every scan.
+    details: "dss" (swap, threads, cgroup of DSS processes only) or "all" (every process).
+    proc_root, cgroup_root: where /proc and the cgroup mount are (tests point them at fake trees).
+    cgroup_markers: a cgroup is a DSS cgroup when one of its path components is one of these (case-insensitive).
+    """
+
+    pss: bool = False
+    pss_top_n: Optional[int] = None
+    pss_every: int = 1
+    young_seconds: float = 30.0
+    details: str = "dss"
+    proc_root: str = "/proc"
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_markers: Tuple[str, ...] = ("DSS",)
+
+    def __post_init__(self):
+        if self.pss_top_n is not None and (not isinstance(self.pss_top_n, int) or self.pss_top_n < 1):
+            raise ConfigError("pss_top_n", "must be a positive integer or None, got %r" % (self.pss_top_n,))
+        if not isinstance(self.pss_every, int) or self.pss_every < 1:
+            raise ConfigError("pss_every", "must be an integer >= 1, got %r" % (self.pss_every,))
+        if not isinstance(self.young_seconds, (int, float)) or self.young_seconds < 0:
+            raise ConfigError("young_seconds", "must be a number of seconds >= 0, got %r" % (self.young_seconds,))
+        if self.details not in DETAILS_CHOICES:
+            raise ConfigError("details", "must be one of %s, got %r" % (", ".join(DETAILS_CHOICES), self.details))
+        if isinstance(self.cgroup_markers, str) or not all(isinstance(m, str) and m for m in self.cgroup_markers):
+            raise ConfigError("cgroup_markers", "must be a tuple of non-empty strings")
+
+
+# --- /proc and cgroup readers (pure over a root path, testable on fake trees) -----------------------------------
+
+
+def parse_status(data: bytes) -> Dict[str, int]:
+    """Selected /proc/<pid>/status fields: threads, swap_bytes, rss_anon_bytes (kB lines converted to bytes)."""
+    out = {}
+    for line in data.split(b"\n"):
+        if line.startswith(b"Threads:"):
+            out["threads"] = int(line.split()[1])
+        elif line.startswith(b"VmSwap:"):
+            out["swap_bytes"] = int(line.split()[1]) * 1024
+        elif line.startswith(b"RssAnon:"):
+            out["rss_anon_bytes"] = int(line.split()[1]) * 1024
+    return out
+
+
+def parse_proc_cgroup(data: bytes) -> Tuple[Optional[str], int]:
+    """(memory cgroup path, version) from /proc/<pid>/cgroup: the v1 memory controller line, else the v2 line."""
+    unified = None
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if "memory" in controllers.split(","):
+            return path, 1
+        if hierarchy == "0" and controllers == "":
+            unified = path
+    return unified, 2
+
+
+def _read_int_file(path) -> Optional[int]:
+    try:
+        with open(path, "rb") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    if text == b"max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def read_cgroup(cgroup_root: str, path: str, version: int) -> Optional[CgroupRecord]:
+    """The memory usage and limit of one cgroup: v1 memory.usage_in_bytes/limit_in_bytes under
+    `<root>/memory/<path>`, v2 memory.current/memory.max under `<root>/<path>`. None when unreadable."""
+    rel = path.lstrip("/")
+    if version == 1:
+        base = os.path.join(cgroup_root, "memory", rel)
+        usage = _read_int_file(os.path.join(base, "memory.usage_in_bytes"))
+        limit = _read_int_file(os.path.join(base, "memory.limit_in_bytes"))
+    else:
+        base = os.path.join(cgroup_root, rel)
+        usage = _read_int_file(os.path.join(base, "memory.current"))
+        limit = _read_int_file(os.path.join(base, "memory.max"))
+    if usage is None and limit is None:
+        return None
+    if limit is not None and limit >= UNLIMITED_BYTES:
+        limit = None
+    return CgroupRecord(path=path, usage_bytes=usage, limit_bytes=limit, version=version)
+
+
+def is_dss_cgroup(path: Optional[str], markers: Sequence[str]) -> bool:
+    if not path:
+        return False
+    wanted = {m.lower() for m in markers}
+    return any(part.lower() in wanted for part in path.split("/") if part)
+
+
+def cgroup_totals(paths: Mapping[str, int], cgroup_root: str = "/sys/fs/cgroup") -> Tuple[CgroupRecord, ...]:
+    """CgroupRecords for {cgroup path: version}, sorted by path; unreadable cgroups are left out."""
+    out = []
+    for path in sorted(paths):
+        record = read_cgroup(cgroup_root, path, paths[path])
+        if record is not None:
+            out.append(record)
+    return tuple(out)
+
+
+# --- the scanner ---------------------------------------------------------------------------------------------
+
+
+def read_allocations(proc_root: str = "/proc") -> Optional[Tuple[int, int, int]]:
+    """(last pid allocated in this pid namespace, tasks forked since boot, pid_max), or None when unreadable."""
+    try:
+        with open(proc_root + "/sys/kernel/ns_last_pid", "rb") as f:
+            last = int(f.read())
+        with open(proc_root + "/sys/kernel/pid_max", "rb") as f:
+            pid_max = int(f.read())
+        forks = None
+        with open(proc_root + "/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"processes "):
+                    forks = int(line.split()[1])
+                    break
+    except (OSError, ValueError):
+        return None
+    if forks is None:
+        return None
+    return last, forks, pid_max
+
+
+def reusable_pids(before, after):
+    """Which pids may have been handed to a new task between two `read_allocations()` readings.
+
+    Linux allocates pids cyclically (the next free pid after the last one, wrapping at pid_max to 300): a pid
+    alive at the first reading can belong to another process at the second one only if the allocator passed
+    it. Returns a predicate pid -> bool, or None when any pid may have been reused (a reading is missing, or
+    enough tasks were forked to wrap around).
+    """
+    if before is None or after is None:
+        return None
+    last0, forks0, _ = before
+    last1, forks1, pid_max = after
+    if forks1 - forks0 >= pid_max - 301 or forks1 < forks0:
+        return None
+    if last1 >= last0:
+        return lambda pid: last0 < pid <= last1
+    return lambda pid: pid > last0 or pid <= last1
+
+
+class _Known:
+    """What the scanner keeps about one identity (pid, create_time) between scans. Never leaves this module."""
+
+    __slots__ = ("create_time", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node")
+
+    def __init__(self, create_time):
+        self.create_time = create_time
+        self.traits = None
+        self.user = None
+        self.resolved = None
+        self.cpu_total = None
+        self.ppid = 0
+        self.parent_start = None
+        self.node = None
+
+
+_RECORD_FIELDS = tuple(ProcessRecord.__dataclass_fields__)
+
+
+def _record(**values):
+    """A ProcessRecord without the generated __init__'s per-field setattr (3x faster at thousands per scan);
+    every field is given, so the result equals ProcessRecord(**values)."""
+    record = object.__new__(ProcessRecord)
+    record.__dict__.update(values)
+    return record
+
+
+class Scanner:
+    """Scans the host. Keeps, between scans, per identity (pid, create_time): the classification, the user, the
+    parent and the CPU times (for cpu_percent); nothing else. Not thread-safe: one scanner per sampling loop.
+
+    `Scanner(pss=True, pss_top_n=10)` or `Scanner(ScanOptions(...))`; `clock` (epoch seconds) is injectable.
+    """
+
+    def __init__(self, options: Optional[ScanOptions] = None, clock: Callable[[], float] = time.time, **kwargs):
+        if options is not None and kwargs:
+            raise ConfigError("options", "give either a ScanOptions or keyword options, not both")
+        if options is None:
+            known = set(ScanOptions.__dataclass_fields__)
+            unknown = sorted(set(kwargs) - known)
+            if unknown:
+                raise ConfigError(unknown[0], "unknown scanner option (known: %s)" % ", ".join(sorted(known)))
+            options = ScanOptions(**kwargs)
+        self.options = options
+        self._clock = clock
+        self._known = {}  # pid -> _Known
+        self._users = {}  # uid -> name
+        self._last_mono = None
+        self._allocations = None
+        self._scans = 0
+        self._last_nodes = None
+        self._last_resolved = None
+        self._hostname = socket.gethostname()
+
+    # -- per-process reads ------------------------------------------------------------------------------------
+
+    def _user(self, uid):
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+    def _read_static(self, proc, known, psutil):
+        """Read the command line, name, user and parent of a new or young process, and classify it.
+
+        Returns True when something was unreadable (AccessDenied). Raises psutil.NoSuchProcess when it is gone.
+        """
+        denied = False
+        try:
+            argv = proc.cmdline()
+        except psutil.ZombieProcess:
+            argv = []
+        except psutil.AccessDenied:
+            argv, denied = [], True
+        try:
+            name = proc.name()
+        except (psutil.AccessDenied, psutil.ZombieProcess):
+            name, denied = "", True
+        try:
+            known.user = self._user(proc.uids().real)
+        except (psutil.AccessDenied, psutil.ZombieProcess):
+            known.user, denied = None, True
+        try:
+            known.ppid = proc.ppid()
+        except psutil.ZombieProcess:
+            known.ppid = 0
+        known.traits = catalogue.analyse(argv, name)
+        known.resolved = None
+        del argv  # the raw command line stops here
+        return denied
+
+    def _refresh(self, proc, known, check_identity, young_after, psutil):
+        """Identity check and static reads of a new, young or possibly reused process.
+
+        psutil keeps its Process objects (and their cached create_time) across process_iter calls: a pid the
+        kernel handed to another process is checked with is_running() and read through a fresh Process. psutil
+        may also find the reuse itself (NoSuchProcess on a live pid): then the same, once.
+        Returns (proc, known, reused, analysed, denied). Raises psutil.NoSuchProcess when the process is gone.
+        """
+        pid = proc.pid
+        original = known
+        for attempt in (0, 1):
+            known, reused = original, False
+            try:
+                if check_identity:
+                    if not proc.is_running():
+                        proc = psutil.Process(pid)
+                    create_time = proc.create_time()
+                    if known is not None and known.create_time != create_time:
+                        known, reused = None, True
+                if known is None:
+                    known = _Known(create_time)
+                denied = analysed = False
+                if known.traits is None or known.create_time > young_after:
+                    denied, analysed = self._read_static(proc, known, psutil), True
+                return proc, known, reused, analysed, denied
+            except psutil.NoSuchProcess:
+                if attempt:
+                    raise
+                proc = psutil.Process(pid)  # NoSuchProcess again when the process is really gone
+                check_identity = True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_details(self, pid):
+        """(status fields, (cgroup path, version), denied) of one process; parts empty when unreadable.
+        Raises FileNotFoundError / ProcessLookupError when the process is gone."""
+        root = self.options.proc_root
+        status, cgroup, denied = {}, (None, 2), False
+        try:
+            with open("%s/%d/status" % (root, pid), "rb") as f:
+                status = parse_status(f.read())
+        except PermissionError:
+            denied = True
+        try:
+            with open("%s/%d/cgroup" % (root, pid), "rb") as f:
+                cgroup = parse_proc_cgroup(f.read())
+        except PermissionError:
+            denied = True
+        return status, cgroup, denied
+
+    # -- the scan ---------------------------------------------------------------------------------------------
+
+    def scan(self) -> Snapshot:
+        """One pass over the host's processes. Never raises for a process that vanishes or is unreadable."""
+        import psutil
+
+        opts = self.options
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        now, mono = self._clock(), time.monotonic()
+        interval = None if self._last_mono is None else max(mono - self._last_mono, 1e-6)
+        self._scans += 1
+        allocations = read_allocations(opts.proc_root)
+        may_be_reused = reusable_pids(self._allocations, allocations)
+        self._allocations = allocations
+        listed = set(psutil.pids())
+        previous, current = self._known, {}
+        rows = []  # (proc, known, info, denied)
+        young_after = now - opts.young_seconds
+        new = analysed = reused = denied_count = zombies = vanished = 0
+
+        for proc in psutil.process_iter(attrs=ATTRS, ad_value=None):
+            info = proc.info
+            pid = proc.pid
+            known = previous.get(pid)
+            denied = None in info.values()
+            if (known is None or known.create_time > young_after or may_be_reused is None
+                    or may_be_reused(pid)):
+                try:
+                    proc, known, was_reused, was_analysed, static_denied = self._refresh(
+                        proc, known, known is None or may_be_reused is None or may_be_reused(pid), young_after,
+                        psutil)
+                except psutil.NoSuchProcess:
+                    vanished += 1
+                    continue
+                if was_reused:
+                    reused += 1
+                if known.node is None:
+                    new += 1
+                analysed += was_analysed
+                denied = denied or static_denied
+            zombie = info["status"] == psutil.STATUS_ZOMBIE
+            if zombie:
+                zombies += 1
+                denied = False
+            if denied:
+                denied_count += 1
+            current[pid] = known
+            rows.append((proc, known, info, zombie))
+        vanished += len(listed - set(current))
+        self._known = current
+
+        # the tree, once. A parent that exited re-parents its children (re-read their ppid); a parent younger
+        # than its child is a reused pid, not the parent.
+        nodes, settled, dropped = {}, {}, set()
+        for proc, known, _info, _zombie in rows:
+            ppid = known.ppid
+            parent = current.get(ppid) if ppid else None
+            parent_start = parent.create_time if parent is not None else None
+            if ppid and parent_start != known.parent_start and known.node is not None:
+                try:
+                    ppid = known.ppid = proc.ppid()
+                except psutil.ZombieProcess:
+                    ppid = known.ppid = 0
+                except psutil.NoSuchProcess:
+                    dropped.add(proc.pid)
+                    continue
+                parent = current.get(ppid) if ppid else None
+                parent_start = parent.create_time if parent is not None else None
+            known.parent_start = parent_start
+            tree_ppid = ppid if parent_start is not None and parent_start <= known.create_time + 1.0 else 0
+            node = known.node
+            if node is None or node.ppid != tree_ppid or node.traits is not known.traits:
+                node = known.node = catalogue.Node(tree_ppid, known.traits)
+            nodes[proc.pid] = node
+            if known.resolved is not None:
+                settled[proc.pid] = known.resolved
+        if nodes == self._last_nodes:
+            resolved = self._last_resolved  # same tree, same traits: same roles
+        else:
+            resolved = catalogue.resolve(nodes, settled)
+            self._last_nodes, self._last_resolved = nodes, resolved
+
+        records, details_for_all = [], opts.details == "all"
+        cgroup_paths, markers = {}, opts.cgroup_markers
+        for proc, known, info, zombie in rows:
+            pid = proc.pid
+            if pid in dropped:
+                vanished += 1
+                continue
+            res = resolved[pid]
+            create_time = known.create_time
+            if known.resolved is None and not res.link and create_time <= young_after:
+                known.resolved = res  # settled: kept while this identity lives, even if re-parented
+            mem = info["memory_info"]
+            if mem is not None:
+                rss, anon = mem.rss, max(mem.rss - mem.shared, 0)
+            else:
+                rss = anon = None
+            cpu = info["cpu_times"]
+            cpu_total = (cpu.user + cpu.system) if cpu is not None else None
+            cpu_percent = None
+            if interval is not None and cpu_total is not None and known.cpu_total is not None:
+                cpu_percent = round(max(cpu_total - known.cpu_total, 0.0) * 100.0 / interval, 2)
+            known.cpu_total = cpu_total
+            swap = threads = cgroup = None
+            is_dss = res.role != "not_dss"
+            if (is_dss or details_for_all) and not zombie:
+                try:
+                    status, (cgroup, version), denied = self._read_details(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    vanished += 1
+                    continue
+                if denied:
+                    denied_count += 1
+                swap, threads = status.get("swap_bytes"), status.get("threads")
+                if is_dss and cgroup and is_dss_cgroup(cgroup, markers):
+                    cgroup_paths[cgroup] = version
+            traits = known.traits
+            records.append(_record(
+                pid=pid, ppid=known.ppid, create_time=create_time, name=traits.name, role=res.role,
+                label=res.label, user=known.user, instance=res.instance, rss_bytes=rss, rss_anon_bytes=anon,
+                pss_bytes=None, uss_bytes=None, swap_bytes=swap, cpu_percent=cpu_percent, num_threads=threads,
+                age_seconds=round(max(now - create_time, 0.0), 3), cgroup=cgroup, ids=traits.ids,
+                link=res.link, zombie=zombie,
+            ))
+
+        pss_collected = 0
+        if opts.pss and (self._scans - 1) % opts.pss_every == 0:
+            records, pss_collected, pss_denied = self._collect_pss(records, psutil)
+            denied_count += pss_denied
+        self._last_mono = mono
+        totals = role_totals(records)
+        cgroups = cgroup_totals(cgroup_paths, opts.cgroup_root)
+        stats = ScanStats(
+            wall_seconds=round(time.perf_counter() - wall0, 6), cpu_seconds=round(time.process_time() - cpu0, 6),
+            seen=len(records), new=new, classified=sum(1 for r in records if r.role != "not_dss"),
+            access_denied=denied_count, vanished=vanished, analysed=analysed, pid_reused=reused,
+            zombies=zombies, pss_collected=pss_collected, scan_number=self._scans,
+        )
+        return Snapshot(taken_at=now, hostname=self._hostname, processes=tuple(records), roles=totals,
+                        cgroups=cgroups, stats=stats)
+
+    def _collect_pss(self, records, psutil):
+        """PSS/USS for the chosen DSS processes. Returns (records, collected, access denied)."""
+        candidates = [r for r in records if r.role != "not_dss" and not r.zombie]
+        if self.options.pss_top_n is not None:
+            candidates.sort(key=lambda r: -(r.rss_anon_bytes or 0))
+            candidates = candidates[: self.options.pss_top_n]
+        values, denied = {}, 0
+        for record in candidates:
+            try:
+                proc = psutil.Process(record.pid)
+                if proc.create_time() != record.create_time:
+                    continue
+                full = proc.memory_full_info()
+            except psutil.AccessDenied:
+                denied += 1
+                continue
+            except psutil.NoSuchProcess:  # includes zombies
+                continue
+            values[record.pid] = (getattr(full, "pss", None), getattr(full, "uss", None))
+        if not values:
+            return records, 0, denied
+        out = []
+        for r in records:
+            got = values.get(r.pid)
+            if got is not None:
+                r = replace(r, pss_bytes=got[0], uss_bytes=got[1])
+            out.append(r)
+        return out, len(values), denied
+
+
+def role_totals(records: Sequence[ProcessRecord]) -> Dict[str, RoleTotals]:
+    """Per-role count, RssAnon, RSS, CPU% and swap totals, roles in catalogue order."""
+    acc = {}
+    for r in records:
+        t = acc.get(r.role)
+        if t is None:
+            t = acc[r.role] = [0, 0, 0, 0.0, 0]
+        t[0] += 1
+        t[1] += r.rss_anon_bytes or 0
+        t[2] += r.rss_bytes or 0
+        t[3] += r.cpu_percent or 0.0
+        t[4] += r.swap_bytes or 0
+    return {role: RoleTotals(t[0], t[1], t[2], round(t[3], 2), t[4])
+            for role, t in ((k, acc[k]) for k in catalogue.sequence_roles(acc))}
+
+
+# --- the documented JSON shape ---------------------------------------------------------------------------------
+
+
+def process_to_json(p: ProcessRecord) -> Dict[str, object]:
+    return {
+        "pid": p.pid, "ppid": p.ppid, "create_time": p.create_time, "role": p.role, "label": p.label,
+        "user": p.user, "instance": p.instance, "rss_bytes": p.rss_bytes, "rss_anon_bytes": p.rss_anon_bytes,
+        "pss_bytes": p.pss_bytes, "cpu_percent": p.cpu_percent, "ids": catalogue.ids_dict(p.ids),
+        "swap_bytes": p.swap_bytes, "num_threads": p.num_threads, "age_seconds": p.age_seconds,
+        "cgroup": p.cgroup, "link": p.link,
+    }
+
+
+def snapshot_to_json(snapshot: Snapshot, include_not_dss: bool = False) -> Dict[str, object]:
+    """`{"processes": [...], "roles": {role: {count, rss_anon_bytes, rss_bytes}}, "stats": {...}}`.
+
+    not_dss processes (and their role total) are left out unless `include_not_dss`. Each process has pid, ppid,
+    create_time, role, label, user, instance, rss_bytes, rss_anon_bytes, pss_bytes (null unless collected),
+    cpu_percent (null on a first scan), ids, and also swap_bytes, num_threads, age_seconds, cgroup, link.
+    """
+    processes = [p for p in snapshot.processes if include_not_dss or p.role != "not_dss"]
+    roles = {
+        role: {"count": t.count, "rss_anon_bytes": t.rss_anon_bytes, "rss_bytes": t.rss_bytes,
+               "cpu_percent": t.cpu_percent, "swap_bytes": t.swap_bytes}
+        for role, t in snapshot.roles.items() if include_not_dss or role != "not_dss"
+    }
+    return {
+        "taken_at": snapshot.taken_at,
+        "hostname": snapshot.hostname,
+        "processes": [process_to_json(p) for p in processes],
+        "roles": roles,
+        "cgroups": [asdict(c) for c in snapshot.cgroups],
+        "stats": asdict(snapshot.stats),
+    }

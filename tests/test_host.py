@@ -1,0 +1,636 @@
+"""The scanner (python-lib/process_tracker/host.py) against real processes: the DSS-shaped fleet of dev/fleet.py,
+processes that vanish, reuse a pid, rewrite their title, turn zombie or carry odd command lines, an unprivileged
+scanner, and a fake cgroup tree. The CLI is run as the real console script."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import pytest
+
+from dev.fleet import KERNEL_IDS, PLANTED_SECRETS, Fleet, ProcSpec, full_layout
+from process_tracker import host
+from process_tracker.errors import ConfigError
+from process_tracker.host import (
+    ProcessRecord,
+    Scanner,
+    ScanOptions,
+    cgroup_totals,
+    is_dss_cgroup,
+    parse_proc_cgroup,
+    parse_status,
+    read_cgroup,
+    reusable_pids,
+    snapshot_to_json,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")
+IS_ROOT = os.geteuid() == 0
+
+# every process of dev.fleet.full_layout: (role, label or None for any, link, instance directory name or None)
+EXPECTED = {
+    "supervisord": ("supervisord", "supervisord", False, "dss_data"),
+    "nginx": ("nginx", "nginx master", False, "dss_data"),
+    "nginx-worker-1": ("nginx", "nginx worker", False, "dss_data"),
+    "nginx-worker-2": ("nginx", "nginx worker", False, "dss_data"),
+    "backend": ("backend", "backend", False, "dss_data"),
+    "jek-1": ("jek", "JEK", False, "dss_data"),
+    "jek-2": ("jek", "JEK", False, "dss_data"),
+    "jek-idle": ("jek", "JEK", False, "dss_data"),
+    "recipe-1": ("python_recipe", "python recipe", False, "dss_data"),
+    "spark-1": ("spark_driver", "Spark driver", False, "dss_data"),
+    "fek-1": ("fek", "FEK", False, "dss_data"),
+    "fek-2": ("fek", "FEK", False, "dss_data"),
+    "cak-1": ("cak", "CAK", False, "dss_data"),
+    "eventserver": ("eventserver", "event server", False, "dss_data"),
+    "ml-1": ("ml_training", "ML server", False, "dss_data"),
+    "webapp-1": ("webapp_backend", "webapp backend (Flask)", False, "dss_data"),
+    "jupyter": ("jupyter_server", "Jupyter server", False, "dss_data"),
+    "kernel-1": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss_data"),
+    "kernel-2": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss_data"),
+    "kernel-3": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss_data"),
+    "kernel-4": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss_data"),
+    "kernel-uif-sudo": ("jupyter_kernel", "UIF wrapper (sudo)", True, "dss_data"),
+    "kernel-uif-exec": ("jupyter_kernel", "UIF wrapper (exec.py)", True, "dss_data"),
+    "kernel-uif": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss_data"),
+    "kernel-orphan": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss_data"),
+    "not-dss-1": ("not_dss", "python3", False, None),
+    "not-dss-2": ("not_dss", "java", False, None),
+    "kernel-r": ("jupyter_kernel", "kernel ir", False, "dss_data"),
+    "kernel-scala": ("jupyter_kernel", "kernel scala", False, "dss_data"),
+    "webapp-bokeh": ("webapp_backend", "webapp backend (Bokeh)", False, "dss_data"),
+    "webapp-dash": ("webapp_backend", "webapp backend (Dash)", False, "dss_data"),
+    "webapp-shiny": ("webapp_backend", "webapp backend (Shiny)", False, "dss_data"),
+    "pyspark-1": ("spark_driver", "PySpark python", False, "dss_data"),
+    "dss2-supervisord": ("supervisord", "supervisord", False, "dss2_data"),
+    "dss2-backend": ("backend", "backend", False, "dss2_data"),
+    "dss2-jek-1": ("jek", "JEK", False, "dss2_data"),
+    "dss2-jupyter": ("jupyter_server", "Jupyter server", False, "dss2_data"),
+    "dss2-kernel-1": ("jupyter_kernel", "kernel py-dku-venv-py39-ds", False, "dss2_data"),
+    "govern-supervisord": ("supervisord", "supervisord", False, "govern_data"),
+    "govern-server": ("governserver", "Govern server", False, "govern_data"),
+    "govern-nginx": ("nginx", "nginx master", False, "govern_data"),
+    "govern-nginx-worker-1": ("nginx", "nginx worker", False, "govern_data"),
+    "apinode-supervisord": ("supervisord", "supervisord", False, "api_data"),
+    "apinode-apimain": ("apinode", "API node", False, "api_data"),
+}
+
+
+@pytest.fixture(scope="module")
+def full_fleet():
+    """Every role of dev/fleet.py: the demo node, the extra roles, a second instance, a Govern and an API node."""
+    with Fleet(full_layout) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def scanned(full_fleet):
+    """Two scans of the host with the full fleet up (the second one has CPU percentages)."""
+    scanner = Scanner()
+    first = scanner.scan()
+    second = scanner.scan()
+    return first, second
+
+
+def _by_pid(snapshot):
+    return {p.pid: p for p in snapshot.processes}
+
+
+def _in_tmp(path):
+    return bool(path) and os.path.realpath(path).startswith(os.path.realpath(tempfile.gettempdir()) + os.sep)
+
+
+def test_every_fleet_process_gets_its_role_label_and_instance(full_fleet, scanned):
+    assert set(full_fleet.names) == set(EXPECTED), "the fleet changed: update EXPECTED"
+    for snapshot in scanned:
+        records = _by_pid(snapshot)
+        base = os.path.dirname(full_fleet.dip_home)
+        for name, (role, label, link, instance) in EXPECTED.items():
+            p = records[full_fleet.pid(name)]
+            assert (p.role, p.label, p.link) == (role, label, link), name
+            assert p.instance == (os.path.join(base, instance) if instance else None), name
+            assert p.create_time == pytest.approx(full_fleet.create_time(name), abs=0.01), name
+            assert p.user == full_fleet.username(name), name
+
+
+def test_ids_from_the_fleet_command_lines(full_fleet, scanned):
+    records = _by_pid(scanned[1])
+    for name, kernel_id in KERNEL_IDS.items():
+        assert records[full_fleet.pid(name)].ids["kernel_id"] == kernel_id
+    assert records[full_fleet.pid("backend")].ids["xmx_bytes"] == 4 * 1024 ** 3
+    assert records[full_fleet.pid("jek-1")].ids["xmx_bytes"] == 2 * 1024 ** 3
+    assert records[full_fleet.pid("ml-1")].ids["port"] == 41731
+    assert records[full_fleet.pid("kernel-1")].ids["code_env"] == "py39-ds"
+    assert records[full_fleet.pid("backend")].ids["dip_home"] == full_fleet.dip_home
+    for name in ("kernel-uif-sudo", "kernel-uif-exec"):  # wrappers keep no id of the command they wrap
+        assert set(records[full_fleet.pid(name)].ids) <= {"dip_home"}
+
+
+def test_uif_chain_resolves_to_the_kernel_role_and_the_kernel_keeps_its_owner(full_fleet, scanned):
+    records = _by_pid(scanned[1])
+    kernel = records[full_fleet.pid("kernel-uif")]
+    exec_py = records[full_fleet.pid("kernel-uif-exec")]
+    sudo = records[full_fleet.pid("kernel-uif-sudo")]
+    assert kernel.ppid == exec_py.pid and exec_py.ppid == sudo.pid
+    assert {kernel.role, exec_py.role, sudo.role} == {"jupyter_kernel"}
+    assert kernel.user == full_fleet.username("kernel-uif")
+    if IS_ROOT:
+        assert kernel.user != sudo.user  # the kernel runs as the UIF user, the wrappers as root
+
+
+def test_workers_recipes_and_spark_children_inherit(full_fleet, scanned):
+    records = _by_pid(scanned[1])
+    for child, parent in (("nginx-worker-1", "nginx"), ("recipe-1", "jek-1"), ("spark-1", "jek-2"),
+                          ("pyspark-1", "spark-1"), ("govern-nginx-worker-1", "govern-nginx")):
+        assert records[full_fleet.pid(child)].ppid == full_fleet.pid(parent)
+        assert records[full_fleet.pid(child)].instance == records[full_fleet.pid(parent)].instance
+
+
+def test_nothing_outside_the_fleets_is_classified_as_dss(full_fleet, scanned):
+    ours = set(full_fleet.pids.values())
+    for snapshot in scanned:
+        for p in snapshot.processes:
+            if p.pid in ours or p.role == "not_dss":
+                continue
+            # other DSS-shaped processes may only come from other fleets (tests or a demo running on this host):
+            # python programs whose title says otherwise, in a temporary data directory
+            assert p.instance != full_fleet.dip_home, (p.pid, p.role, p.label)
+            try:
+                exe = psutil.Process(p.pid).exe()
+            except psutil.AccessDenied:
+                exe = None
+            except psutil.NoSuchProcess:
+                continue
+            if exe is not None:
+                assert os.path.basename(exe).startswith("python"), (p.pid, p.role, p.label, exe)
+            assert _in_tmp(p.instance), (p.pid, p.role, p.label, p.instance)
+    me = _by_pid(scanned[1])[os.getpid()]
+    assert me.role == "not_dss" and me.instance is None
+
+
+def test_memory_rss_anon_is_rss_minus_shared_and_matches_proc_status(full_fleet, scanned):
+    records = _by_pid(scanned[1])
+    for name in ("backend", "kernel-1", "ml-1", "recipe-1", "not-dss-1"):
+        p = records[full_fleet.pid(name)]
+        with open("/proc/%d/status" % p.pid, "rb") as f:
+            status = parse_status(f.read())
+        assert p.rss_anon_bytes == pytest.approx(status["rss_anon_bytes"], abs=256 * 1024), name
+        assert p.rss_anon_bytes >= full_fleet.memory_bytes(name), name  # the touched anonymous memory
+        assert p.rss_bytes >= p.rss_anon_bytes
+    for name in ("backend", "kernel-uif", "nginx-worker-1"):  # details are read for DSS processes
+        p = records[full_fleet.pid(name)]
+        assert p.num_threads >= 1 and p.swap_bytes is not None and p.cgroup is not None
+        assert p.age_seconds >= 0 and p.cpu_percent is not None and p.cpu_percent >= 0
+        assert p.pss_bytes is None  # PSS is off by default
+
+
+def test_role_totals_are_the_sums_of_their_processes(scanned):
+    snapshot = scanned[1]
+    for role, totals in snapshot.roles.items():
+        members = [p for p in snapshot.processes if p.role == role]
+        assert totals.count == len(members)
+        assert totals.rss_anon_bytes == sum(p.rss_anon_bytes or 0 for p in members)
+        assert totals.rss_bytes == sum(p.rss_bytes or 0 for p in members)
+    stats = snapshot.stats
+    assert stats.seen == len(snapshot.processes)
+    assert stats.classified == sum(1 for p in snapshot.processes if p.role != "not_dss")
+    assert stats.scan_number == 2 and stats.cpu_seconds > 0 and stats.wall_seconds > 0
+    assert scanned[0].stats.new == scanned[0].stats.seen  # first scan: everything is new
+
+
+def test_cli_scan_json_all_has_the_documented_shape_and_no_secret(full_fleet):
+    out = subprocess.run([CLI, "scan", "--json", "--all"], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    for secret in PLANTED_SECRETS:
+        assert secret not in out
+    doc = json.loads(out)
+    assert {"processes", "roles", "stats"} <= set(doc)
+    by_pid = {p["pid"]: p for p in doc["processes"]}
+    kernel = by_pid[full_fleet.pid("kernel-1")]
+    assert {"pid", "ppid", "create_time", "role", "label", "user", "instance", "rss_bytes", "rss_anon_bytes",
+            "pss_bytes", "cpu_percent", "ids"} <= set(kernel)
+    assert kernel["role"] == "jupyter_kernel" and kernel["ids"]["kernel_id"] == KERNEL_IDS["kernel-1"]
+    assert kernel["pss_bytes"] is None and kernel["cpu_percent"] is None  # one scan: no CPU figure
+    assert by_pid[full_fleet.pid("not-dss-1")]["role"] == "not_dss"
+    assert set(doc["roles"]["jek"]) >= {"count", "rss_anon_bytes", "rss_bytes"}
+    assert doc["roles"]["jek"]["count"] >= 4
+    assert {"wall_seconds", "cpu_seconds", "seen", "new", "classified", "access_denied", "vanished"} <= set(
+        doc["stats"])
+    default = json.loads(subprocess.run([CLI, "scan", "--json"], capture_output=True, text=True, check=True,
+                                        timeout=120).stdout)
+    assert all(p["role"] != "not_dss" for p in default["processes"]) and "not_dss" not in default["roles"]
+
+
+def test_cli_scan_table_groups_by_role_and_shows_no_secret(full_fleet):
+    out = subprocess.run([CLI, "scan", "--top", "2", "--pss", "--interval", "0.2"], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    for secret in PLANTED_SECRETS:
+        assert secret not in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["ROLE", "COUNT", "RSSANON", "RSS", "CPU"]
+    assert any(line.startswith("jupyter_kernel ") for line in lines)
+    assert any("kernel py-dku-venv-py39-ds" in line for line in lines)
+    assert "not_dss" not in out
+    assert "instances: " in out and full_fleet.dip_home in out
+
+
+def test_cli_scan_refuses_bad_options_in_one_line():
+    result = subprocess.run([CLI, "scan", "--top", "-1"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "process-tracker: error: --top: must be >= 0, got -1"
+
+
+def test_snapshot_to_json_is_plain_json(scanned):
+    doc = snapshot_to_json(scanned[1], include_not_dss=True)
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["roles"]["not_dss"]["count"] >= 1
+
+
+# --- races, identity, odd processes ------------------------------------------------------------------------------
+
+def _small_fleet(tmp):
+    d = os.path.join(tmp, "dss_data")
+    java = "/usr/lib/jvm/java-17/bin/java"
+    return [
+        ProcSpec("backend", (java, "-Ddku.backend", "-cp", d + "/bin:/x", "com.dataiku.dip.DSSBackendMain"),
+                 comm="java", memory_mib=2),
+        ProcSpec("jek", (java, "-Ddku.jek", "-cp", d + "/bin:/x", "com.dataiku.dip.dataflow.kernel.slave."
+                         "DSSJobKernelMain"), parent="backend", comm="java", memory_mib=2),
+        ProcSpec("recipe", (d + "/code-envs/python/env/bin/python", "-u", "recipe.py"), parent="jek", memory_mib=2),
+    ]
+
+
+def test_a_process_killed_between_scans_disappears_without_error(tmp_path):
+    with Fleet(_small_fleet(str(tmp_path)), dip_home=str(tmp_path / "dss_data")) as fleet:
+        scanner = Scanner()
+        first = _by_pid(scanner.scan())
+        assert first[fleet.pid("recipe")].role == "python_recipe"
+        fleet.kill("recipe")
+        second = scanner.scan()
+        records = _by_pid(second)
+        assert fleet.pid("recipe") not in records or records[fleet.pid("recipe")].create_time != \
+            first[fleet.pid("recipe")].create_time
+        assert records[fleet.pid("jek")].role == "jek"
+        assert records[fleet.pid("jek")].cpu_percent is not None
+
+
+class _Racing(Scanner):
+    """A scanner during which a chosen process exits at a precise point of the scan (a real exit, reaped)."""
+
+    def __init__(self, victim, where, **kw):
+        super().__init__(**kw)
+        self.victim, self.where = victim, where
+
+    def _kill(self, pid):
+        if self.victim is not None and pid == self.victim.pid:
+            self.victim.kill()
+            self.victim.wait()
+            self.victim = None
+
+    def _read_static(self, proc, known, psutil_module):
+        if self.where == "static":
+            self._kill(proc.pid)
+        return super()._read_static(proc, known, psutil_module)
+
+    def _read_details(self, pid):
+        if self.where == "details":
+            self._kill(pid)
+        return super()._read_details(pid)
+
+
+@pytest.mark.parametrize("where", ["static", "details"])
+def test_a_process_vanishing_mid_scan_is_counted_not_fatal(tmp_path, where):
+    d = str(tmp_path)
+    victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", d + "/bin"],
+                              stdin=subprocess.PIPE)
+    try:
+        _wait_for(lambda: "-Ddku.jek" in psutil.Process(victim.pid).cmdline())
+        scanner = _Racing(victim if where == "static" else None, where)
+        if where == "details":
+            scanner.scan()  # classified first, then it dies while its details are read
+            scanner.victim = victim
+        snapshot = scanner.scan()
+        assert victim.poll() is not None
+        assert victim.pid not in _by_pid(snapshot)
+        assert snapshot.stats.vanished >= 1
+        assert snapshot.stats.seen == len(snapshot.processes)
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_scans_during_heavy_process_churn_stay_consistent():
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            procs = [subprocess.Popen(["true"]) for _ in range(20)]
+            for p in procs:
+                p.wait()
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        scanner = Scanner(young_seconds=0)
+        for _ in range(5):
+            snapshot = scanner.scan()
+            assert snapshot.stats.seen == len(snapshot.processes) > 0
+            assert len({p.pid for p in snapshot.processes}) == len(snapshot.processes)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except psutil.Error:
+            pass
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in %.0f s" % timeout)
+
+
+def test_records_are_identified_by_pid_and_create_time(full_fleet, scanned):
+    for p in scanned[1].processes:
+        if p.pid in set(full_fleet.pids.values()):
+            assert p.key == (p.pid, psutil.Process(p.pid).create_time())
+
+
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+CAN_PICK_PIDS = IS_ROOT and os.access(NS_LAST_PID, os.W_OK)
+
+
+def _read_int(path):
+    with open(path) as f:
+        return int(f.read())
+
+
+def _set_cursor(pid):
+    """Make `pid + 1` the next pid the kernel tries (root only)."""
+    with open(NS_LAST_PID, "w") as f:
+        f.write(str(pid))
+
+
+def _spawn_at(argv, pid):
+    """Start argv with exactly `pid`, or None when the kernel gave another one (pid busy, concurrent fork)."""
+    _set_cursor(pid - 1)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
+    if proc.pid == pid:
+        return proc
+    proc.kill()
+    proc.wait()
+    return None
+
+
+def _wrap(pid, pid_max):
+    return pid if pid < pid_max else 300 + (pid - pid_max)
+
+
+@pytest.mark.parametrize("path", ["young", "allocation-window"])
+def test_a_reused_pid_gets_a_new_identity_and_a_new_classification(tmp_path, path):
+    """A real pid reuse: as root the pid is handed out again through ns_last_pid. "young": the old process is
+    young, so it is re-read anyway (psutil sees the reuse); "allocation-window": young re-reads are off, and the
+    kernel's pid cursor is moved 10,000 pids past the old process before the first scan, as if the allocator had
+    gone round, so that only the allocation window can tell. Without root, a new process must still get its own
+    identity and classification (the weaker check)."""
+    old_argv = [sys.executable, "-c", "import sys; sys.stdin.read()", "not-dss"]
+    new_argv = [sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", str(tmp_path) + "/bin"]
+    old = new = None
+    try:
+        if CAN_PICK_PIDS:
+            pid_max = _read_int("/proc/sys/kernel/pid_max")
+            cursor = _read_int(NS_LAST_PID)
+            for i in range(50):
+                old = _spawn_at(old_argv, _wrap(cursor + 1000 + 97 * i, pid_max))
+                if old is not None:
+                    break
+            assert old is not None, "no free pid found"
+            if path == "allocation-window":
+                _set_cursor(_wrap(old.pid + 10000, pid_max))
+        else:
+            old = subprocess.Popen(old_argv, stdin=subprocess.PIPE)
+        scanner = Scanner(young_seconds=0) if path == "allocation-window" else Scanner()
+        before = _by_pid(scanner.scan())[old.pid]
+        assert before.role == "not_dss"
+        pid = old.pid
+        old.kill()
+        old.wait()
+        new = _spawn_at(new_argv, pid) if CAN_PICK_PIDS else subprocess.Popen(new_argv, stdin=subprocess.PIPE)
+        assert new is not None, "could not get pid %d back" % pid
+        _wait_for(lambda: "-Ddku.jek" in psutil.Process(new.pid).cmdline())
+        snapshot = scanner.scan()
+        after = _by_pid(snapshot)[new.pid]
+        assert after.create_time == psutil.Process(new.pid).create_time()
+        assert (after.role, after.instance) == ("jek", str(tmp_path))
+        assert after.cpu_percent is None  # a new identity: no previous CPU time to compare with
+        if CAN_PICK_PIDS:
+            assert new.pid == pid and after.create_time != before.create_time
+            assert snapshot.stats.pid_reused == 1
+    finally:
+        for p in (old, new):
+            if p is not None:
+                p.kill()
+                p.wait()
+
+
+def test_reusable_pids_follows_the_cyclic_allocator():
+    assert reusable_pids(None, (10, 100, 32768)) is None
+    assert reusable_pids((10, 100, 32768), None) is None
+    window = reusable_pids((1000, 500, 32768), (1200, 700, 32768))
+    assert [window(p) for p in (999, 1000, 1001, 1200, 1201)] == [False, False, True, True, False]
+    wrapped = reusable_pids((32000, 500, 32768), (400, 1300, 32768))
+    assert [wrapped(p) for p in (31999, 32001, 300, 400, 401)] == [False, True, True, True, False]
+    assert reusable_pids((1000, 500, 32768), (1200, 500 + 32768, 32768)) is None  # could have wrapped around
+
+
+def test_a_title_rewritten_after_start_is_reclassified_while_young(tmp_path):
+    script = "read line; exec %s -c 'import sys; sys.stdin.read()' -Ddku.fek -cp %s/bin" % (sys.executable, tmp_path)
+    proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE)
+    try:
+        young = Scanner()
+        stale = Scanner(young_seconds=0)
+        assert _by_pid(young.scan())[proc.pid].role == "not_dss"
+        assert _by_pid(stale.scan())[proc.pid].role == "not_dss"
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        _wait_for(lambda: "-Ddku.fek" in psutil.Process(proc.pid).cmdline())
+        again = _by_pid(young.scan())[proc.pid]
+        assert (again.role, again.label, again.instance) == ("fek", "FEK", str(tmp_path))
+        assert _by_pid(stale.scan())[proc.pid].role == "not_dss"  # cached: old processes are not re-read
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_odd_command_lines_and_zombies(tmp_path):
+    code = "import sys; sys.stdin.read()"
+    odd = [
+        subprocess.Popen([sys.executable.encode(), b"-c", code.encode(), b"\xff\xfe-non-utf8", b"", b""],
+                         stdin=subprocess.PIPE),
+        subprocess.Popen([sys.executable, "-c", code, "x" * 100000, "-Ddku.jek", "-cp", "%s/bin" % tmp_path],
+                         stdin=subprocess.PIPE),
+    ]
+    zombie = subprocess.Popen(["true"])  # never waited for until the end: a zombie
+    try:
+        _wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE)
+        _wait_for(lambda: "-Ddku.jek" in psutil.Process(odd[1].pid).cmdline())
+        snapshot = Scanner().scan()
+        records = _by_pid(snapshot)
+        assert records[odd[0].pid].role == "not_dss"
+        assert records[odd[1].pid].role == "jek" and records[odd[1].pid].instance == str(tmp_path)
+        z = records[zombie.pid]
+        assert z.zombie and z.role == "not_dss"
+        assert snapshot.stats.zombies >= 1
+        json.dumps(snapshot_to_json(snapshot, include_not_dss=True))
+    finally:
+        for p in odd + [zombie]:
+            p.kill()
+            p.wait()
+
+
+def test_cpu_percent_is_measured_between_scans():
+    busy = subprocess.Popen([sys.executable, "-c", "import sys\nwhile True: pass", "busy"])
+    try:
+        scanner = Scanner(details="all")
+        assert _by_pid(scanner.scan())[busy.pid].cpu_percent is None
+        time.sleep(0.3)
+        record = _by_pid(scanner.scan())[busy.pid]
+        assert record.cpu_percent > 0
+        assert record.num_threads >= 1  # details="all" reads not_dss processes too
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+# --- PSS, privileges ------------------------------------------------------------------------------------------
+
+def test_pss_is_collected_for_the_top_n_dss_processes_every_nth_scan(full_fleet):
+    scanner = Scanner(pss=True, pss_top_n=3, pss_every=2)
+    first = scanner.scan()
+    with_pss = [p for p in first.processes if p.pss_bytes is not None]
+    dss = sorted((p for p in first.processes if p.role != "not_dss"), key=lambda p: -(p.rss_anon_bytes or 0))
+    assert first.stats.pss_collected == len(with_pss)
+    if IS_ROOT:
+        assert {p.pid for p in with_pss} == {p.pid for p in dss[:3]}
+        assert all(0 < p.uss_bytes <= p.pss_bytes <= p.rss_bytes for p in with_pss)
+    second = scanner.scan()
+    assert second.stats.pss_collected == 0 and all(p.pss_bytes is None for p in second.processes)
+
+
+def _interpreter_for(user):
+    """A python any user can run (the venv's may live under a private home): this one or the system's."""
+    for candidate in (os.path.realpath(sys.executable), os.path.realpath(getattr(sys, "_base_executable", "")),
+                      "/usr/bin/python3"):
+        try:
+            probe = subprocess.run([candidate, "-c", "pass"], user=user, capture_output=True, timeout=60)
+        except OSError:  # not executable by that user
+            continue
+        if probe.returncode == 0:
+            return candidate
+    raise AssertionError("no python interpreter runnable as %s" % user)
+
+
+def test_access_denied_is_counted_for_an_unprivileged_scanner(full_fleet):
+    code = ("import json; from process_tracker.host import Scanner; s = Scanner(pss=True); s.scan(); snap = s.scan();"
+            "print(json.dumps({'stats': snap.stats.access_denied, 'seen': snap.stats.seen,"
+            " 'records': {p.pid: [p.role, p.pss_bytes, p.user] for p in snap.processes}}))")
+    site = os.path.dirname(os.path.dirname(psutil.__file__))
+    env = {"PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "python-lib"), site]), "PATH": "/usr/bin:/bin"}
+    if IS_ROOT:
+        result = subprocess.run([_interpreter_for("nobody"), "-c", code], user="nobody", env=env,
+                                capture_output=True, text=True, timeout=120)
+    else:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["stats"] > 0
+    backend = doc["records"][str(full_fleet.pid("backend"))]
+    assert backend[0] == "backend"  # the command line stays readable: still classified
+    assert backend[1] is None  # PSS of another user's process: denied, left empty
+    assert backend[2] == full_fleet.username("backend")
+
+
+# --- cgroups -----------------------------------------------------------------------------------------------------
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_reader_on_a_fake_v1_and_v2_tree(tmp_path):
+    _write(tmp_path / "memory/DSS/alice/notebooks/memory.usage_in_bytes", "1048576\n")
+    _write(tmp_path / "memory/DSS/alice/notebooks/memory.limit_in_bytes", "9223372036854771712\n")
+    _write(tmp_path / "memory/DSS/bob/recipes/memory.usage_in_bytes", "2048\n")
+    _write(tmp_path / "memory/DSS/bob/recipes/memory.limit_in_bytes", "4096\n")
+    _write(tmp_path / "DSS/notebooks/carol/memory.current", "300\n")
+    _write(tmp_path / "DSS/notebooks/carol/memory.max", "max\n")
+    _write(tmp_path / "DSS/webapps/dave/memory.current", "garbage\n")
+    _write(tmp_path / "DSS/webapps/dave/memory.max", "1000\n")
+    root = str(tmp_path)
+    assert read_cgroup(root, "/DSS/alice/notebooks", 1) == host.CgroupRecord("/DSS/alice/notebooks", 1048576, None, 1)
+    assert read_cgroup(root, "/DSS/bob/recipes", 1) == host.CgroupRecord("/DSS/bob/recipes", 2048, 4096, 1)
+    assert read_cgroup(root, "/DSS/notebooks/carol", 2) == host.CgroupRecord("/DSS/notebooks/carol", 300, None, 2)
+    assert read_cgroup(root, "/DSS/webapps/dave", 2) == host.CgroupRecord("/DSS/webapps/dave", None, 1000, 2)
+    assert read_cgroup(root, "/DSS/missing", 2) is None
+    totals = cgroup_totals({"/DSS/notebooks/carol": 2, "/DSS/alice/notebooks": 1, "/DSS/missing": 1}, root)
+    assert [c.path for c in totals] == ["/DSS/alice/notebooks", "/DSS/notebooks/carol"]
+
+
+def test_proc_cgroup_parsing_prefers_the_v1_memory_controller():
+    v1 = b"12:pids:/x\n4:memory:/DSS/alice/notebooks\n1:name=systemd:/user.slice\n0::/\n"
+    assert parse_proc_cgroup(v1) == ("/DSS/alice/notebooks", 1)
+    assert parse_proc_cgroup(b"0::/DSS/notebooks/bob\n") == ("/DSS/notebooks/bob", 2)
+    assert parse_proc_cgroup(b"5:cpu,memory:/a\n") == ("/a", 1)
+    assert parse_proc_cgroup(b"garbage\n") == (None, 2)
+    assert is_dss_cgroup("/DSS/notebooks/bob", ("DSS",)) and is_dss_cgroup("/x/dss/y", ("DSS",))
+    assert not is_dss_cgroup("/system.slice/dssd.service", ("DSS",)) and not is_dss_cgroup(None, ("DSS",))
+
+
+def test_scanner_reports_cgroup_totals_of_dss_processes_as_their_own_series(full_fleet, tmp_path):
+    with open("/proc/%d/cgroup" % full_fleet.pid("kernel-1"), "rb") as f:
+        path, version = parse_proc_cgroup(f.read())
+    parts = [p for p in (path or "").split("/") if p]
+    base = tmp_path / ("memory" if version == 1 else "")
+    _write(base.joinpath(*parts) / ("memory.usage_in_bytes" if version == 1 else "memory.current"), "12345\n")
+    _write(base.joinpath(*parts) / ("memory.limit_in_bytes" if version == 1 else "memory.max"), "99999\n")
+    snapshot = Scanner(cgroup_root=str(tmp_path), cgroup_markers=tuple(parts[:1]) or ("DSS",)).scan()
+    kernel = _by_pid(snapshot)[full_fleet.pid("kernel-1")]
+    assert kernel.cgroup == path
+    if parts:
+        assert host.CgroupRecord(path, 12345, 99999, version) in snapshot.cgroups
+    else:  # the fleet runs in the root cgroup here: no DSS cgroup to report
+        assert snapshot.cgroups == ()
+
+
+# --- options and records -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"pss_top_n": 0}, "pss_top_n"),
+    ({"pss_every": 0}, "pss_every"),
+    ({"young_seconds": -1}, "young_seconds"),
+    ({"details": "some"}, "details"),
+    ({"cgroup_markers": "DSS"}, "cgroup_markers"),
+    ({"turbo": True}, "turbo"),
+])
+def test_bad_scanner_options_name_the_parameter(kwargs, param):
+    with pytest.raises(ConfigError) as err:
+        Scanner(**kwargs)
+    assert err.value.param == param
+    with pytest.raises(ConfigError):
+        Scanner(ScanOptions(), pss=True)
+
+
+def test_fast_records_equal_constructed_ones(scanned):
+    for p in scanned[1].processes[:50]:
+        values = {name: getattr(p, name) for name in ProcessRecord.__dataclass_fields__}
+        assert ProcessRecord(**values) == p
+        with pytest.raises(AttributeError):
+            p.role = "x"
