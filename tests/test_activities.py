@@ -205,6 +205,7 @@ def test_dss_before_15_falls_back_to_per_project_job_lists(sim):
     assert any("project by project" in n for n in inv.notes)
     paths = [r.path for r in sim.requests]
     assert {"/projects/CHURN/jobs/", "/projects/FRAUD/jobs/", "/projects/EMPTY/jobs/"} <= set(paths)
+    assert get_activity(client_for(sim), "job", "j-run", project_key="CHURN").pid == 4201
 
 
 def test_a_failing_project_is_an_error_row_and_the_rest_lists(sim):
@@ -277,9 +278,8 @@ def test_get_activity_is_fresh_and_none_once_finished(sim, kind, task_kind, id_,
     fresh = get_activity(client, kind, id_, project_key=project_key)
     assert isinstance(fresh, Activity) and (fresh.kind, fresh.id) == (kind, id_)
     listed = {(a.kind, a.id): a for a in list_activities(client, kinds=[kind]).activities}[(kind, id_)]
-    assert (fresh.project_key, fresh.name, fresh.owner) == (listed.project_key, listed.name, listed.owner)
-    if kind != "job":  # a job's status does not carry its kernelPid: get_activity leaves it unknown
-        assert fresh.pid == listed.pid
+    assert (fresh.project_key, fresh.name, fresh.owner, fresh.pid) == (
+        listed.project_key, listed.name, listed.owner, listed.pid)
     sim.finish(task_kind if kind != "webapp" else "webapp", "w-run" if kind == "webapp" else id_)
     assert get_activity(client, kind, id_, project_key=project_key) is None
 

@@ -5,13 +5,16 @@ No DSSClient object leaves this module: listing returns records, acting (actions
 
 Listing (`list_activities`) uses DSS's instance-wide calls where they exist (admin: running notebooks, all
 users' futures and running scenarios, running jobs on DSS 15+) and fans out over projects, concurrently with a
-bounded thread pool, where they do not (sessions of each active notebook, webapps, continuous activities, code
-studios, and jobs before DSS 15). Every call is one "step" run by the pool; a step may add follow-up steps (a
-notebook's sessions, a webapp's backend state). A failing step is a `ListingError` row; the rest still lists.
+bounded thread pool, where they do not (webapps and their backend state, continuous activities, code studios and
+their status, jobs before DSS 15, and notebooks with their sessions for non-admins). The admin list of running
+notebooks carries each notebook's active sessions (the fields DSS's own kill-sessions macro reads); a notebook
+whose entry lacks them gets one sessions call. Every call is one "step" run by the pool; a step may add follow-up
+steps (a notebook's sessions, a webapp's backend state). A failing step is a `ListingError` row; the rest lists.
 
 Thread safety: the steps share one DSSClient, whose `requests.Session` is fine for concurrent requests (each
-request takes its own pooled connection). `dss.translate_error` reads a thread-local "last HTTP status", so a
-failure is translated in the worker thread that made the call, right after it failed.
+request takes its own pooled connection; requests keeps 10 per host, more workers open short-lived extra ones).
+`dss.translate_error` reads a thread-local "last HTTP status", so a failure is translated in the worker thread
+that made the call, right after it failed.
 
 Field conventions per kind (times are epoch seconds, durations seconds):
 
@@ -20,7 +23,8 @@ kind                 id               state                       details keys
 ==================== ================ =========================== ===========================================
 notebook_session     sessionId        kernelExecutionState:       session_id, notebook_name, kernel_id,
                                       idle | busy | starting |    kernel_connections, execution_state,
-                                      unknown                     unix_owner, owner_display_name
+                                      unknown                     unix_owner, owner_display_name,
+                                                                  running_seconds (since the session started)
 future               future jobId     running | aborting          future_id, action, targets, progress,
                                                                   running_seconds
 scenario             future jobId     running | aborting          future_id, scenario_id, run_id, progress,
@@ -904,7 +908,31 @@ def get_activity(client, kind, id, project_key=None, notebook_name=None) -> Opti
         return None
     if kind in ("webapp", "code_studio"):
         return _with_settings(client, result.activity)
+    if kind == "job":
+        return _with_job_pid(client, result.activity)
     return result.activity
+
+
+def _with_job_pid(client, activity):
+    """A job's status has no kernelPid: read it from the project's job list (running jobs on DSS 15+)."""
+    project = client.get_project(activity.project_key)
+    what = "listing jobs of project %s" % activity.project_key
+    try:
+        try:
+            items = project.list_running_jobs(as_type="listitems")
+        except Exception as exc:  # noqa: BLE001 - translated: DSS < 15 has no running-jobs endpoint
+            if not isinstance(_translated(exc, what), DSSNotFound):
+                raise
+            items = project.list_jobs(as_type="listitems")
+        items = _items(items, what)
+    except Exception as exc:  # noqa: BLE001 - translated; the pid is a nicety, the state is what matters
+        logger.debug("%s", _translated(exc, what))
+        return activity
+    for item in items:
+        listed = job_activity(item, time.time())
+        if listed.id == activity.id and listed.pid is not None:
+            return replace(activity, pid=listed.pid)
+    return activity
 
 
 def _with_settings(client, activity):
