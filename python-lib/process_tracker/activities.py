@@ -25,7 +25,8 @@ notebook_session     sessionId        kernelExecutionState:       session_id, no
                                       idle | busy | starting |    kernel_connections, execution_state,
                                       unknown                     unix_owner, owner_display_name,
                                                                   running_seconds (since the session started)
-future               future jobId     running | aborting          future_id, action, targets, progress,
+future               future jobId     running | aborting          future_id, action, targets ([{type,
+                                                                  project_key, id}]), runnable_type, progress,
                                                                   running_seconds
 scenario             future jobId     running | aborting          future_id, scenario_id, run_id, progress,
                                                                   running_seconds
@@ -243,6 +244,9 @@ def future_activity(future, now):
             "future_id": future.get("jobId"),
             "action": _str(payload.get("action")),
             "targets": targets,
+            # a macro run names its runnable (pyrunnable_<plugin>_<macro>): lets the policy spare its own run.
+            # Nothing else of `extras` is copied: it may hold arguments (and secrets) of the task.
+            "runnable_type": _str(extras.get("runnableType")),
             "progress": _progress(future),
             "running_seconds": running,
         },
