@@ -66,7 +66,7 @@ _SCHEMA = (
     " usage_sum REAL NOT NULL, n INTEGER NOT NULL, limit_bytes INTEGER, PRIMARY KEY (bucket, path))",
     "CREATE TABLE IF NOT EXISTS latest_processes (pid INTEGER NOT NULL, ppid INTEGER, create_time REAL,"
     " name TEXT, role TEXT, label TEXT, user TEXT, instance TEXT, rss_bytes INTEGER, rss_anon_bytes INTEGER,"
-    " cpu_percent REAL, num_threads INTEGER, age_seconds REAL, cgroup TEXT, ids TEXT)",
+    " cpu_percent REAL, num_threads INTEGER, age_seconds REAL, cgroup TEXT, ids TEXT, link INTEGER)",
     "CREATE TABLE IF NOT EXISTS latest_cgroups (path TEXT PRIMARY KEY, usage_bytes INTEGER, limit_bytes INTEGER,"
     " version INTEGER)",
 )
@@ -131,11 +131,12 @@ class LatestSample:
 
 def _process_record(row):
     (pid, ppid, create_time, name, role, label, user, instance, rss_bytes, rss_anon_bytes, cpu_percent, num_threads,
-     age_seconds, cgroup, ids) = row
+     age_seconds, cgroup, ids, link) = row
     return ProcessRecord(
         pid=pid, ppid=ppid, create_time=create_time, name=name or "", role=role, label=label or "", user=user,
         instance=instance, rss_bytes=rss_bytes, rss_anon_bytes=rss_anon_bytes, cpu_percent=cpu_percent,
-        num_threads=num_threads, age_seconds=age_seconds, cgroup=cgroup, ids=json.loads(ids or "{}"),
+        num_threads=num_threads, age_seconds=age_seconds, cgroup=cgroup,
+        ids=json.loads(ids) if ids and ids != "{}" else {}, link=bool(link),
     )
 
 
@@ -295,12 +296,12 @@ class HistoryStore:
                 )
                 conn.execute("DELETE FROM latest_processes")
                 conn.executemany(
-                    "INSERT INTO latest_processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO latest_processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             p.pid, p.ppid, p.create_time, p.name, p.role, p.label, p.user, p.instance, p.rss_bytes,
                             p.rss_anon_bytes, p.cpu_percent, p.num_threads, p.age_seconds, p.cgroup,
-                            json.dumps(safe_ids(p.ids), sort_keys=True),
+                            json.dumps(safe_ids(p.ids), sort_keys=True), int(bool(p.link)),
                         )
                         for p in snapshot.processes
                     ],
@@ -411,7 +412,8 @@ class HistoryStore:
         try:
             return WINDOWS[window]
         except (KeyError, TypeError):
-            raise ConfigError("window", "must be one of %s, got %r" % (", ".join(WINDOWS), window)) from None
+            shown = repr(window) if len(repr(window)) <= 40 else repr(window)[:37] + "..."
+            raise ConfigError("window", "must be one of %s, got %s" % (", ".join(WINDOWS), shown)) from None
 
     def role_series(self, window="24h", now=None):
         """Per-role averages over `window` ("1h", "24h", "7d"), one point per display step."""

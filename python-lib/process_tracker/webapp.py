@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 EXTENSION_KEY = "process_tracker"
 CSRF_HEADER = "X-Process-Tracker-CSRF"
 ACTION_KINDS = ("notebook_session", "future", "scenario", "job", "webapp", "continuous_activity", "code_studio")
-ORPHAN_ROLES = ("jupyter_kernel",)  # DSS-role processes that some activity should explain
 HIDDEN_ROLES = charts.HIDDEN_ROLES
 
 __all__ = ["WebappOptions", "WebappState", "register_routes"]
@@ -309,32 +308,25 @@ def activity_row(a, as_of):
     return row
 
 
-def join_table(processes, activities, as_of):
-    """(rows, orphans, activities_without_process): each DSS process with the activity that explains it (its
-    own pid or kernel id, else its nearest ancestor's), kernels no activity explains, and activities whose
-    process is not visible."""
-    by_pid = {a.pid: a for a in activities if a.pid is not None}
-    by_kernel = {a.details.get("kernel_id"): a for a in activities if a.details.get("kernel_id")}
-    procs = {p.pid: p for p in processes}
-    explained = set()
+def join_table(processes, inventory, as_of, instance=None):
+    """(rows, orphans, activities_without_process) for /api/table, from joins.join: every DSS process with the
+    activity that explains it (`status` and `via` say how), the orphan units (kernels or webapp backends no
+    activity explains), and the activities that explain no visible process."""
+    from . import joins
+    from .host import Snapshot
+
+    snap = Snapshot(taken_at=as_of, hostname="", processes=tuple(processes), roles={}, cgroups=(), stats=None)
+    joined = joins.join(snap, inventory, instance=instance)
+    orphan_pids = {p.pid for p in joined.orphans}
     rows, orphans = [], []
-    for p in processes:
-        if p.role in HIDDEN_ROLES:
+    for m in joined.rows:
+        if m.status == "not_dss":
             continue
-        a = by_pid.get(p.pid) or by_kernel.get(p.ids.get("kernel_id"))
-        if a is None and p.role not in ORPHAN_ROLES:
-            parent, seen = procs.get(p.ppid), 0
-            while parent is not None and a is None and seen < 32:
-                a = by_pid.get(parent.pid)
-                parent, seen = procs.get(parent.ppid), seen + 1
-        if a is not None:
-            explained.add((a.kind, a.id))
-        row = process_row(p, a, as_of)
-        if a is None and p.role in ORPHAN_ROLES:
-            orphans.append(row)
-        else:
-            rows.append(row)
-    without = [activity_row(a, as_of) for a in activities if (a.kind, a.id) not in explained]
+        row = process_row(m.process, m.activity, as_of)
+        row["status"], row["via"] = m.status, m.via
+        (orphans if m.process.pid in orphan_pids else rows).append(row)
+    explained = {(m.activity.kind, m.activity.id) for m in joined.matches}
+    without = [activity_row(a, as_of) for a in inventory.activities if (a.kind, a.id) not in explained]
     return rows, orphans, without
 
 
@@ -365,13 +357,19 @@ def _check_csrf(request):
             raise ApiError(403, "csrf_refused", "the request comes from another site (Origin does not match)")
 
 
+def _short(value, limit=60):
+    """A bounded repr of user input for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _action_body(request, apply):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ConfigError("body", "a JSON object {\"kind\", \"project_key\", \"id\"} is expected")
     kind = body.get("kind")
     if kind not in ACTION_KINDS:
-        raise ConfigError("kind", "must be one of %s, got %r" % (", ".join(ACTION_KINDS), kind))
+        raise ConfigError("kind", "must be one of %s, got %s" % (", ".join(ACTION_KINDS), _short(kind)))
     activity_id = body.get("id")
     if not isinstance(activity_id, str) or not activity_id.strip() or len(activity_id) > 256:
         raise ConfigError("id", "the activity id (a non-empty string) is required")
@@ -522,7 +520,7 @@ def register_routes(app, options=None):
         def compute():
             latest = state.store.latest()
             processes = latest.processes if (latest is not None and latest.on_host) else ()
-            rows, orphans, without = join_table(processes, inv.activities, inv.taken_at)
+            rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=state.dip_home)
             rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
             return {
                 "taken_at": latest.taken_at if latest is not None else None,
