@@ -69,6 +69,8 @@ def main(argv=None):
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # urllib3 warns on every retried read; the retries are expected and the final error is reported once.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         return args.func(args, client_factory(args)) or EXIT_OK
     except ProcessTrackerError as e:
