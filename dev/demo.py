@@ -63,6 +63,9 @@ def parse_args(argv=None):
                         help="real memory the whole fleet holds, MiB (default %d)" % DEFAULT_MEMORY_MIB)
     parser.add_argument("--sampling", type=int, default=5, help="the webapp's sampling interval, seconds (default 5)")
     parser.add_argument("--no-backfill", action="store_true", help="do not backfill synthetic history")
+    parser.add_argument("--failing-project", action="append", default=[], metavar="KEY",
+                        help="make every DSS API call about this project fail (HTTP 500), to see how the webapp "
+                        "reports a partial listing (repeatable)")
     parser.add_argument("--status-file", help="write the URLs, keys and pids as JSON to this file once ready (tests)")
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
@@ -262,6 +265,8 @@ def run(args):
                 instance = json.load(f)
             sim = Simulator(instance, fleet_pids=fleet_pids)
             sim.extend(HOSTILE_FRAGMENT)
+            for key in args.failing_project:
+                sim.fail_project(key)
             dss_url = stack.enter_context(sim.serve())
             history_dir = os.path.join(dip_home, "tmp", "process-tracker", "history")
             config = {

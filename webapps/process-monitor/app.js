@@ -386,8 +386,7 @@
         } else {
             clearBanner("degraded");
         }
-        if (snap.api_error) setBanner("api", "warning", "DSS's API did not answer fully: " + snap.api_error);
-        else clearBanner("api");
+        renderApiError();
         renderSummary(snap);
         renderFooter(snap);
         var figs = snap.figures || {};
@@ -622,8 +621,17 @@
         $("pt-count-orphans").textContent = String(rows.length);
     }
 
+    /** The snapshot's summary of failed DSS calls, unless the table's banner already lists them one by one. */
+    function renderApiError() {
+        var listed = state.table && state.table.errors && state.table.errors.length;
+        var error = state.snapshot && state.snapshot.api_error;
+        if (error && !listed) setBanner("api", "warning", "DSS's API did not answer fully: " + error);
+        else clearBanner("api");
+    }
+
     function renderTableErrors() {
         var errors = (state.table && state.table.errors) || [];
+        renderApiError();
         if (!errors.length) {
             clearBanner("listing");
             return;
