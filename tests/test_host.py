@@ -297,10 +297,10 @@ class _Racing(Scanner):
             self._kill(proc.pid)
         return super()._read_static(proc, known, psutil_module)
 
-    def _read_details(self, pid):
+    def _read_status(self, pid):
         if self.where == "details":
             self._kill(pid)
-        return super()._read_details(pid)
+        return super()._read_status(pid)
 
 
 @pytest.mark.parametrize("where", ["static", "details"])

@@ -14,8 +14,9 @@ How a scan works (`Scanner.scan()`):
 - psutil caches `create_time` on the Process objects process_iter keeps between calls, so a pid reused between
   two scans would keep the old identity. A pid whose CPU time went down or whose parent changed is checked with
   `Process.is_running()` (which re-reads the start time) and, when reused, gets a fresh identity.
-- For DSS processes (option `details="dss"`, the default), /proc/<pid>/status (swap, threads) and
-  /proc/<pid>/cgroup are read every scan; both are world-readable. `details="all"` reads them for every process.
+- For DSS processes (option `details="dss"`, the default), /proc/<pid>/status (swap, threads) is read every scan
+  and /proc/<pid>/cgroup while the process is young (DSS places a process in its cgroup when it starts); both
+  are world-readable. `details="all"` reads them for every process.
 - Memory: rss and RssAnon (= rss - shared from statm, what /proc/<pid>/status calls RssAnon and what DSS reports
   itself), swap (VmSwap), optional PSS/USS (smaps_rollup through psutil's memory_full_info; off by default,
   same-uid or root only, ~10 ms per resident GiB), restricted to the top N DSS processes by RssAnon and/or to
@@ -164,16 +165,28 @@ class ScanOptions:
 # --- /proc and cgroup readers (pure over a root path, testable on fake trees) -----------------------------------
 
 
+def _status_field(data: bytes, key: bytes) -> Optional[int]:
+    start = data.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start:end if end >= 0 else None].split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
 def parse_status(data: bytes) -> Dict[str, int]:
     """Selected /proc/<pid>/status fields: threads, swap_bytes, rss_anon_bytes (kB lines converted to bytes)."""
     out = {}
-    for line in data.split(b"\n"):
-        if line.startswith(b"Threads:"):
-            out["threads"] = int(line.split()[1])
-        elif line.startswith(b"VmSwap:"):
-            out["swap_bytes"] = int(line.split()[1]) * 1024
-        elif line.startswith(b"RssAnon:"):
-            out["rss_anon_bytes"] = int(line.split()[1]) * 1024
+    threads = _status_field(data, b"\nThreads:")
+    if threads is not None:
+        out["threads"] = threads
+    for key, name in ((b"\nVmSwap:", "swap_bytes"), (b"\nRssAnon:", "rss_anon_bytes")):
+        kib = _status_field(data, key)
+        if kib is not None:
+            out[name] = kib * 1024
     return out
 
 
@@ -287,7 +300,7 @@ def reusable_pids(before, after):
 class _Known:
     """What the scanner keeps about one identity (pid, create_time) between scans. Never leaves this module."""
 
-    __slots__ = ("create_time", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node")
+    __slots__ = ("create_time", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node", "cgroup")
 
     def __init__(self, create_time):
         self.create_time = create_time
@@ -298,16 +311,14 @@ class _Known:
         self.ppid = 0
         self.parent_start = None
         self.node = None
+        self.cgroup = None  # (path, version, DSS cgroup?) read while young, then kept
 
 
-_RECORD_FIELDS = tuple(ProcessRecord.__dataclass_fields__)
-
-
-def _record(**values):
-    """A ProcessRecord without the generated __init__'s per-field setattr (3x faster at thousands per scan);
-    every field is given, so the result equals ProcessRecord(**values)."""
+def _record(values):
+    """A ProcessRecord from a dict of all its fields, without the generated __init__'s per-field setattr
+    (3x faster at thousands per scan); the result equals ProcessRecord(**values) and stays frozen."""
     record = object.__new__(ProcessRecord)
-    record.__dict__.update(values)
+    object.__setattr__(record, "__dict__", values)
     return record
 
 
@@ -411,22 +422,24 @@ class Scanner:
                 check_identity = True
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read_details(self, pid):
-        """(status fields, (cgroup path, version), denied) of one process; parts empty when unreadable.
-        Raises FileNotFoundError / ProcessLookupError when the process is gone."""
-        root = self.options.proc_root
-        status, cgroup, denied = {}, (None, 2), False
+    def _read_status(self, pid):
+        """(swap bytes, threads, denied) from /proc/<pid>/status. Raises FileNotFoundError when it is gone."""
         try:
-            with open("%s/%d/status" % (root, pid), "rb") as f:
-                status = parse_status(f.read())
+            with open("%s/%d/status" % (self.options.proc_root, pid), "rb") as f:
+                data = f.read()
         except PermissionError:
-            denied = True
+            return None, None, True
+        swap = _status_field(data, b"\nVmSwap:")
+        return (swap * 1024 if swap is not None else None), _status_field(data, b"\nThreads:"), False
+
+    def _read_cgroup(self, pid):
+        """(path, version, DSS cgroup?, denied) from /proc/<pid>/cgroup. Raises FileNotFoundError when gone."""
         try:
-            with open("%s/%d/cgroup" % (root, pid), "rb") as f:
-                cgroup = parse_proc_cgroup(f.read())
+            with open("%s/%d/cgroup" % (self.options.proc_root, pid), "rb") as f:
+                path, version = parse_proc_cgroup(f.read())
         except PermissionError:
-            denied = True
-        return status, cgroup, denied
+            return None, 2, False, True
+        return path, version, is_dss_cgroup(path, self.options.cgroup_markers), False
 
     # -- the scan ---------------------------------------------------------------------------------------------
 
@@ -511,7 +524,7 @@ class Scanner:
             self._last_nodes, self._last_resolved = nodes, resolved
 
         records, details_for_all = [], opts.details == "all"
-        cgroup_paths, markers = {}, opts.cgroup_markers
+        cgroup_paths = {}
         for proc, known, info, zombie in rows:
             pid = proc.pid
             if pid in dropped:
@@ -536,23 +549,27 @@ class Scanner:
             is_dss = res.role != "not_dss"
             if (is_dss or details_for_all) and not zombie:
                 try:
-                    status, (cgroup, version), denied = self._read_details(pid)
+                    swap, threads, denied = self._read_status(pid)
+                    if known.cgroup is None or create_time > young_after:  # DSS places processes at start
+                        path, version, dss_cgroup, cgroup_denied = self._read_cgroup(pid)
+                        known.cgroup = (path, version, dss_cgroup)
+                        denied = denied or cgroup_denied
                 except (FileNotFoundError, ProcessLookupError):
                     vanished += 1
                     continue
                 if denied:
                     denied_count += 1
-                swap, threads = status.get("swap_bytes"), status.get("threads")
-                if is_dss and cgroup and is_dss_cgroup(cgroup, markers):
+                cgroup, version, dss_cgroup = known.cgroup
+                if is_dss and dss_cgroup:
                     cgroup_paths[cgroup] = version
             traits = known.traits
-            records.append(_record(
-                pid=pid, ppid=known.ppid, create_time=create_time, name=traits.name, role=res.role,
-                label=res.label, user=known.user, instance=res.instance, rss_bytes=rss, rss_anon_bytes=anon,
-                pss_bytes=None, uss_bytes=None, swap_bytes=swap, cpu_percent=cpu_percent, num_threads=threads,
-                age_seconds=round(max(now - create_time, 0.0), 3), cgroup=cgroup, ids=traits.ids,
-                link=res.link, zombie=zombie,
-            ))
+            records.append(_record({
+                "pid": pid, "ppid": known.ppid, "create_time": create_time, "name": traits.name, "role": res.role,
+                "label": res.label, "user": known.user, "instance": res.instance, "rss_bytes": rss,
+                "rss_anon_bytes": anon, "pss_bytes": None, "uss_bytes": None, "swap_bytes": swap,
+                "cpu_percent": cpu_percent, "num_threads": threads, "age_seconds": max(now - create_time, 0.0),
+                "cgroup": cgroup, "ids": traits.ids, "link": res.link, "zombie": zombie,
+            }))
 
         pss_collected = 0
         if opts.pss and (self._scans - 1) % opts.pss_every == 0:

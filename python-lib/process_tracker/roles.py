@@ -159,16 +159,18 @@ RULES = (
          context=DSS_CONTEXT),
 )
 
-# ids: (id, regex over one argument, group); the first match in argument order wins. Values are validated below.
+# ids: (id, a substring the argument must contain, regex over that argument, group); the first match in argument
+# order wins. The substring is a cheap pre-check (command lines can be many KB). Values are validated below.
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 ID_PATTERNS = (
-    ("dip_home", r"^(/.+?)/install-support/(?:supervisord|nginx)\.conf$", 1),
-    ("dip_home", r"^--notebook-dir=(/.+?)/config/ipython_notebooks/?$", 1),
-    ("dip_home", r"^(?:-f=|--ConnectionFileMixin\.connection_file=|--connection-file=)?(/.+?)/jupyter-run/", 1),
-    ("dip_home", r"^(/.+?)/security/execwrapper\.sh$", 1),
-    ("kernel_id", r"(?:^|/)kernel-(" + _UUID + r")\.json$", 1),
-    ("xmx_bytes", r"^-Xmx(\d{1,12}[kKmMgGtT]?)$", 1),
-    ("port", r"^--port=(\d{1,5})$", 1),
+    ("dip_home", "/install-support/", r"^(/.+?)/install-support/(?:supervisord|nginx)\.conf$", 1),
+    ("dip_home", "--notebook-dir=", r"^--notebook-dir=(/.+?)/config/ipython_notebooks/?$", 1),
+    ("dip_home", "/jupyter-run/",
+     r"^(?:-f=|--ConnectionFileMixin\.connection_file=|--connection-file=)?(/[^:]+?)/jupyter-run/", 1),
+    ("dip_home", "/security/execwrapper.sh", r"^(/.+?)/security/execwrapper\.sh$", 1),
+    ("kernel_id", "kernel-", r"(?:^|/)kernel-(" + _UUID + r")\.json$", 1),
+    ("xmx_bytes", "-Xmx", r"^-Xmx(\d{1,12}[kKmMgGtT]?)$", 1),
+    ("port", "--port=", r"^--port=(\d{1,5})$", 1),
 )
 # the interpreter path (argv[0]) of DSS code envs / DSS's own python env
 PROG_PATTERNS = (
@@ -329,14 +331,25 @@ def compile_catalogue(roles, rules):
         if rule.ids is not None and any(i not in ID_NAMES for i in rule.ids):
             raise CatalogueError(rule.name, "ids must be among %s" % ", ".join(ID_NAMES))
         _check_template(rule.name, rule.label)
-        compiled.append((rule, tuple(_compile_condition(rule.name, c) for c in rule.when)))
+        predicates = tuple(_compile_condition(rule.name, c) for c in rule.when)
+        compiled.append((rule, _needles(rule), predicates))
     return by_id, compiled
 
 
+def _needles(rule):
+    """Strings of which at least one must appear in the NUL-joined arguments for `rule` to match (a cheap
+    pre-check before its predicates), or None when the rule only looks at the program name or kind."""
+    for matcher, value in rule.when:
+        if matcher in ("arg", "arg_prefix", "arg_suffix", "arg_contains", "module"):
+            return value if isinstance(value, tuple) else (value,)
+    return None
+
+
 _ROLES_BY_ID, _COMPILED = compile_catalogue(ROLES, RULES)
+_ALL_NEEDLES = tuple(sorted({n for _rule, needles, _p in _COMPILED if needles for n in needles}))
 ROLE_IDS = tuple(r.id for r in ROLES)
 DSS_ROLE_IDS = tuple(r for r in ROLE_IDS if r != "not_dss")
-_ID_REGEXES = tuple((name, re.compile(rx), group) for name, rx, group in ID_PATTERNS)
+_ID_REGEXES = tuple((name, hint, re.compile(rx), group) for name, hint, rx, group in ID_PATTERNS)
 _PROG_REGEXES = tuple((name, re.compile(rx), group) for name, rx, group in PROG_PATTERNS)
 _UNKNOWN_ROLE = Role("unknown", "unknown", "#999999")
 
@@ -444,8 +457,8 @@ def _extract_ids(args, module):
             value = _valid_id("port", a)
             if value is not None:
                 ids["port"] = value
-        for name, rx, group in _ID_REGEXES:
-            if name in ids:
+        for name, hint, rx, group in _ID_REGEXES:
+            if name in ids or hint not in a:
                 continue
             m = rx.search(a)
             if m:
@@ -490,7 +503,11 @@ def analyse(argv, name):
     proc = _Proc(args, prog, kind, module)
     clean_name = safe_name(name or prog)
     ids = _extract_ids(args, module)
-    for rule, predicates in _COMPILED:
+    joined = "\0".join(args)
+    hits = frozenset(n for n in _ALL_NEEDLES if n in joined)
+    for rule, needles, predicates in _COMPILED:
+        if needles is not None and hits.isdisjoint(needles):
+            continue
         if all(p(proc) for p in predicates):
             kept = ids if rule.ids is None else {k: v for k, v in ids.items() if k in rule.ids}
             label = rule.label.format(name=clean_name, spec=_kernel_spec(kind, ids))

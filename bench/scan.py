@@ -1,0 +1,158 @@
+"""Scanner cost: a full scan with classification vs a bare psutil.process_iter, measured side by side in one run.
+
+Setup: 2,000 sleeping processes (children of one "nursery" process, forked; they exit when this script's
+lifeline pipe closes, so none outlives the bench), then a wait until they are older than the scanner's
+`young_seconds` (steady state: nothing is re-read). Two workloads:
+- "not-dss": 2,000 plain sleepers (a python command line): not_dss, as most processes of a host;
+- "dss":     2,000 sleepers whose command line is a JEK's (`-Ddku.jek -cp <DIP_HOME>/bin ...`): every one is a
+             DSS process, so the scanner also reads its /proc/<pid>/status and cgroup (the worst case).
+Measured, interleaved (bare, scan, bare, scan, ...), CPU time of this process (time.process_time), medians:
+- steady scan / bare process_iter over the same per-process information (ppid, create_time, cpu_times,
+  memory_info, status): the ratio the issue targets (<= 1.25);
+- steady scan / bare process_iter over the scanner's own ATTRS (cpu_times, memory_info, status: it keeps ppid and
+  create_time per identity): what the scan costs beyond psutil's minimal pass;
+- cold scan (new Scanner: every command line read and classified) / bare process_iter over the same information
+  plus cmdline, name and uids;
+- steady-state collector CPU at a 10 s interval: CPU per steady scan / 10 s, in % of one core (target <= 1%),
+  and the same measured over real scans 10 s apart.
+
+    .venv/bin/python bench/scan.py [--processes 2000] [--reps 15] [--interval-scans 3] [--workload both]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python-lib"))
+
+import psutil  # noqa: E402
+
+from process_tracker.host import ATTRS, Scanner  # noqa: E402
+
+SAME_INFO = ["ppid", "create_time", "cpu_times", "memory_info", "status"]
+COLD_INFO = SAME_INFO + ["cmdline", "name", "uids"]
+
+NURSERY = r"""
+import os, sys
+lifeline, ready, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    if os.fork() == 0:
+        os.close(ready)
+        os.read(lifeline, 1)  # blocks until the bench closes its end (EOF), then exits
+        os._exit(0)
+os.write(ready, b"ok")
+os.close(ready)
+os.read(lifeline, 1)
+for _ in range(count):
+    os.wait()
+"""
+
+
+def spawn_sleepers(count, dss_dir=None):
+    """Fork `count` sleepers under one nursery process. Returns (nursery Popen, lifeline write fd)."""
+    lifeline_r, lifeline_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    argv = [sys.executable, "-c", NURSERY, str(lifeline_r), str(ready_w), str(count)]
+    if dss_dir:  # make every sleeper look like a JEK of a DSS instance in dss_dir
+        argv += ["-Ddku.jek", "-Xmx2g", "-cp", dss_dir + "/bin:/opt/dataiku/dss/dist/*",
+                 "com.dataiku.dip.dataflow.kernel.slave.DSSJobKernelMain"]
+    nursery = subprocess.Popen(argv, pass_fds=(lifeline_r, ready_w))
+    os.close(lifeline_r)
+    os.close(ready_w)
+    if os.read(ready_r, 2) != b"ok":
+        raise RuntimeError("the nursery did not start its sleepers")
+    os.close(ready_r)
+    return nursery, lifeline_w
+
+
+def stop_sleepers(nursery, lifeline_w):
+    os.close(lifeline_w)
+    try:
+        nursery.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        nursery.kill()
+        nursery.wait()
+
+
+def cpu_of(fn):
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def bare(attrs):
+    return lambda: sum(1 for _ in psutil.process_iter(attrs=attrs, ad_value=None))
+
+
+def measure(workload, count, reps, interval_scans, young_seconds):
+    dss_dir = tempfile.mkdtemp(prefix="pt-bench-dss-") if workload == "dss" else None
+    nursery, lifeline = spawn_sleepers(count, dss_dir)
+    try:
+        started = time.time()
+        total = len(psutil.pids())
+        print("[%s] %d sleepers started, %d processes on the host; waiting %.0f s for them to be past "
+              "young_seconds" % (workload, count, total, young_seconds + 1), flush=True)
+        cold, cold_base = [], []
+        for _ in range(3):  # cold scans: every identity new, every command line read and classified
+            cold_base.append(cpu_of(bare(COLD_INFO)))
+            cold.append(cpu_of(Scanner().scan))
+        time.sleep(max(0.0, started + young_seconds + 1 - time.time()))
+        scanner = Scanner()
+        scanner.scan()
+        snap = scanner.scan()
+        classified = snap.stats.classified
+        same, own, steady = [], [], []
+        for _ in range(reps):
+            same.append(cpu_of(bare(SAME_INFO)))
+            steady.append(cpu_of(scanner.scan))
+            own.append(cpu_of(bare(list(ATTRS))))
+        interval = []
+        for _ in range(interval_scans):
+            time.sleep(10.0)
+            interval.append(cpu_of(scanner.scan))
+        med = statistics.median
+        return {
+            "workload": workload, "processes": len(snap.processes), "classified": classified,
+            "steady_ms": med(steady) * 1e3, "same_ms": med(same) * 1e3, "own_ms": med(own) * 1e3,
+            "cold_ms": med(cold) * 1e3, "cold_base_ms": med(cold_base) * 1e3,
+            "ratio_same": med(steady) / med(same), "ratio_own": med(steady) / med(own),
+            "ratio_cold": med(cold) / med(cold_base),
+            "core_pct": med(steady) / 10.0 * 100, "core_pct_real": (med(interval) / 10.0 * 100) if interval else None,
+        }
+    finally:
+        stop_sleepers(nursery, lifeline)
+        if dss_dir:
+            os.rmdir(dss_dir)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--processes", type=int, default=2000)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--interval-scans", type=int, default=3, help="scans 10 s apart (0: skip)")
+    parser.add_argument("--workload", choices=("both", "not-dss", "dss"), default="both")
+    args = parser.parse_args(argv)
+    young = Scanner().options.young_seconds
+    print("command: .venv/bin/python bench/scan.py --processes %d --reps %d --interval-scans %d --workload %s"
+          % (args.processes, args.reps, args.interval_scans, args.workload))
+    print("psutil %s, python %s, %d CPUs" % (psutil.__version__, sys.version.split()[0], os.cpu_count()))
+    workloads = ("not-dss", "dss") if args.workload == "both" else (args.workload,)
+    results = [measure(w, args.processes, args.reps, args.interval_scans, young) for w in workloads]
+    print()
+    print("| workload | processes (DSS) | steady scan CPU | bare, same info | ratio (target <= 1.25) | bare, own ATTRS "
+          "| ratio | cold scan / bare+cmdline,name,uids | CPU at 10 s (target <= 1%) | measured 10 s apart |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print("| %s | %d (%d) | %.1f ms | %.1f ms | %.2f | %.1f ms | %.2f | %.1f / %.1f ms = %.2f | %.2f%% | %s |" % (
+            r["workload"], r["processes"], r["classified"], r["steady_ms"], r["same_ms"], r["ratio_same"],
+            r["own_ms"], r["ratio_own"], r["cold_ms"], r["cold_base_ms"], r["ratio_cold"], r["core_pct"],
+            "%.2f%%" % r["core_pct_real"] if r["core_pct_real"] is not None else "-"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
