@@ -138,3 +138,18 @@ def test_unreachable_dss_is_a_typed_error():
     with pytest.raises(Exception) as info:
         client.list_project_keys()
     assert "cannot reach DSS" in str(dss.translate_error(info.value, "listing projects"))
+
+
+def test_a_malformed_body_is_reported_as_such(server_with):
+    def broken(handler):
+        data = b'{"projectKey": '
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    server = server_with(broken)
+    client = dss.get_client(server.url, "key", timeout=2)
+    with pytest.raises(Exception) as info:
+        client.list_project_keys()
+    assert str(dss.translate_error(info.value, "listing projects")) == "listing projects: DSS answered with a malformed body"

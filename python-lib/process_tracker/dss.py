@@ -20,6 +20,7 @@ DEFAULT_READ_RETRIES = 2
 RETRY_BACKOFF_S = 0.2
 RETRY_STATUSES = (500, 502, 503, 504)
 IDEMPOTENT_METHODS = frozenset(["GET", "HEAD"])
+POOL_MAXSIZE = 64  # connections kept per host: the fan-out runs up to 64 concurrent calls
 
 _last_status = threading.local()
 
@@ -125,7 +126,7 @@ def _make_adapter(timeout, read_retries):
             _last_status.value = response.status_code
             return response
 
-    return _TimeoutAdapter(max_retries=retry)
+    return _TimeoutAdapter(max_retries=retry, pool_maxsize=POOL_MAXSIZE)
 
 
 def install_timeouts(client, timeout=None, read_retries=DEFAULT_READ_RETRIES):
@@ -157,11 +158,11 @@ def translate_error(exc, what):
         return DSSUnreachable("%s: DSS did not answer in time" % what)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return DSSUnreachable("%s: cannot reach DSS" % what)
+    if isinstance(exc, ValueError) and not isinstance(exc, DataikuException):
+        # json / requests JSONDecodeError is a ValueError: DSS (or a proxy) answered something that is not JSON
+        return DSSError("%s: DSS answered with a malformed body" % what)
     if isinstance(exc, requests.exceptions.RequestException):
         return DSSUnreachable("%s: HTTP error talking to DSS (%s)" % (what, exc.__class__.__name__))
-    if isinstance(exc, ValueError) and not isinstance(exc, DataikuException):
-        # json.JSONDecodeError is a ValueError: DSS (or a proxy) answered something that is not JSON
-        return DSSError("%s: DSS answered with a malformed body" % what)
     if isinstance(exc, DataikuException):
         status = getattr(_last_status, "value", None)
         message = str(exc)
