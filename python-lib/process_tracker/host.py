@@ -326,7 +326,8 @@ class Scanner:
     """Scans the host. Keeps, between scans, per identity (pid, create_time): the classification, the user, the
     parent and the CPU times (for cpu_percent); nothing else. Not thread-safe: one scanner per sampling loop.
 
-    `Scanner(pss=True, pss_top_n=10)` or `Scanner(ScanOptions(...))`; `clock` (epoch seconds) is injectable.
+    `Scanner(pss=True, pss_top_n=10)` or `Scanner(ScanOptions(...))`. `clock` (epoch seconds) gives the
+    snapshot's `taken_at` (injectable); process ages always use the real clock, as psutil's create_time does.
     """
 
     def __init__(self, options: Optional[ScanOptions] = None, clock: Callable[[], float] = time.time, **kwargs):
@@ -449,7 +450,7 @@ class Scanner:
 
         opts = self.options
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        now, mono = self._clock(), time.monotonic()
+        taken_at, now, mono = self._clock(), time.time(), time.monotonic()  # ages use the real clock
         interval = None if self._last_mono is None else max(mono - self._last_mono, 1e-6)
         self._scans += 1
         allocations = read_allocations(opts.proc_root)
@@ -584,7 +585,7 @@ class Scanner:
             access_denied=denied_count, vanished=vanished, analysed=analysed, pid_reused=reused,
             zombies=zombies, pss_collected=pss_collected, scan_number=self._scans,
         )
-        return Snapshot(taken_at=now, hostname=self._hostname, processes=tuple(records), roles=totals,
+        return Snapshot(taken_at=taken_at, hostname=self._hostname, processes=tuple(records), roles=totals,
                         cgroups=cgroups, stats=stats)
 
     def _collect_pss(self, records, psutil):
@@ -637,33 +638,24 @@ def role_totals(records: Sequence[ProcessRecord]) -> Dict[str, RoleTotals]:
 
 
 def process_to_json(p: ProcessRecord) -> Dict[str, object]:
+    """The documented JSON of one process (ids restricted to the catalogue's id names)."""
     return {
         "pid": p.pid, "ppid": p.ppid, "create_time": p.create_time, "role": p.role, "label": p.label,
         "user": p.user, "instance": p.instance, "rss_bytes": p.rss_bytes, "rss_anon_bytes": p.rss_anon_bytes,
         "pss_bytes": p.pss_bytes, "cpu_percent": p.cpu_percent, "ids": catalogue.ids_dict(p.ids),
-        "swap_bytes": p.swap_bytes, "num_threads": p.num_threads, "age_seconds": p.age_seconds,
-        "cgroup": p.cgroup, "link": p.link,
     }
 
 
 def snapshot_to_json(snapshot: Snapshot, include_not_dss: bool = False) -> Dict[str, object]:
-    """`{"processes": [...], "roles": {role: {count, rss_anon_bytes, rss_bytes}}, "stats": {...}}`.
+    """Exactly `{"processes": [...], "roles": {role: {count, rss_anon_bytes, rss_bytes}}, "stats": {...}}`.
 
-    not_dss processes (and their role total) are left out unless `include_not_dss`. Each process has pid, ppid,
-    create_time, role, label, user, instance, rss_bytes, rss_anon_bytes, pss_bytes (null unless collected),
-    cpu_percent (null on a first scan), ids, and also swap_bytes, num_threads, age_seconds, cgroup, link.
+    Each process has pid, ppid, create_time, role, label, user, instance, rss_bytes, rss_anon_bytes, pss_bytes
+    (null unless collected), cpu_percent (null on a first scan) and ids. not_dss processes (and their role
+    total) are left out unless `include_not_dss`. `stats` is the ScanStats.
     """
     processes = [p for p in snapshot.processes if include_not_dss or p.role != "not_dss"]
     roles = {
-        role: {"count": t.count, "rss_anon_bytes": t.rss_anon_bytes, "rss_bytes": t.rss_bytes,
-               "cpu_percent": t.cpu_percent, "swap_bytes": t.swap_bytes}
+        role: {"count": t.count, "rss_anon_bytes": t.rss_anon_bytes, "rss_bytes": t.rss_bytes}
         for role, t in snapshot.roles.items() if include_not_dss or role != "not_dss"
     }
-    return {
-        "taken_at": snapshot.taken_at,
-        "hostname": snapshot.hostname,
-        "processes": [process_to_json(p) for p in processes],
-        "roles": roles,
-        "cgroups": [asdict(c) for c in snapshot.cgroups],
-        "stats": asdict(snapshot.stats),
-    }
+    return {"processes": [process_to_json(p) for p in processes], "roles": roles, "stats": asdict(snapshot.stats)}

@@ -1,7 +1,7 @@
 """`process-tracker scan`: the DSS processes of this host by role, with their memory. Needs no DSS connection.
 
 Default: a table grouped by role (count, RssAnon, RSS, CPU) with the top processes of each role (pid, label,
-user, RssAnon, RSS). `--json`: `host.snapshot_to_json` (processes, roles, cgroups, stats). `--all` adds the
+user, RssAnon, RSS). `--json`: `host.snapshot_to_json` (processes, roles, stats). `--all` adds the
 processes that are not DSS's (left out by default). `--pss` also reads PSS/USS (slower; same user or root).
 `--interval S` scans twice, S seconds apart, so that CPU percentages are measured (otherwise null).
 """
