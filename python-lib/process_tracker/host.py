@@ -457,22 +457,22 @@ class Scanner:
         may_be_reused = reusable_pids(self._allocations, allocations)
         self._allocations = allocations
         listed = set(psutil.pids())
-        previous, current = self._known, {}
-        rows = []  # (proc, known, info, denied)
+        previous, current, yielded = self._known, {}, []
+        rows = []  # (proc, known, info, zombie)
         young_after = now - opts.young_seconds
         new = analysed = reused = denied_count = zombies = vanished = 0
 
         for proc in psutil.process_iter(attrs=ATTRS, ad_value=None):
             info = proc.info
             pid = proc.pid
+            yielded.append(pid)
             known = previous.get(pid)
             denied = None in info.values()
-            if (known is None or known.create_time > young_after or may_be_reused is None
-                    or may_be_reused(pid)):
+            suspect = known is None or may_be_reused is None or may_be_reused(pid)
+            if suspect or known.create_time > young_after:
                 try:
                     proc, known, was_reused, was_analysed, static_denied = self._refresh(
-                        proc, known, known is None or may_be_reused is None or may_be_reused(pid), young_after,
-                        psutil)
+                        proc, known, suspect, young_after, psutil)
                 except psutil.NoSuchProcess:
                     vanished += 1
                     continue
@@ -490,7 +490,7 @@ class Scanner:
                 denied_count += 1
             current[pid] = known
             rows.append((proc, known, info, zombie))
-        vanished += len(listed - set(current))
+        vanished += len(listed.difference(yielded))  # listed by psutil, gone before it read them
         self._known = current
 
         # the tree, once. A parent that exited re-parents its children (re-read their ppid); a parent younger
