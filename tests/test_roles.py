@@ -226,6 +226,9 @@ def test_a_shell_outside_dss_stays_not_dss_even_above_a_dss_process():
     (["nginx: master process /usr/sbin/nginx"], "nginx"),
     (["tail", "-f", D + "/install-support/supervisord.conf"], "tail"),
     (["python3", "script.py", "-m", "dataiku.doctor.server"], "python3"),
+    (["java", "-cp", "/opt/app/bin:/opt/app/lib/*", "org.apache.spark.deploy.SparkSubmit"], "java"),
+    (["/opt/pyenv/bin/python", "-m", "ipykernel_launcher", "-f", "/run/kernel-"
+      "11111111-1111-4111-8111-111111111111.json"], "python"),
 ])
 def test_generic_markers_and_look_alikes_outside_dss_are_not_dss(argv, name):
     assert classify_tree(_tree((argv, name)))[10].role == "not_dss"
@@ -276,8 +279,9 @@ def test_parent_cycles_from_a_racy_snapshot_do_not_hang():
 
 @pytest.mark.parametrize("argv,expected", [
     (java("jek", "X", xmx="512m"), {"dip_home": D, "xmx_bytes": 512 * 1024 ** 2}),
-    (["java", "-Xmx3G", "-classpath", D + "/bin", "X"], {"dip_home": D, "xmx_bytes": 3 * 1024 ** 3}),
-    (["java", "-Xmx1t", "--class-path", D + "/bin:/x", "X"], {"dip_home": D, "xmx_bytes": 1024 ** 4}),
+    (["java", "-Xmx3G", "-classpath", D + "/bin", "com.dataiku.X"], {"dip_home": D, "xmx_bytes": 3 * 1024 ** 3}),
+    (["java", "-Xmx1t", "--class-path", D + "/bin:/x", "-Ddku.x", "X"], {"dip_home": D, "xmx_bytes": 1024 ** 4}),
+    (["java", "-cp", "/opt/app/bin:/x", "X"], {}),  # not a DSS JVM: its classpath says nothing
     (["java", "-Xmx1048576", "-Xmx64k", "X"], {"xmx_bytes": 1048576}),
     (SUP[0], {"dip_home": D}),
     (NGINX[0], {"dip_home": D}),
@@ -290,9 +294,10 @@ def test_parent_cycles_from_a_racy_snapshot_do_not_hang():
     (ML[0], {"dip_home": D, "code_env": "ml", "port": 41731}),
     ([D + "/code-envs/R/r-env/bin/R"], {"dip_home": D, "code_env": "r-env"}),
     (["sudo", D + "/security/execwrapper.sh"], {"dip_home": D}),
-    (["java", "-cp", "/bin:/x", "X"], {}),
-    (["java", "-cp", "relative/bin", "X"], {}),
-    (["java", "-cp", "/a/../etc/bin", "X"], {"dip_home": "/etc"}),
+    (["java", "-cp", "/bin:/x", "-Ddku.jek", "X"], {}),
+    (["java", "-cp", "relative/bin", "-Ddku.jek", "X"], {}),
+    (["java", "-cp", "/a/../etc/bin", "-Ddku.jek", "X"], {"dip_home": "/etc"}),
+    (["/opt/pyenv/bin/python", "x.py"], {"dip_home": "/opt"}),
     ([], {}),
 ])
 def test_ids_from_the_command_line(argv, expected):

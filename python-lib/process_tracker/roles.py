@@ -172,11 +172,14 @@ ID_PATTERNS = (
     ("xmx_bytes", "-Xmx", r"^-Xmx(\d{1,12}[kKmMgGtT]?)$", 1),
     ("port", "--port=", r"^--port=(\d{1,5})$", 1),
 )
-# the interpreter path (argv[0]) of DSS code envs / DSS's own python env
+# the interpreter path (argv[0]) of DSS code envs / DSS's own python env: (id, regex, group, DSS-specific path?)
 PROG_PATTERNS = (
-    ("dip_home", r"^(/.+?)/(?:code-envs/(?:python|R)/[A-Za-z0-9_.-]{1,64}|pyenv)/bin/[^/]+$", 1),
-    ("code_env", r"/code-envs/(?:python|R)/([A-Za-z0-9_.-]{1,64})/bin/[^/]+$", 1),
+    ("dip_home", r"^(/.+?)/code-envs/(?:python|R)/[A-Za-z0-9_.-]{1,64}/bin/[^/]+$", 1, True),
+    ("dip_home", r"^(/.+?)/pyenv/bin/[^/]+$", 1, False),
+    ("code_env", r"/code-envs/(?:python|R)/([A-Za-z0-9_.-]{1,64})/bin/[^/]+$", 1, True),
 )
+# Every ID_PATTERNS dip_home names a DSS-specific path. The classpath's first entry `<DIP_HOME>/bin` is read for
+# DSS JVMs only (an argument -Ddku.* or a com.dataiku.* class): any java program may have a .../bin entry.
 ID_NAMES = ("dip_home", "kernel_id", "xmx_bytes", "port", "code_env")
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_.@+/-]{0,254}$")
@@ -199,7 +202,9 @@ class Traits:
 
     `rule`: name of the matching marker rule (None: none); `role`: its role id, LINK, or None; `label`: the
     label when matched (else ""); `context`: the rule's context; `kind`: python/r/java/shell/other;
-    `name`: the process name reduced to a safe charset; `ids`: validated ids (see ID_NAMES).
+    `name`: the process name reduced to a safe charset; `ids`: validated ids (see ID_NAMES); `dss_path`: the
+    command line names a path of a DSS data directory's own layout (install-support, jupyter-run, security,
+    config/ipython_notebooks, code-envs), which makes a generic marker count outside a DSS tree.
     """
 
     rule: Optional[str]
@@ -209,6 +214,7 @@ class Traits:
     kind: str
     name: str
     ids: Mapping[str, object] = field(default_factory=dict)
+    dss_path: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,7 +356,7 @@ _ALL_NEEDLES = tuple(sorted({n for _rule, needles, _p in _COMPILED if needles fo
 ROLE_IDS = tuple(r.id for r in ROLES)
 DSS_ROLE_IDS = tuple(r for r in ROLE_IDS if r != "not_dss")
 _ID_REGEXES = tuple((name, hint, re.compile(rx), group) for name, hint, rx, group in ID_PATTERNS)
-_PROG_REGEXES = tuple((name, re.compile(rx), group) for name, rx, group in PROG_PATTERNS)
+_PROG_REGEXES = tuple((name, re.compile(rx), group, strong) for name, rx, group, strong in PROG_PATTERNS)
 _UNKNOWN_ROLE = Role("unknown", "unknown", "#999999")
 
 
@@ -437,17 +443,20 @@ def _valid_id(name, raw):
 
 
 def _extract_ids(args, module):
-    ids = {}
+    """(validated ids, names a DSS-specific path?) from the arguments."""
+    ids, dss_path = {}, False
     if args:
-        for name, rx, group in _PROG_REGEXES:
+        for name, rx, group, strong in _PROG_REGEXES:
             m = rx.search(args[0])
             if m and name not in ids:
                 value = _valid_id(name, m.group(group))
                 if value is not None:
                     ids[name] = value
+                    dss_path = dss_path or strong
+    dss_jvm = any(a.startswith(("-Ddku.", "com.dataiku.")) for a in args)
     previous = ""
     for a in args[1:]:
-        if previous in _CLASSPATH_FLAGS and "dip_home" not in ids:
+        if previous in _CLASSPATH_FLAGS and "dip_home" not in ids and dss_jvm:
             first = a.split(":", 1)[0]
             if first.endswith("/bin") and len(first) > 4:
                 value = _valid_id("dip_home", first[:-4])
@@ -465,6 +474,7 @@ def _extract_ids(args, module):
                 value = _valid_id(name, m.group(group))
                 if value is not None:
                     ids[name] = value
+                    dss_path = dss_path or name == "dip_home"
         previous = a
     if module == "dataiku.doctor.server" and "port" not in ids:
         # `-m dataiku.doctor.server <port> <secret>`: the port only; the secret is never read
@@ -473,7 +483,7 @@ def _extract_ids(args, module):
             value = _valid_id("port", args[i + 1])
             if value is not None:
                 ids["port"] = value
-    return ids
+    return ids, dss_path
 
 
 def safe_name(name):
@@ -502,7 +512,7 @@ def analyse(argv, name):
     module = _module_of(args) if kind == "python" else None
     proc = _Proc(args, prog, kind, module)
     clean_name = safe_name(name or prog)
-    ids = _extract_ids(args, module)
+    ids, dss_path = _extract_ids(args, module)
     joined = "\0".join(args)
     hits = frozenset(n for n in _ALL_NEEDLES if n in joined)
     for rule, needles, predicates in _COMPILED:
@@ -511,8 +521,8 @@ def analyse(argv, name):
         if all(p(proc) for p in predicates):
             kept = ids if rule.ids is None else {k: v for k, v in ids.items() if k in rule.ids}
             label = rule.label.format(name=clean_name, spec=_kernel_spec(kind, ids))
-            return Traits(rule.name, rule.role, label, rule.context, kind, clean_name, kept)
-    return Traits(None, None, "", ANYWHERE, kind, clean_name, ids)
+            return Traits(rule.name, rule.role, label, rule.context, kind, clean_name, kept, dss_path)
+    return Traits(None, None, "", ANYWHERE, kind, clean_name, ids, dss_path)
 
 
 # --- resolving roles over a tree ------------------------------------------------------------------------------
@@ -533,7 +543,7 @@ def _inherit(parent, traits):
 def _own(traits, upstream):
     """A non-link process's resolution given the resolution it would inherit from (None: no DSS ancestor)."""
     in_dss = upstream is not None and upstream.is_dss
-    if traits.role and (traits.context == ANYWHERE or in_dss or "dip_home" in traits.ids):
+    if traits.role and (traits.context == ANYWHERE or in_dss or traits.dss_path):
         instance = traits.ids.get("dip_home") or (upstream.instance if in_dss else None)
         return Resolved(traits.role, traits.label, instance)
     if in_dss:
@@ -597,7 +607,7 @@ def resolve(nodes, known=None):
         if traits.role != LINK:
             continue
         up = upstream.get(pid)
-        in_dss = (up is not None and up.is_dss) or "dip_home" in traits.ids
+        in_dss = (up is not None and up.is_dss) or traits.dss_path
         wrapped = None
         if in_dss:
             for child in sorted(children.get(pid, ())):
@@ -619,16 +629,6 @@ def resolve(nodes, known=None):
 def classify_tree(processes):
     """Convenience for tests and tools: {pid: (ppid, argv, name)} -> {pid: Resolved}."""
     return resolve({pid: Node(ppid, analyse(argv, name)) for pid, (ppid, argv, name) in processes.items()})
-
-
-def describe():
-    """The catalogue as plain rows (for docs and the README): [(role id, display, colour, markers, inherits)]."""
-    rows = []
-    for r in ROLES:
-        markers = tuple(rule.name for rule in RULES if rule.role == r.id)
-        inherits = tuple("%s->%s" % (k, t) for k, t, _ in r.inherit)
-        rows.append((r.id, r.display, r.colour, markers, inherits))
-    return rows
 
 
 def sequence_roles(values: Sequence[str]) -> Tuple[str, ...]:
