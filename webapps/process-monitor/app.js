@@ -27,6 +27,15 @@
         continuous_activity: "continuous activity",
         code_studio: "code studio"
     };
+    var VIA = { // how the backend tied a process to its activity (row.via)
+        session_pid: "the kernel pid DSS reports for this notebook session",
+        job_pid: "the job kernel pid DSS reports for this job",
+        webapp_pid: "the backend pid DSS reports for this webapp",
+        pid: "the pid DSS reports",
+        kernel_id: "the kernel id in the kernel's connection file",
+        ancestor: "a child of a process DSS reports for this activity",
+        wrapped: "a user-isolation wrapper around the activity's process"
+    };
     var OUTCOMES = {
         would_act: "Would be stopped",
         spared: "Spared: not stopped",
@@ -58,7 +67,7 @@
         { key: "rss_bytes", title: "RSS", type: "bytes" }
     ];
 
-    var INSTANCE_COLUMN = { key: "instance", title: "DSS instance", type: "text" };
+    var INSTANCE_COLUMN = { key: "instance", title: "DSS instance", type: "path" };
 
     /** `columns` plus a DSS instance column after the role when the rows come from several instances. */
     function withInstance(columns, rows) {
@@ -174,7 +183,14 @@
         return new Date(epochS * 1000).toLocaleTimeString();
     }
 
+    /** A DSS data directory, short: its last two path components (the full path is in the cell's tooltip). */
+    function shortPath(path) {
+        var parts = String(path).split("/").filter(function (p) { return p; });
+        return parts.length > 2 ? "\u2026/" + parts.slice(-2).join("/") : String(path);
+    }
+
     function formatCell(col, value) {
+        if (col.type === "path") return value ? shortPath(value) : "";
         if (col.type === "bytes") return formatBytes(value);
         if (col.type === "duration") return formatDuration(value);
         if (value === null || value === undefined) return "";
@@ -451,7 +467,7 @@
             var sorted = sort.key === col.key;
             var th = h("th", {
                 scope: "col",
-                className: (col.type === "text" ? "" : "pt-num ") + "pt-sortable",
+                className: (col.type === "text" || col.type === "path" ? "" : "pt-num ") + "pt-sortable",
                 "aria-sort": sorted ? (sort.dir > 0 ? "ascending" : "descending") : "none",
                 dataset: { key: col.key }
             }, [h("button", {
@@ -468,7 +484,7 @@
 
     function nextSort(sort, col) {
         if (sort.key === col.key) return { key: col.key, dir: -sort.dir };
-        return { key: col.key, dir: col.type === "text" ? 1 : -1 };
+        return { key: col.key, dir: col.type === "text" || col.type === "path" ? 1 : -1 };
     }
 
     function mainRows() {
@@ -548,11 +564,12 @@
                 }
                 var value = row[col.key];
                 if (col.key === "owner" && !value) value = row.user;
+                if (col.key === "state" && !value && row.status === "pool") value = "pre-started, idle";
                 var td = h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, value),
                     dataset: { key: col.key, value: value === null || value === undefined ? "" : String(value) } });
                 if (col.key === "instance") {
                     td.className = "pt-path";
-                    td.title = td.textContent;
+                    td.title = value || "";
                 }
                 if (col.key === "pid" && row._noProcess) {
                     td.textContent = "\u2014";
@@ -563,6 +580,10 @@
                 }
                 if (col.key === "activity_name" && !row.activity_name && row.label) {
                     td.insertBefore(h("span", { className: "pt-muted", textContent: row.label }), td.firstChild);
+                } else if (col.key === "activity_name" && row.label) {
+                    // which process of the activity this row is: the kernel itself, a wrapper, a recipe under a JEK...
+                    td.appendChild(h("span", { className: "pt-sub", textContent: row.label,
+                        title: VIA[row.via] || "" }));
                 }
                 tr.appendChild(td);
             });
@@ -608,7 +629,7 @@
             columns.forEach(function (col) {
                 if (col.key === "role_display") tr.appendChild(roleCell(row, colours));
                 else tr.appendChild(h("td", { className: col.key === "instance" ? "pt-path" : (col.type === "text" ? "" : "pt-num"),
-                    textContent: formatCell(col, row[col.key]), title: col.key === "instance" ? formatCell(col, row[col.key]) : "",
+                    textContent: formatCell(col, row[col.key]), title: col.key === "instance" ? (row.instance || "") : "",
                     dataset: { key: col.key, value: row[col.key] === null || row[col.key] === undefined ? "" : String(row[col.key]) } }));
             });
             body.appendChild(tr);
