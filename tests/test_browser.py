@@ -223,6 +223,8 @@ def test_a_kernel_unload_goes_dry_run_then_confirm_then_is_gone(open_page, demo)
     p.page.click("#pt-dialog-confirm")
     p.page.wait_for_selector("#pt-dialog[data-phase=done]", timeout=60000)
     assert p.page.get_attribute("#pt-dialog", "data-outcome") == "aborted", p.page.inner_text("#pt-dialog")
+    assert p.page.inner_text("#pt-dialog-title") == "Unload kernel: outcome"
+    assert "Done" in p.page.inner_text("#pt-dialog")
     p.page.wait_for_selector(row, state="detached", timeout=30000)  # the table reloads after the action
     p.shot("action-done.png", full_page=False)
     p.page.click("#pt-dialog-cancel")

@@ -286,6 +286,8 @@
             delete layout.height;
             delete layout.title;
             layout.margin = Object.assign({}, layout.margin || {}, { t: 24 });
+            // keep the user's zoom, treemap level and hidden legend entries across auto refreshes (not across windows)
+            layout.uirevision = id + ":" + state.window;
             return Plotly.react(el, fig.data, layout, {
                 displaylogo: false,
                 responsive: true,
@@ -726,7 +728,7 @@
             if (wouldAct) {
                 confirm.textContent = "Confirm: " + action.verb.toLowerCase();
                 confirm.hidden = false;
-                confirm.onclick = function () { apply(request, status); };
+                confirm.onclick = function () { apply(request, status, action); };
             } else {
                 cancel.textContent = "Close";
             }
@@ -737,11 +739,12 @@
         });
     }
 
-    function apply(request, status) {
+    function apply(request, status, action) {
         var dialog = $("pt-dialog");
         var confirm = $("pt-dialog-confirm");
         confirm.disabled = true;
         dialog.dataset.phase = "applying";
+        $("pt-dialog-title").textContent = action.verb + ": asking DSS";
         status.appendChild(dialogMessage("pending", "Working\u2026"));
         api("/api/actions/apply", Object.assign({ confirm: true }, request)).then(function (result) {
             clear(status);
@@ -752,9 +755,11 @@
             if (result.reason) status.appendChild(h("p", { className: "pt-reason", textContent: "Why: " + result.reason }));
             dialog.dataset.phase = "done";
             dialog.dataset.outcome = result.outcome;
+            $("pt-dialog-title").textContent = action.verb + ": outcome";
         }, function (error) {
             clear(status).appendChild(dialogMessage("error", "Refused: " + error.message));
             dialog.dataset.phase = "refused";
+            $("pt-dialog-title").textContent = action.verb + ": refused";
         }).then(function () {
             confirm.hidden = true;
             $("pt-dialog-cancel").textContent = "Close";
