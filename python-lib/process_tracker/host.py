@@ -5,15 +5,18 @@ raw command line ever leaves this module. Units are in field names.
 
 How a scan works (`Scanner.scan()`):
 - ONE `psutil.process_iter(attrs=ATTRS, ad_value=None)` pass. ATTRS are what changes between scans and all come
-  from two small /proc files (stat, statm). What does not change for a process (its command line, name and
-  user) is read only when the scanner meets a new identity `(pid, create_time)`, and again on every scan while
-  the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a wrapper).
+  from two small /proc files (stat, statm). What does not change for a process (its command line, name, user
+  and parent) is read only when the scanner meets a new identity `(pid, create_time)`, and again on every scan
+  while the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a
+  wrapper); the parent is re-read when the parent exits (re-parenting).
 - The classification (roles.analyse) is cached per identity; roles are resolved over the tree (built once per
   scan from ppid) with roles.resolve, and a process's resolution is kept once it is past its young age: a DSS
   process re-parented to init (its JEK died) keeps its role.
 - psutil caches `create_time` on the Process objects process_iter keeps between calls, so a pid reused between
-  two scans would keep the old identity. A pid whose CPU time went down or whose parent changed is checked with
-  `Process.is_running()` (which re-reads the start time) and, when reused, gets a fresh identity.
+  two scans would keep the old identity. Linux hands out pids cyclically: from /proc/sys/kernel/ns_last_pid and
+  the fork count of /proc/stat, the scanner knows which pids may have been handed out since its previous scan,
+  checks those with `Process.is_running()` (which re-reads the start time), and gives a reused pid a fresh
+  identity and classification. When those files are unreadable, every pid is checked.
 - For DSS processes (option `details="dss"`, the default), /proc/<pid>/status (swap, threads) is read every scan
   and /proc/<pid>/cgroup while the process is young (DSS places a process in its cgroup when it starts); both
   are world-readable. `details="all"` reads them for every process.
@@ -136,7 +139,8 @@ class ScanOptions:
     pss_every: only every Nth scan (1: every scan).
     young_seconds: processes younger than this are re-read and re-classified on every scan.
     details: "dss" (swap, threads, cgroup of DSS processes only) or "all" (every process).
-    proc_root, cgroup_root: where /proc and the cgroup mount are (tests point them at fake trees).
+    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads (status, cgroup,
+      pid allocation; psutil itself reads psutil.PROCFS_PATH); tests point cgroup_root at a fake tree.
     cgroup_markers: a cgroup is a DSS cgroup when one of its path components is one of these (case-insensitive).
     """
 
