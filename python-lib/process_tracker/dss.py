@@ -144,6 +144,15 @@ def install_timeouts(client, timeout=None, read_retries=DEFAULT_READ_RETRIES):
     return client
 
 
+def _retried_until_timeout(exc):
+    """A read whose retries all timed out: requests raises ConnectionError(MaxRetryError(ReadTimeoutError)), which
+    is a DSS that does not answer, not one that cannot be reached."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    reason = getattr(exc.args[0], "reason", None) if getattr(exc, "args", None) else None
+    return isinstance(reason, ReadTimeoutError)
+
+
 def translate_error(exc, what):
     """Turn an exception raised by a dataikuapi call into a typed `DSSError` naming `what` was being done.
 
@@ -154,7 +163,7 @@ def translate_error(exc, what):
 
     if isinstance(exc, DSSError):
         return exc
-    if isinstance(exc, requests.exceptions.Timeout):
+    if isinstance(exc, requests.exceptions.Timeout) or _retried_until_timeout(exc):
         return DSSUnreachable("%s: DSS did not answer in time" % what)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return DSSUnreachable("%s: cannot reach DSS" % what)
