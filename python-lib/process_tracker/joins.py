@@ -13,7 +13,8 @@ How a process gets its activity (`Match.via`), first that applies:
 - "wrapped"      a transparent wrapper (sudo / execwrapper.sh / exec.py / shell, `ProcessRecord.link`) with no
                  activity of its own carries the activity of the process it wraps.
 Pid joins only apply to processes of a DSS role (a pid DSS gives that now belongs to a non-DSS process was
-reused, or lives on another host). `instance=` restricts the joins to the processes of one DIP_HOME.
+reused, or lives on another host), and a session's pid join is refused when the process's kernel id is another
+one (the pid was reused by another kernel). `instance=` restricts the joins to the processes of one DIP_HOME.
 
 Statuses (`Match.status`):
 - "joined":   an activity explains the process (`via` says how);
@@ -104,7 +105,7 @@ def join(snapshot: Snapshot, inventory: Inventory, instance: Optional[str] = Non
         if not joinable(p):
             continue
         a = by_pid.get(p.pid)
-        if a is not None:
+        if a is not None and not _kernel_ids_differ(a, p):
             found[p.pid] = (a, PID_VIA.get(a.kind, "pid"), p.pid)
             continue
         kernel_id = p.ids.get("kernel_id") if not p.link else None
@@ -175,6 +176,16 @@ def join(snapshot: Snapshot, inventory: Inventory, instance: Optional[str] = Non
         not_on_host.append(a)
     matches = tuple(m for m in rows if m.activity is not None)
     return Joined(tuple(rows), matches, tuple(orphans), tuple(pool), tuple(not_on_host))
+
+
+def _kernel_ids_differ(activity, process):
+    """True when a session's pid now belongs to a kernel with another kernel id: the pid was reused (the listing
+    and the scan are not taken at the same instant), so the pid says nothing about this session."""
+    if activity.kind != "notebook_session":
+        return False
+    listed = (activity.details or {}).get("kernel_id")
+    running = process.ids.get("kernel_id")
+    return bool(listed and running) and str(listed).lower() != str(running).lower()
 
 
 def _status(p, got, failed_kinds, parent_status, joinable):
