@@ -9,6 +9,7 @@ Errors from the client become a few typed exceptions where they enter the code (
 This module never imports `dataiku` at module level: the plugin code must import outside DSS too.
 """
 import json
+import math
 import os
 import threading
 
@@ -133,7 +134,12 @@ def install_timeouts(client, timeout=None, read_retries=DEFAULT_READ_RETRIES):
     """Give every HTTP call of `client` a timeout, and bounded retries of idempotent reads. Returns client."""
     if timeout is None:
         timeout = (DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S)
-    elif not isinstance(timeout, tuple):
+    values = timeout if isinstance(timeout, tuple) else (timeout,)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+                         for v in values):
+        # a negative, zero, NaN or infinite timeout would fail every call obscurely, or never time out
+        raise ConfigError("timeout", "must be a number of seconds > 0, got %r" % (timeout,))
+    if not isinstance(timeout, tuple):
         timeout = (min(float(timeout), DEFAULT_CONNECT_TIMEOUT_S), float(timeout))
     session = getattr(client, "_session", None)
     if session is None:  # pragma: no cover - every dataikuapi client since 2.x has one
