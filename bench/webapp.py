@@ -32,7 +32,7 @@ from process_tracker.host import ProcessRecord, RoleTotals, ScanStats, Snapshot 
 from process_tracker.webapp import WebappOptions, register_routes  # noqa: E402
 
 MiB = 1024 * 1024
-ROLES = ("supervisord", "nginx", "backend", "jek", "fek", "cak", "jupyter_server", "jupyter_kernel", "ml_server",
+ROLES = ("supervisord", "nginx", "backend", "jek", "fek", "cak", "jupyter_server", "jupyter_kernel", "ml_training",
          "webapp_backend", "python_recipe", "spark_driver", "eventserver", "apimain", "governserver", "not_dss")
 DAY = 86400
 

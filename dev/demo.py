@@ -38,7 +38,7 @@ HOSTILE_FRAGMENT = {"projects": [{"projectKey": "SANDBOX", "notebooks": [
     {"name": HOSTILE_NOTEBOOK, "language": "python", "sessions": [
         {"sessionId": "0f0f0f0f-7777-4777-8777-777777777777", "creator": "ops", "startedAgo": "3d",
          "idleFor": "2d", "state": "idle", "connections": 0}]}]}]}
-STEADY_ROLES = {"supervisord", "nginx", "backend", "jupyter_server", "governserver", "eventserver", "apimain"}
+STEADY_ROLES = {"supervisord", "nginx", "backend", "jupyter_server", "governserver", "eventserver", "apinode"}
 
 
 class Stop(Exception):

@@ -39,7 +39,7 @@ def demo_processes():
              cgroup="/DSS/notebooks/alice"),
         proc(111, "jupyter_kernel", "kernel python3", 300, ppid=105, kernel_id="22222222-2222-4222-8222-222222222222"),
         proc(116, "jupyter_kernel", "kernel python3", 80, ppid=105, kernel_id="66666666-6666-4666-8666-666666666666"),
-        proc(120, "ml_server", "ML server", 400, ppid=101, port=41000, secret=ML_SECRET),
+        proc(120, "ml_training", "ML server", 400, ppid=101, port=41000, secret=ML_SECRET),
         proc(200, "not_dss", "python3", 30, instance=None),
     )
 

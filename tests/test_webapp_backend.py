@@ -451,6 +451,10 @@ def test_with_the_real_scanner_and_fleet_the_views_join_real_processes(fleet, si
         kernel = rows[fleet.pid("kernel-1")]
         assert kernel["activity_kind"] == "notebook_session" and kernel["project_key"] == "CHURN"
         assert fleet.pid("kernel-orphan") in {r["pid"] for r in table["orphans"]}
+        uif = rows[fleet.pid("kernel-uif")]  # the UIF kernel's row carries the action, its wrappers do not
+        assert uif["activity_kind"] == "notebook_session" and uif["actionable"] is True
+        for wrapper in ("kernel-uif-sudo", "kernel-uif-exec"):
+            assert rows[fleet.pid(wrapper)]["actionable"] is False
         texts = [snap.get_data(as_text=True), json.dumps(table),
                  client.get("/api/history?window=1h", headers=as_user("admin")).get_data(as_text=True)]
         for text in texts:

@@ -589,7 +589,7 @@ class Scanner:
             t = totals.get(role)
             if t is None:
                 t = totals[role] = [0, 0, 0, 0.0, 0]
-            t[0] += 1
+            t[0] += 0 if res.link else 1  # as in role_totals: a wrapper is not one more process of its role
             t[1] += anon or 0
             t[2] += rss or 0
             t[3] += cpu_percent or 0.0
@@ -610,7 +610,7 @@ class Scanner:
         cgroups = cgroup_totals(cgroup_paths, opts.cgroup_root)
         stats = ScanStats(
             wall_seconds=round(time.perf_counter() - wall0, 6), cpu_seconds=round(time.process_time() - cpu0, 6),
-            seen=len(records), new=new, classified=len(records) - (totals["not_dss"][0] if "not_dss" in totals else 0),
+            seen=len(records), new=new, classified=sum(1 for r in records if r.role != "not_dss"),
             access_denied=denied_count, vanished=vanished, analysed=analysed, pid_reused=reused,
             zombies=zombies, pss_collected=pss_collected, scan_number=self._scans,
         )
@@ -648,13 +648,17 @@ class Scanner:
 
 
 def role_totals(records: Sequence[ProcessRecord]) -> Dict[str, RoleTotals]:
-    """Per-role count, RssAnon, RSS, CPU% and swap totals of `records`, roles in catalogue order."""
+    """Per-role count, RssAnon, RSS, CPU% and swap totals of `records`, roles in catalogue order.
+
+    Transparent wrappers (`link`: sudo, execwrapper.sh, exec.py, shells) add their memory and CPU to the role
+    they wrap but are not counted as processes of it: a UIF kernel is one kernel, not three.
+    """
     acc = {}
     for r in records:
         t = acc.get(r.role)
         if t is None:
             t = acc[r.role] = [0, 0, 0, 0.0, 0]
-        t[0] += 1
+        t[0] += 0 if r.link else 1
         t[1] += r.rss_anon_bytes or 0
         t[2] += r.rss_bytes or 0
         t[3] += r.cpu_percent or 0.0

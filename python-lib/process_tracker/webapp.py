@@ -296,6 +296,8 @@ def process_row(p, activity, as_of):
     row = {"pid": p.pid, "role": p.role, "role_display": display, "label": p.label, "user": p.user,
            "instance": p.instance, "age_seconds": age, "rss_anon_bytes": p.rss_anon_bytes, "rss_bytes": p.rss_bytes}
     row.update(_activity_fields(activity, as_of))
+    if p.link:  # a UIF wrapper (sudo, exec.py): the kernel's own row carries the action
+        row["actionable"] = False
     return row
 
 
