@@ -8,7 +8,7 @@ ZIP := dist/dss-plugin-process-tracker-$(VERSION).zip
 PLUGIN_CODE := python-lib python-runnables webapps
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint plugin bench clean chromium
+.PHONY: help demo test lint plugin bench clean chromium screenshots
 
 help:
 	@echo "make demo    start the simulated DSS, a fleet of DSS-shaped processes and the monitoring webapp"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint    ruff, and a Python 3.9 compatibility check of the plugin code (vermin)"
 	@echo "make plugin  build $(ZIP)"
 	@echo "make bench   run the benchmarks under bench/ (figures go to bench/RESULTS.md by hand)"
+	@echo "make screenshots  refresh docs/screenshots/ (the README's pictures) from the browser tests"
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ test: $(STAMP) chromium lint
 
 demo: $(STAMP) chromium
 	$(PY) -m dev.demo $(DEMO_ARGS)
+
+screenshots: $(STAMP) chromium
+	PT_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/test_browser.py tests/test_browser_degraded.py
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

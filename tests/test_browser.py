@@ -4,7 +4,8 @@ simulated DSS, the real process fleet and the webapp served the way DSS serves i
 What a DSS admin sees: the page loads with no console error and no request outside the demo's host; every chart
 renders with data; the table sorts and filters; a kernel unload goes dry run -> confirm -> gone from the table and
 from DSS (the simulator, through the real dataikuapi client); a non-admin sees actions refused; a notebook named
-with HTML renders as text. Screenshots of the main views go to docs/screenshots/.
+with HTML renders as text. Screenshots of the main views go to tests/artifacts/screenshots/ (docs/screenshots/
+with `make screenshots`).
 """
 import dataikuapi
 import pytest

@@ -4,7 +4,10 @@ from urllib.parse import quote, urlsplit
 
 from demo_process import CHROMIUM, CHROMIUM_ARGS, ROOT
 
-SHOTS = os.path.join(ROOT, "docs", "screenshots")
+# Screenshots go to tests/artifacts/screenshots (ignored by git) on every run; `make screenshots` sets
+# PT_UPDATE_SCREENSHOTS=1 to refresh the README's copies in docs/screenshots instead.
+SHOTS = os.path.join(ROOT, "docs", "screenshots") if os.environ.get("PT_UPDATE_SCREENSHOTS") == "1" else \
+    os.path.join(ROOT, "tests", "artifacts", "screenshots")
 VIEWPORT = {"width": 1440, "height": 960}
 
 
