@@ -69,7 +69,7 @@ def client_from_settings(url=None, api_key=None, no_check_certificate=None, envi
     if no_check_certificate is None:
         no_check_certificate = _truthy(env.get("DKU_NO_CHECK_CERTIFICATE"))
     if url and not api_key:
-        raise ConfigError("api_key", "a DSS URL is set (%s) but no API key: set DKU_API_KEY or --api-key" % url)
+        raise ConfigError("api_key", "a DSS URL is set (%r) but no API key: set DKU_API_KEY or --api-key" % url)
     if api_key and not url:
         raise ConfigError("url", "an API key is set but no DSS URL: set DKU_DSS_URL or --url")
     if url and not url.startswith(("http://", "https://")):
@@ -98,7 +98,14 @@ def get_client(url=None, api_key=None, no_check_certificate=None, timeout=None, 
                 "not running inside DSS and no DSS configured: set DKU_DSS_URL and DKU_API_KEY "
                 "(or pass --url and --api-key)",
             ) from None
-        client = dataiku.api_client()
+        try:
+            client = dataiku.api_client()
+        except Exception as exc:  # noqa: BLE001 - outside DSS the real package raises a bare Exception
+            raise ConfigError(
+                "url",
+                "no DSS configured (%s): set DKU_DSS_URL and DKU_API_KEY (or pass --url and --api-key)"
+                % exc.__class__.__name__,
+            ) from None
     return install_timeouts(client, timeout=timeout, read_retries=read_retries)
 
 
