@@ -243,20 +243,30 @@ class WebappState:
         if not user:
             raise ApiError(403, "identity_unknown", "DSS did not say who the browsing user is")
         groups = tuple(str(g) for g in (info.get("groups") or ()))
-        identity = self._authorise(str(user), groups)
-        self.identities.put(key, identity)
+        identity, settled = self._authorise(str(user), groups)
+        if settled:  # a refusal that comes from a group DSS could not describe is not remembered
+            self.identities.put(key, identity)
         return identity
 
     def _authorise(self, user, groups):
+        """(Identity, settled): settled is False when a group's definition could not be read (then the user is
+        refused for now, fail closed, and asked about again at the next request)."""
         allowed = [g for g in groups if g in self.options.allowed_groups]
         if allowed:
-            return Identity(user, groups, True, None)
+            return Identity(user, groups, True, None), True
+        unknown = []
         for group in groups:
-            if self._group_is_admin(group):
-                return Identity(user, groups, True, None)
+            admin = self._group_is_admin(group)
+            if admin:
+                return Identity(user, groups, True, None), True
+            if admin is None:
+                unknown.append(group)
         allowed_text = (" nor in a group allowed to act (%s)" % ", ".join(self.options.allowed_groups)
                         if self.options.allowed_groups else "")
-        return Identity(user, groups, False, "%s is not a DSS administrator%s" % (user, allowed_text))
+        reason = "%s is not a DSS administrator%s" % (user, allowed_text)
+        if unknown:
+            reason = "%s is not known to be a DSS administrator (DSS did not describe group %s)" % (user, unknown[0])
+        return Identity(user, groups, False, reason), not unknown
 
     def _group_is_admin(self, group):
         cached = self.groups.get(group)
@@ -265,10 +275,10 @@ class WebappState:
         try:
             definition = self.client().get_group(group).get_definition()
             admin = bool(isinstance(definition, dict) and definition.get("admin") is True)
-        except Exception as exc:  # noqa: BLE001 - cannot tell: not admin (fail closed), not cached
+        except Exception as exc:  # noqa: BLE001 - cannot tell: None, treated as not admin (fail closed), not cached
             logger.warning("could not read the definition of group %r (%s): treated as not admin",
                            group, exc.__class__.__name__)
-            return False
+            return None
         self.groups.put(group, admin)
         return admin
 
