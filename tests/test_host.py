@@ -3,6 +3,7 @@ processes that vanish, reuse a pid, rewrite their title, turn zombie or carry od
 scanner, and a fake cgroup tree. The CLI is run as the real console script."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -187,6 +188,50 @@ def test_memory_rss_anon_is_rss_minus_shared_and_matches_proc_status(full_fleet,
         assert p.num_threads >= 1 and p.swap_bytes is not None and p.cgroup is not None
         assert p.age_seconds >= 0 and p.cpu_percent is not None and p.cpu_percent >= 0
         assert p.pss_bytes is None  # PSS is off by default
+
+
+def test_dss_memory_swap_and_threads_come_from_one_read_of_proc_status(tmp_path):
+    """A DSS process's rss, RssAnon, swap and threads are VmRSS, RssAnon, VmSwap and Threads of its
+    /proc/<pid>/status (here a fake /proc root with figures no real process has); a status without RssAnon (Linux
+    before 4.5) leaves the memory to statm, as for every other process."""
+    d = str(tmp_path / "dss")
+    jek = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", d + "/bin"],
+                           stdin=subprocess.PIPE)
+    try:
+        _wait_for(lambda: "-Ddku.jek" in psutil.Process(jek.pid).cmdline())
+        status = tmp_path / "proc" / str(jek.pid) / "status"
+        _write(status, "Name:\tpython\nVmRSS:\t  123456 kB\nRssAnon:\t  100000 kB\nRssFile:\t   23456 kB\n"
+                       "RssShmem:\t       0 kB\nVmSwap:\t    4242 kB\nThreads:\t7\n")
+        _write(status.parent / "cgroup", "0::/\n")
+        record = _by_pid(Scanner(proc_root=str(tmp_path / "proc")).scan())[jek.pid]
+        assert (record.role, record.instance) == ("jek", d)
+        assert (record.rss_bytes, record.rss_anon_bytes) == (123456 * 1024, 100000 * 1024)
+        assert (record.swap_bytes, record.num_threads) == (4242 * 1024, 7)
+
+        status.write_text("Name:\tpython\nVmRSS:\t  123456 kB\nVmSwap:\t       0 kB\nThreads:\t1\n")
+        record = _by_pid(Scanner(proc_root=str(tmp_path / "proc")).scan())[jek.pid]
+        mem = psutil.Process(jek.pid).memory_info()
+        assert record.rss_bytes == pytest.approx(mem.rss, abs=256 * 1024)
+        assert record.rss_anon_bytes == pytest.approx(mem.rss - mem.shared, abs=256 * 1024)
+        assert (record.swap_bytes, record.num_threads) == (0, 1)
+    finally:
+        jek.kill()
+        jek.wait()
+
+
+def test_fleet_memory_matches_proc_status_and_details_are_for_dss_only(full_fleet, scanned):
+    records = _by_pid(scanned[1])
+    for name in ("backend", "kernel-1", "ml-1", "recipe-1", "nginx-worker-1"):
+        p = records[full_fleet.pid(name)]
+        with open("/proc/%d/status" % p.pid, "rb") as f:
+            data = f.read()
+        vm_rss = int(data.split(b"\nVmRSS:")[1].split()[0]) * 1024
+        assert p.rss_bytes == pytest.approx(vm_rss, abs=256 * 1024), name
+        assert p.rss_anon_bytes == pytest.approx(parse_status(data)["rss_anon_bytes"], abs=256 * 1024), name
+        assert p.swap_bytes is not None and p.num_threads == parse_status(data)["threads"], name
+    other = records[full_fleet.pid("not-dss-1")]
+    assert other.rss_bytes >= other.rss_anon_bytes >= full_fleet.memory_bytes("not-dss-1")
+    assert other.swap_bytes is None and other.num_threads is None  # details="dss": not read for not_dss
 
 
 def test_role_totals_are_the_sums_of_their_processes(scanned):
@@ -543,13 +588,24 @@ def test_access_denied_is_counted_for_an_unprivileged_scanner(full_fleet):
     code = ("import json; from process_tracker.host import Scanner; s = Scanner(pss=True); s.scan(); snap = s.scan();"
             "print(json.dumps({'stats': snap.stats.access_denied, 'seen': snap.stats.seen,"
             " 'records': {p.pid: [p.role, p.pss_bytes, p.user] for p in snap.processes}}))")
-    site = os.path.dirname(os.path.dirname(psutil.__file__))
-    env = {"PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "python-lib"), site]), "PATH": "/usr/bin:/bin"}
-    if IS_ROOT:
-        result = subprocess.run([_interpreter_for("nobody"), "-c", code], user="nobody", env=env,
-                                capture_output=True, text=True, timeout=120)
-    else:
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    # The checkout and its .venv may sit under a 0700 directory (mktemp -d): give `nobody` a readable copy.
+    readable = tempfile.mkdtemp(prefix="pt-unprivileged-")
+    try:
+        shutil.copytree(os.path.join(ROOT, "python-lib", "process_tracker"), os.path.join(readable, "process_tracker"))
+        shutil.copytree(os.path.dirname(psutil.__file__), os.path.join(readable, "psutil"))
+        for dirpath, _, filenames in os.walk(readable):
+            os.chmod(dirpath, 0o755)
+            for filename in filenames:
+                os.chmod(os.path.join(dirpath, filename), 0o644)
+        env = {"PYTHONPATH": readable, "PATH": "/usr/bin:/bin"}
+        if IS_ROOT:
+            result = subprocess.run([_interpreter_for("nobody"), "-c", code], user="nobody", env=env, cwd=readable,
+                                    capture_output=True, text=True, timeout=120)
+        else:
+            result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    timeout=120)
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["stats"] > 0
