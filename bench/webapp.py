@@ -3,9 +3,16 @@
 Setup: a history with 7 days of 10 s samples (synthetic series for 16 roles written into the history DB through
 HistoryStore.record_series, then pruned as the sampler would), a last sample of 2,000 processes, and the
 simulated DSS (real dataikuapi over HTTP) with 40 notebook sessions for identity and the activity listing.
-The routes are registered on a Flask app as in DSS and called through its test client.
+The routes are registered on a Flask app as in DSS and called through its test client; the webapp's own sampler
+writes each new sample (a scanner giving the same 2,000 processes, the clock 10 s later) and, the page being
+watched, precomputes the views on its tick, as the sampler thread does.
 
-    .venv/bin/python bench/webapp.py [--requests 60]
+Each endpoint is timed four ways, interleaved call by call: the raw SQLite read; a repeat request (the view
+already computed for this sample); the first request after a new sample (precomputed by the sampler's tick:
+what a polling page gets); and a lazy request (the view computed by the request: nobody watched when the sample
+came, or a reader process has not noticed it yet). The warm-up's own cost (on the sampler thread) is printed.
+
+    .venv/bin/python bench/webapp.py [--requests 60] [--processes 2000]
 
 Targets (issue 6): 7-day history payload < 500 KB; p95 of each endpoint < 4x the raw SQLite read.
 """
@@ -98,20 +105,25 @@ class Clock:
         return self.now
 
 
-def timed(fns, n):
-    """p50 and p95 (seconds) of each function, called in turn n times: interleaved, so that load from other
-    processes on the machine weighs on each the same way and the ratios stay meaningful."""
-    samples = [[] for _ in fns]
+def percentiles(samples):
+    """(p50, p95) of a list of durations."""
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+
+
+def timed(cases, n):
+    """p50 and p95 (seconds) of each (setup, fn) case, called in turn n times (setup untimed, may be None):
+    interleaved, so that load from other processes on the machine weighs on each the same way and the ratios
+    stay meaningful."""
+    samples = [[] for _ in cases]
     for _ in range(n):
-        for i, fn in enumerate(fns):
+        for i, (setup, fn) in enumerate(cases):
+            if setup is not None:
+                setup()
             t0 = time.perf_counter()
             fn()
             samples[i].append(time.perf_counter() - t0)
-    out = []
-    for s in samples:
-        s.sort()
-        out.append((statistics.median(s), s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]))
-    return out
+    return [percentiles(s) for s in samples]
 
 
 def main(argv=None):
@@ -140,9 +152,14 @@ def main(argv=None):
     sim = Simulator(instance(projects=[project("BENCH", notebooks=[notebook("nb%d" % i, [s])
                                                                    for i, s in enumerate(sessions)])]),
                     fleet_pids=fleet)
+    class Scanner:
+        def scan(self):
+            return snapshot_of(processes, clock.now)
+
     with sim.serve():
         app = Flask("bench")
-        options = WebappOptions(history_dir=tmp.name, client_factory=sim.client, clock=clock, start_sampler=False)
+        options = WebappOptions(history_dir=tmp.name, client_factory=sim.client, clock=clock, start_sampler=False,
+                                scanner_factory=Scanner, watch_window_s=3600.0)  # the page stays open
         register_routes(app, options)
         client = app.test_client()
         client.set_cookie("dss_sim_user", "admin")
@@ -165,28 +182,51 @@ def main(argv=None):
             ("/api/history?window=7d", "SELECT * FROM role_bucket WHERE bucket >= ?", (since,)),
         ]
         state = app.extensions["process_tracker"]
+        assert state.sampler.try_elect()
+        warm_s = []
 
-        def cold(path):
-            state._views.clear()  # as after a new sample: the view is computed again (the listing stays cached)
-            return client.get(path)
+        def warm_up():  # the sampler's on_tick, timed
+            t0 = time.perf_counter()
+            state.warm_views()
+            warm_s.append(time.perf_counter() - t0)
 
-        print("\nwarm: the view already computed for this sample (what polling clients get); cold: recomputed "
-              "(the first request after each sample, once per backend process)")
-        print("\n| endpoint | raw SQLite p50 / p95 ms | warm p50 / p95 ms | warm p95 ratio | cold p50 / p95 ms "
-              "| cold p95 ratio | payload KB |")
-        print("|---|---|---|---|---|---|---|")
+        state.sampler.on_tick = warm_up
+
+        def new_sample():  # what the sampler thread does every interval: scan, write, warm the watched views
+            clock.now += 10
+            assert state.sampler.tick() and state.warm_errors == 0
+
+        def forget_views():  # as if nobody watched when the sample came: the request computes the view
+            with state._views_lock:
+                state._views.clear()
+
+        print("\nrepeat: the view already computed for this sample; first: the first request after a new sample, "
+              "precomputed by the sampler's tick (what a polling page gets); lazy: computed by the request "
+              "(nobody watched when the sample came, or a reader process had not noticed it yet)")
+        print("\n| endpoint | raw SQLite p50 / p95 ms | repeat p50 / p95 ms | repeat p95 ratio "
+              "| first after sample p50 / p95 ms | first p95 ratio | lazy p50 / p95 ms | lazy p95 ratio "
+              "| payload KB |")
+        print("|---|---|---|---|---|---|---|---|---|")
         ok = True
         for path, sql, params in cases:
             size = len(client.get(path).data)
-            (rp50, rp95), (wp50, wp95), (cp50, cp95) = timed(
-                [raw(sql, params), lambda p=path: client.get(p), lambda p=path: cold(p)], args.requests)
-            ok = ok and wp95 / rp95 < 4.0
-            print("| `%s` | %.1f / %.1f | %.1f / %.1f | %.2f | %.1f / %.1f | %.2f | %.0f |"
-                  % (path, rp50 * 1e3, rp95 * 1e3, wp50 * 1e3, wp95 * 1e3, wp95 / rp95, cp50 * 1e3, cp95 * 1e3,
-                     cp95 / rp95, size / 1024.0))
+
+            def get(p=path):
+                return client.get(p)
+
+            (rp50, rp95), (wp50, wp95), (fp50, fp95), (cp50, cp95) = timed(
+                [(None, raw(sql, params)), (None, get), (new_sample, get), (forget_views, get)], args.requests)
+            ok = ok and wp95 / rp95 < 4.0 and fp95 / rp95 < 4.0
+            print("| `%s` | %.1f / %.1f | %.1f / %.1f | %.2f | %.1f / %.1f | %.2f | %.1f / %.1f | %.2f | %.0f |"
+                  % (path, rp50 * 1e3, rp95 * 1e3, wp50 * 1e3, wp95 * 1e3, wp95 / rp95, fp50 * 1e3, fp95 * 1e3,
+                     fp95 / rp95, cp50 * 1e3, cp95 * 1e3, cp95 / rp95, size / 1024.0))
         week = len(client.get("/api/history?window=7d").data)
+        wp50, wp95 = percentiles(warm_s)
         print("\n7-day history payload: %.0f KB (target < 500 KB): %s" % (week / 1024.0, "ok" if week < 500_000 else "OVER"))
-        print("warm p95 ratios under 4x: %s" % ("ok" if ok else "NOT MET"))
+        print("warm-up on the sampler thread after each sample (listing + snapshot, table, 7d history): "
+              "p50 %.0f ms, p95 %.0f ms over %d samples (%.1f%% of a 10 s interval at p50)"
+              % (wp50 * 1e3, wp95 * 1e3, len(warm_s), wp50 / 10 * 100))
+        print("repeat and first-after-sample p95 ratios under 4x: %s" % ("ok" if ok else "NOT MET"))
     tmp.cleanup()
     return 0
 

@@ -467,3 +467,128 @@ def test_with_the_real_scanner_and_fleet_the_views_join_real_processes(fleet, si
                 assert not any(secret.encode() in data for secret in PLANTED_SECRETS)
     finally:
         state.sampler.stop()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# precomputed views: while the page is watched the sampler computes them after each sample
+
+
+class Ticked:
+    """A webapp whose sampler the test ticks by hand (no thread), over a history with one sample. `writer`: the
+    webapp's own sampler writes; otherwise another sampler (another backend process) writes and this one reads.
+    The clock is fixed and a listing lives 10 minutes but expires before the next tick (an hour), so each warm-up
+    lists DSS again and a view's key changes only with a new sample or listing."""
+
+    def __init__(self, sim, tmp_path, writer=True, **options):
+        from flask import Flask
+
+        from process_tracker.webapp import register_routes
+
+        directory = str(tmp_path / "history")
+        self.other = None if writer else Sampler(HistoryStore(directory), lambda: FakeScanner(), interval_s=10)
+        now = __import__("time").time()
+        values = dict(history_dir=directory, client_factory=sim.client, scanner_factory=lambda: FakeScanner(),
+                      clock=lambda: now, start_sampler=False, sampling_interval_s=3600.0, inventory_ttl_s=600.0)
+        values.update(options)
+        app = Flask("ticked")
+        self.state = register_routes(app, WebappOptions(**values))
+        self.client = Browser(app)
+        self.sample()
+
+    def sample(self):
+        """A new sample, as the sampler thread's tick makes it: written (by whichever sampler writes), then the
+        webapp's sampler ticks."""
+        if self.other is not None:
+            assert self.other.sample_once()
+            assert self.state.sampler.tick() is False  # a reader: it notices the sample
+        else:
+            assert self.state.sampler.tick() is True
+        return self.state.store.latest_taken_at()
+
+    def close(self):
+        self.state.sampler.stop()
+        if self.other is not None:
+            self.other.stop()
+
+
+VIEWS = {"snapshot": "/api/snapshot", "table": "/api/table", "history:1h": "/api/history?window=1h",
+         "history:7d": "/api/history?window=7d"}
+
+
+@pytest.mark.parametrize("writer", [True, False], ids=["writer", "reader"])
+def test_after_a_sample_the_watched_views_are_served_precomputed(sim, tmp_path, writer):
+    t = Ticked(sim, tmp_path, writer=writer)
+    try:
+        for path in VIEWS.values():  # the page is open: its views are requested, hence watched
+            assert t.client.get(path, headers=as_user("admin")).status_code == 200
+        assert t.state.watched_views() == sorted(VIEWS)
+        assert dict(t.state.computations) == {name: 1 for name in VIEWS}
+        taken_at = t.sample()
+        assert dict(t.state.computations) == {name: 2 for name in VIEWS}  # precomputed by the sampler's tick
+        seen = len(sim.requests)
+        for name, path in VIEWS.items():
+            body = t.client.get(path, headers=as_user("admin")).get_json()
+            if name in ("snapshot", "table"):
+                assert body["taken_at"] == taken_at
+        assert dict(t.state.computations) == {name: 2 for name in VIEWS}  # served as stored: not computed again
+        assert sim.requests[seen:] == []  # nor listed: the warm-up listed DSS
+        assert t.state.warm_ups == 1 and t.state.warm_errors == 0
+        assert t.state.warm_views() == len(VIEWS)  # a tick without a new sample: the history is not computed
+        assert t.state.computations["history:1h"] == 2 and t.state.computations["history:7d"] == 2
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("window_s", [None, 0.0], ids=["never-opened", "looked-at-too-long-ago"])
+def test_when_nobody_watches_a_sample_lists_nothing_and_computes_nothing(sim, tmp_path, window_s):
+    t = Ticked(sim, tmp_path, watch_window_s=window_s)
+    try:
+        if window_s is not None:  # the page was opened, longer ago than the watch window
+            assert t.client.get("/api/snapshot", headers=as_user("admin")).status_code == 200
+        seen = len(sim.requests)
+        computed = dict(t.state.computations)
+        t.sample()
+        t.sample()
+        assert sim.requests[seen:] == []  # no DSS listing (nor any other call) for nobody
+        assert dict(t.state.computations) == computed and t.state.warm_ups == 0
+        assert t.state.watched_views() == []
+        # the next request computes the view itself (lazily), from the new sample
+        body = t.client.get("/api/snapshot", headers=as_user("admin")).get_json()
+        assert body["taken_at"] == t.state.store.latest_taken_at()
+    finally:
+        t.close()
+
+
+def test_a_failing_warm_up_is_counted_and_never_stops_the_sampler(sim, tmp_path, monkeypatch, caplog):
+    import process_tracker.webapp as webapp
+
+    t = Ticked(sim, tmp_path)
+    try:
+        for path in VIEWS.values():
+            assert t.client.get(path, headers=as_user("admin")).status_code == 200
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("a bug in a view")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(webapp, "join_table", broken)  # a bug in one view: the others are still warmed
+            with caplog.at_level(logging.WARNING, logger="process_tracker.webapp"):
+                t.sample()
+        assert t.state.warm_errors == 1 and dict(t.state.computations) == {"snapshot": 2, "table": 1,
+                                                                          "history:1h": 2, "history:7d": 2}
+        assert any("warm-up" in r.getMessage() and "table" in r.getMessage() for r in caplog.records)
+        sim.stop()  # DSS cannot be reached: every view is still warmed, and says so
+        t.sample()
+        assert t.state.warm_errors == 1 and dict(t.state.computations) == {"snapshot": 3, "table": 2,
+                                                                          "history:1h": 3, "history:7d": 3}
+        table = t.client.get("/api/table", headers=as_user("admin")).get_json()  # the identity is cached
+        assert table["errors"] and t.state.computations["table"] == 2
+        snap = t.client.get("/api/snapshot", headers=as_user("admin")).get_json()
+        assert "DSS listing call(s) failed" in snap["api_error"] and t.state.computations["snapshot"] == 3
+        with monkeypatch.context() as patch:  # even a failing hook: counted, and the sampler goes on
+            patch.setattr(t.state.sampler, "on_tick", broken)
+            samples = t.state.sampler.samples
+            t.sample()
+        assert t.state.sampler.samples == samples + 1 and t.state.sampler.tick_errors == 1
+    finally:
+        t.close()

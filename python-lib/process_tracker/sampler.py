@@ -9,6 +9,10 @@ The thread keeps its rhythm under load (sleeps until the next due time on a mono
 ticks rather than bunching them), never dies on an exception (logged, counted, next tick), and measures its
 own cost: CPU seconds of the thread per sample (`time.thread_time`) as a percentage of one core over the
 interval, and the scan's wall time.
+
+After every tick (sample written or not) the thread calls `on_tick()` when given: the webapp precomputes its
+views there, so the writer's samples and, in reader processes, the samples they notice are ready before the next
+request. A failing `on_tick` is logged and counted (`tick_errors`), never raised.
 """
 import fcntl
 import logging
@@ -45,12 +49,14 @@ class Sampler:
     samples; scheduling uses time.monotonic."""
 
     def __init__(self, store, scanner_factory: Callable[[], object], interval_s: float = 10.0,
-                 dip_home: Optional[str] = None, name: str = "process-tracker-sampler"):
+                 dip_home: Optional[str] = None, name: str = "process-tracker-sampler",
+                 on_tick: Optional[Callable[[], object]] = None):
         self.store = store
         self.scanner_factory = scanner_factory
         self.interval_s = float(interval_s)
         self.dip_home = dip_home
         self.name = name
+        self.on_tick = on_tick
         self.lock_path = os.path.join(store.directory, LOCK_FILENAME)
         self._scanner = None
         self._lock_fd = None
@@ -60,6 +66,7 @@ class Sampler:
         self.samples = 0
         self.errors = 0
         self.missed_ticks = 0
+        self.tick_errors = 0  # failures of on_tick
         self.last_error = None  # exception class name of the last failure (never its text: it may hold paths)
         self.last_sample_at = None
         self.last_cpu_seconds = None
@@ -135,6 +142,21 @@ class Sampler:
         self.last_cpu_seconds = time.thread_time() - cpu0  # scan + write: the whole cost of a sample
         return True
 
+    def tick(self):
+        """One tick of the thread: `sample_once()`, then `on_tick()` (its CPU time counts in the sample's cost).
+        Returns sample_once's result; never raises."""
+        wrote = self.sample_once()
+        if self.on_tick is not None:
+            cpu0 = time.thread_time()
+            try:
+                self.on_tick()
+            except Exception as exc:  # noqa: BLE001 - the sampler never dies: log, count, next tick
+                self.tick_errors += 1
+                logger.exception("sampler: on_tick failed (%s); will retry at the next tick", exc.__class__.__name__)
+            if wrote:
+                self.last_cpu_seconds = (self.last_cpu_seconds or 0.0) + time.thread_time() - cpu0
+        return wrote
+
     # -- the thread -----------------------------------------------------------------------------------------
     def start(self):
         """Start the daemon thread (idempotent). Returns self."""
@@ -162,8 +184,8 @@ class Sampler:
         next_due = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.sample_once()
-            except Exception:  # noqa: BLE001 - belt and braces: sample_once already catches Exception
+                self.tick()
+            except Exception:  # noqa: BLE001 - belt and braces: tick already catches Exception
                 self.errors += 1
                 logger.exception("sampler: unexpected failure")
             next_due += self.interval_s

@@ -10,6 +10,12 @@ Who may do what (docs/webapp-api.md):
   and, when present, an `Origin` of this host. Anything that cannot be resolved fails closed (403).
 Only the elected sampler scans the host; the endpoints read the history, so several backend processes and many
 clients cost one scan per interval.
+
+Views (snapshot, table, history per window) are JSON bytes computed once per sample and DSS listing. While the
+page is watched (a view requested within `watch_window_s`), the sampler thread precomputes the watched views
+after each tick (`WebappState.warm_views`: the writer right after its sample, readers when they notice one), so
+polling clients are served stored bytes; when nobody looks, views are computed by the first request and DSS is
+not listed.
 """
 import hashlib
 import json
@@ -17,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 from urllib.parse import urlsplit
@@ -87,6 +94,8 @@ class WebappOptions:
     identity_ttl_s: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
     group_ttl_s: float = 60.0  # group definitions (admin flag) are reused for this long
     action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
+    watch_window_s: Optional[float] = None  # a view requested this recently is precomputed after each sample
+    # (seconds; None: max(3 x sampling_interval_s, 60 s))
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -166,7 +175,7 @@ class WebappState:
         self.dip_home = options.dip_home if options.dip_home is not None else os.environ.get("DIP_HOME")
         self.sampler = Sampler(
             self.store, options.scanner_factory or _default_scanner, interval_s=options.sampling_interval_s,
-            dip_home=self.dip_home,
+            dip_home=self.dip_home, on_tick=self.warm_views,
         )
         self._client = None
         self._client_lock = threading.Lock()
@@ -175,6 +184,12 @@ class WebappState:
         self._inventory_version = 0
         self._views = {}  # view name -> (key, JSON bytes): computed once per sample and listing
         self._views_lock = threading.Lock()
+        self._watched = {}  # view name -> monotonic time of its last request
+        self.watch_window_s = (options.watch_window_s if options.watch_window_s is not None
+                               else max(3.0 * options.sampling_interval_s, 60.0))
+        self.computations = Counter()  # view name -> times computed (by a request or a warm-up)
+        self.warm_ups = 0  # warm-ups that had watched views to precompute
+        self.warm_errors = 0  # views (or listings) a warm-up failed to compute: logged, never raised
         self.identities = _TtlCache(options.identity_ttl_s)
         self.groups = _TtlCache(options.group_ttl_s)
 
@@ -189,12 +204,14 @@ class WebappState:
         """The DSS activities, shared by requests for `inventory_ttl_s` (one listing at a time)."""
         return self.versioned_inventory(fresh)[0]
 
-    def versioned_inventory(self, fresh=False):
-        """(Inventory, version): the version changes with each listing (a cache key for the views)."""
+    def versioned_inventory(self, fresh=False, min_fresh_s=0.0):
+        """(Inventory, version): the version changes with each listing (a cache key for the views). Lists again
+        when `fresh`, or when the cached listing expires within `min_fresh_s` seconds."""
         from .activities import list_activities
 
         with self._inventory_lock:
-            if not fresh and self._inventory is not None and self._inventory[0] > time.monotonic():
+            if (not fresh and self._inventory is not None
+                    and self._inventory[0] > time.monotonic() + min_fresh_s):
                 return self._inventory[1], self._inventory[2]
             inv = list_activities(self.client(), now=self.options.clock())
             self._inventory_version += 1
@@ -211,7 +228,144 @@ class WebappState:
         body = json.dumps(compute(), separators=(",", ":")).encode("utf-8")
         with self._views_lock:
             self._views[name] = (key, body)
+            self.computations[name] += 1
         return body
+
+    # -- views (one place each: the routes and the warm-up call these) ------------------------------------------
+    def _listing(self):
+        """(Inventory or None, its version, api_error or None): the snapshot still serves host views when DSS fails."""
+        try:
+            inv, version = self.versioned_inventory()
+        except ProcessTrackerError as e:
+            return None, None, str(e)
+        if inv.errors:
+            return inv, version, "%d DSS listing call(s) failed: see the table's errors" % len(inv.errors)
+        return inv, version, None
+
+    def snapshot_view(self):
+        """The /api/snapshot body (JSON bytes): the latest sample with its figures."""
+        local = self.sampler.status()
+        taken_at = self.store.latest_taken_at()
+        if taken_at is None:
+            reason = "No sample yet: the sampler writes its first one within %g s." % self.options.sampling_interval_s
+            if local["last_error"]:
+                reason = "The sampler could not scan this host (%s)." % local["last_error"]
+            return json.dumps({
+                "taken_at": None, "host": "", "on_host": False, "degraded_reason": reason, "api_error": None,
+                "roles": [], "figures": {"treemap": None, "java_xmx": None, "kernels_idle_memory": None,
+                                         "cgroups": None},
+                "stats": {}, "sampler": dict(local, last_sample_at=None),
+            }).encode("utf-8")
+        inv, version, api_error = self._listing()
+        key = (taken_at, version, api_error, local["is_writer"], local["running"])
+        return self.cached_view("snapshot", key, lambda: self._snapshot_payload(inv, api_error, local))
+
+    def _snapshot_payload(self, inv, api_error, local):
+        latest = self.store.latest()
+        activities = inv.activities if inv is not None else ()
+        as_of = inv.taken_at if inv is not None else self.options.clock()
+        by_pid = {a.pid: a for a in activities if a.pid is not None}
+        charted = [p for p in latest.processes if p.role not in HIDDEN_ROLES]
+        sampler = dict(latest.sampler)
+        sampler.update({"is_writer": local["is_writer"], "running": local["running"]})
+        return {
+            "taken_at": latest.taken_at,
+            "host": latest.hostname,
+            "on_host": latest.on_host,
+            "degraded_reason": latest.degraded_reason,
+            "api_error": api_error,
+            "roles": charts.role_rows(charted),
+            "figures": {
+                "treemap": charts.treemap(charted, top_n=self.options.top_n),
+                "java_xmx": charts.java_xmx(charted),
+                "kernels_idle_memory": charts.kernels_idle_memory(charted, by_pid, as_of),
+                "cgroups": charts.cgroups(latest.cgroups),
+            },
+            "stats": dict(latest.stats),
+            "sampler": sampler,
+        }
+
+    def history_view(self, window):
+        """The /api/history body (JSON bytes) for `window` (ConfigError naming `window` when unknown)."""
+        _, step, _ = self.store.window(window)
+        key = (self.store.latest_taken_at(), int(self.options.clock() // step))
+
+        def compute():
+            series = self.store.role_series(window)
+            return {
+                "window": window,
+                "points": series.points,
+                "step_s": series.step_s,
+                "figures": {"memory_by_role": charts.memory_by_role(series),
+                            "count_by_role": charts.count_by_role(series)},
+            }
+
+        return self.cached_view("history:%s" % window, key, compute)
+
+    def table_view(self):
+        """The /api/table body (JSON bytes): processes joined to DSS activities. DSSError when DSS cannot list."""
+        inv, version = self.versioned_inventory()
+        taken_at = self.store.latest_taken_at()
+
+        def compute():
+            latest = self.store.latest()
+            processes = latest.processes if (latest is not None and latest.on_host) else ()
+            rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=self.dip_home)
+            rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
+            return {
+                "taken_at": latest.taken_at if latest is not None else None,
+                "rows": rows,
+                "orphans": orphans,
+                "errors": [{"kind": e.kind, "project_key": e.project_key, "message": e.message} for e in inv.errors],
+                "activities_without_process": without,
+            }
+
+        return self.cached_view("table", (taken_at, version), compute)
+
+    def view(self, name):
+        """A view by name: "snapshot", "table" or "history:<window>"."""
+        if name == "snapshot":
+            return self.snapshot_view()
+        if name == "table":
+            return self.table_view()
+        return self.history_view(name.split(":", 1)[1])
+
+    # -- precomputing while watched --------------------------------------------------------------------------
+    def watch(self, name):
+        """Note that view `name` was just served (a valid view name only: the warm-up computes it again)."""
+        with self._views_lock:
+            self._watched[name] = time.monotonic()
+
+    def watched_views(self):
+        """Names of the views requested within the last `watch_window_s` seconds."""
+        now = time.monotonic()
+        with self._views_lock:
+            return sorted(n for n, t in self._watched.items() if now - t < self.watch_window_s)
+
+    def warm_views(self):
+        """Precompute the watched views (the sampler thread calls this after each tick), so the next requests are
+        served stored bytes. Nobody watching: nothing is computed and DSS is not listed. When the cached listing
+        expires before the next tick it is listed again here (not by a request). Never raises: failures are
+        logged and counted in `warm_errors`. Returns the number of views computed or checked."""
+        names = self.watched_views()
+        if not names:
+            return 0
+        self.warm_ups += 1
+        if "snapshot" in names or "table" in names:
+            try:
+                self.versioned_inventory(min_fresh_s=self.options.sampling_interval_s)
+            except Exception as exc:  # noqa: BLE001 - DSS down: the requests say so; warm the host views only
+                self.warm_errors += 1
+                logger.warning("warm-up: listing DSS activities failed (%s)", exc.__class__.__name__)
+                names = [n for n in names if n not in ("snapshot", "table")]
+        for name in names:
+            try:
+                self.view(name)
+            except Exception as exc:  # noqa: BLE001 - the sampler never dies: log, count, next tick
+                self.warm_errors += 1
+                logger.warning("warm-up: computing the %s view failed (%s)", name, exc.__class__.__name__,
+                               exc_info=not isinstance(exc, ProcessTrackerError))
+        return len(names)
 
     def forget_inventory(self):
         with self._inventory_lock:
@@ -450,99 +604,26 @@ def register_routes(app, options=None):
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def listing():
-        """(Inventory or None, its version, api_error or None): the snapshot still serves host views when DSS fails."""
-        try:
-            inv, version = state.versioned_inventory()
-        except ProcessTrackerError as e:
-            return None, None, str(e)
-        if inv.errors:
-            return inv, version, "%d DSS listing call(s) failed: see the table's errors" % len(inv.errors)
-        return inv, version, None
+    def serve(name, compute):
+        body = compute()
+        state.watch(name)  # after compute: only valid views are watched (and precomputed)
+        return json_body(body)
 
     @bp.route("/api/snapshot")
     def snapshot():
         reader()
-        local = state.sampler.status()
-        taken_at = state.store.latest_taken_at()
-        if taken_at is None:
-            reason = "No sample yet: the sampler writes its first one within %g s." % options.sampling_interval_s
-            if local["last_error"]:
-                reason = "The sampler could not scan this host (%s)." % local["last_error"]
-            return jsonify({
-                "taken_at": None, "host": "", "on_host": False, "degraded_reason": reason, "api_error": None,
-                "roles": [], "figures": {"treemap": None, "java_xmx": None, "kernels_idle_memory": None,
-                                         "cgroups": None},
-                "stats": {}, "sampler": dict(local, last_sample_at=None),
-            })
-        inv, version, api_error = listing()
-        key = (taken_at, version, api_error, local["is_writer"], local["running"])
-        return json_body(state.cached_view("snapshot", key, lambda: snapshot_payload(inv, api_error, local)))
-
-    def snapshot_payload(inv, api_error, local):
-        latest = state.store.latest()
-        activities = inv.activities if inv is not None else ()
-        as_of = inv.taken_at if inv is not None else options.clock()
-        by_pid = {a.pid: a for a in activities if a.pid is not None}
-        charted = [p for p in latest.processes if p.role not in HIDDEN_ROLES]
-        sampler = dict(latest.sampler)
-        sampler.update({"is_writer": local["is_writer"], "running": local["running"]})
-        return {
-            "taken_at": latest.taken_at,
-            "host": latest.hostname,
-            "on_host": latest.on_host,
-            "degraded_reason": latest.degraded_reason,
-            "api_error": api_error,
-            "roles": charts.role_rows(charted),
-            "figures": {
-                "treemap": charts.treemap(charted, top_n=options.top_n),
-                "java_xmx": charts.java_xmx(charted),
-                "kernels_idle_memory": charts.kernels_idle_memory(charted, by_pid, as_of),
-                "cgroups": charts.cgroups(latest.cgroups),
-            },
-            "stats": dict(latest.stats),
-            "sampler": sampler,
-        }
+        return serve("snapshot", state.snapshot_view)
 
     @bp.route("/api/history")
     def history_view():
         reader()
         window = request.args.get("window", "24h")
-        _, step, _ = state.store.window(window)  # ConfigError naming `window` when unknown
-        key = (state.store.latest_taken_at(), int(options.clock() // step))
-
-        def compute():
-            series = state.store.role_series(window)
-            return {
-                "window": window,
-                "points": series.points,
-                "step_s": series.step_s,
-                "figures": {"memory_by_role": charts.memory_by_role(series),
-                            "count_by_role": charts.count_by_role(series)},
-            }
-
-        return json_body(state.cached_view("history:%s" % window, key, compute))
+        return serve("history:%s" % window, lambda: state.history_view(window))
 
     @bp.route("/api/table")
     def table():
         reader()
-        inv, version = state.versioned_inventory()
-        taken_at = state.store.latest_taken_at()
-
-        def compute():
-            latest = state.store.latest()
-            processes = latest.processes if (latest is not None and latest.on_host) else ()
-            rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=state.dip_home)
-            rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
-            return {
-                "taken_at": latest.taken_at if latest is not None else None,
-                "rows": rows,
-                "orphans": orphans,
-                "errors": [{"kind": e.kind, "project_key": e.project_key, "message": e.message} for e in inv.errors],
-                "activities_without_process": without,
-            }
-
-        return json_body(state.cached_view("table", (taken_at, version), compute))
+        return serve("table", state.table_view)
 
     def act(apply):
         _check_csrf(request)
