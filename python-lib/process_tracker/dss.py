@@ -13,7 +13,15 @@ import math
 import os
 import threading
 
-from .errors import ConfigError, DSSError, DSSForbidden, DSSNotFound, DSSUnauthorized, DSSUnreachable
+from .errors import (
+    ConfigError,
+    DSSError,
+    DSSForbidden,
+    DSSNotFound,
+    DSSUnauthorized,
+    DSSUnreachable,
+    ProcessTrackerError,
+)
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 30.0
@@ -174,7 +182,7 @@ def translate_error(exc, what):
     import requests
     from dataikuapi.utils import DataikuException
 
-    if isinstance(exc, DSSError):
+    if isinstance(exc, ProcessTrackerError):  # already typed (a ConfigError is also a ValueError: not a body)
         return exc
     if isinstance(exc, requests.exceptions.Timeout) or _retried_until_timeout(exc):
         return DSSUnreachable("%s: DSS did not answer in time" % what)
