@@ -9,8 +9,9 @@ lifeline pipe closes, so none outlives the bench), then a wait until they are ol
 Measured, interleaved (bare, scan, bare, scan, ...), CPU time of this process (time.process_time), medians:
 - steady scan / bare process_iter over the same per-process information (ppid, create_time, cpu_times,
   memory_info, status): the ratio the issue targets (<= 1.25);
-- steady scan / bare process_iter over the scanner's own ATTRS (cpu_times, memory_info, status: it keeps ppid and
-  create_time per identity): what the scan costs beyond psutil's minimal pass;
+- steady scan / bare process_iter over the scanner's own ATTRS (cpu_times, status: it keeps ppid and create_time
+  per identity, and reads memory from statm, or status for DSS processes, itself): what the scan costs beyond
+  psutil's minimal pass;
 - cold scan (new Scanner: every command line read and classified) / bare process_iter over the same information
   plus cmdline, name and uids;
 - steady-state collector CPU at a 10 s interval: CPU per steady scan / 10 s, in % of one core (target <= 1%),

@@ -191,9 +191,9 @@ def test_memory_rss_anon_is_rss_minus_shared_and_matches_proc_status(full_fleet,
 
 
 def test_dss_memory_swap_and_threads_come_from_one_read_of_proc_status(tmp_path):
-    """A DSS process's rss, RssAnon, swap and threads are VmRSS, RssAnon, VmSwap and Threads of its
-    /proc/<pid>/status (here a fake /proc root with figures no real process has); a status without RssAnon (Linux
-    before 4.5) leaves the memory to statm, as for every other process."""
+    """A DSS process's rss, RssAnon, swap and threads are VmRSS, RssAnon, VmSwap and Threads of ONE read of its
+    /proc/<pid>/status (statm is not read); a status without RssAnon (Linux before 4.5) leaves the memory to statm
+    (resident, shared pages), as for every other process. A fake /proc root with figures no process has."""
     d = str(tmp_path / "dss")
     jek = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", d + "/bin"],
                            stdin=subprocess.PIPE)
@@ -203,6 +203,7 @@ def test_dss_memory_swap_and_threads_come_from_one_read_of_proc_status(tmp_path)
         _write(status, "Name:\tpython\nVmRSS:\t  123456 kB\nRssAnon:\t  100000 kB\nRssFile:\t   23456 kB\n"
                        "RssShmem:\t       0 kB\nVmSwap:\t    4242 kB\nThreads:\t7\n")
         _write(status.parent / "cgroup", "0::/\n")
+        _write(status.parent / "statm", "90000 1000 300 1 0 2000 0\n")  # must not be read: status has it all
         record = _by_pid(Scanner(proc_root=str(tmp_path / "proc")).scan())[jek.pid]
         assert (record.role, record.instance) == ("jek", d)
         assert (record.rss_bytes, record.rss_anon_bytes) == (123456 * 1024, 100000 * 1024)
@@ -210,9 +211,8 @@ def test_dss_memory_swap_and_threads_come_from_one_read_of_proc_status(tmp_path)
 
         status.write_text("Name:\tpython\nVmRSS:\t  123456 kB\nVmSwap:\t       0 kB\nThreads:\t1\n")
         record = _by_pid(Scanner(proc_root=str(tmp_path / "proc")).scan())[jek.pid]
-        mem = psutil.Process(jek.pid).memory_info()
-        assert record.rss_bytes == pytest.approx(mem.rss, abs=256 * 1024)
-        assert record.rss_anon_bytes == pytest.approx(mem.rss - mem.shared, abs=256 * 1024)
+        page = os.sysconf("SC_PAGE_SIZE")
+        assert (record.rss_bytes, record.rss_anon_bytes) == (1000 * page, 700 * page)
         assert (record.swap_bytes, record.num_threads) == (0, 1)
     finally:
         jek.kill()

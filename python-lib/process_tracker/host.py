@@ -5,9 +5,10 @@ raw command line ever leaves this module. Units are in field names.
 
 How a scan works (`Scanner.scan()`):
 - ONE `psutil.process_iter(attrs=ATTRS, ad_value=None)` pass. ATTRS are what changes between scans and all come
-  from two small /proc files (stat, statm). What does not change for a process (its command line, name, user
-  and parent) is read only when the scanner meets a new identity `(pid, create_time)`, and again on every scan
-  while the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a
+  from one small /proc file (stat); memory is read after classification, from /proc/<pid>/statm or, for DSS
+  processes, from /proc/<pid>/status (see below). What does not change for a process (its command line,
+  name, user and parent) is read only when the scanner meets a new identity `(pid, create_time)`, and again on
+  every scan while the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a
   wrapper); the parent is re-read when the parent exits (re-parenting).
 - The classification (roles.analyse) is cached per identity; roles are resolved over the tree (built once per
   scan from ppid) with roles.resolve, and a process's resolution is kept once it is past its young age: a DSS
@@ -17,13 +18,15 @@ How a scan works (`Scanner.scan()`):
   the fork count of /proc/stat, the scanner knows which pids may have been handed out since its previous scan,
   checks those with `Process.is_running()` (which re-reads the start time), and gives a reused pid a fresh
   identity and classification. When those files are unreadable, every pid is checked.
-- For DSS processes (option `details="dss"`, the default), /proc/<pid>/status (swap, threads) is read every scan
-  and /proc/<pid>/cgroup while the process is young (DSS places a process in its cgroup when it starts); both
-  are world-readable. `details="all"` reads them for every process.
-- Memory: rss and RssAnon (= rss - shared from statm, what /proc/<pid>/status calls RssAnon and what DSS reports
-  itself), swap (VmSwap), optional PSS/USS (smaps_rollup through psutil's memory_full_info; off by default,
-  same-uid or root only, ~10 ms per resident GiB), restricted to the top N DSS processes by RssAnon and/or to
-  every Nth scan.
+- For DSS processes (option `details="dss"`, the default), ONE read of /proc/<pid>/status every scan gives rss,
+  RssAnon, swap and threads (statm is then not read), and /proc/<pid>/cgroup is read while the process is young
+  (DSS places a process in its cgroup when it starts). `details="all"` does the same for every process. Other
+  processes get rss and RssAnon from /proc/<pid>/statm. All three are world-readable and read with raw system
+  calls (a third of the cost of psutil's memory_info).
+- Memory: rss (VmRSS) and RssAnon (status's RssAnon, or resident - shared from statm: the same kernel counters,
+  what DSS reports itself; statm also when status has no RssAnon line, kernels before 4.5), swap (VmSwap),
+  optional PSS/USS (smaps_rollup through psutil's memory_full_info; off by default, same-uid or root only,
+  ~10 ms per resident GiB), restricted to the top N DSS processes by RssAnon and/or to every Nth scan.
 - A vanished process is counted (`vanished`), AccessDenied is counted (`access_denied`, processes with at least
   one unreadable value), zombies are counted; none of them fails the scan.
 """
@@ -37,10 +40,12 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from . import roles as catalogue
 from .errors import ConfigError
 
-# what a scan reads for every process: /proc/<pid>/stat (ppid, create_time, cpu_times, status) and statm (memory)
-ATTRS = ("cpu_times", "memory_info", "status")
+# what the psutil pass reads for every process: /proc/<pid>/stat (ppid, create_time, cpu_times, status). Memory
+# comes after classification: /proc/<pid>/status for DSS processes, /proc/<pid>/statm for the others.
+ATTRS = ("cpu_times", "status")
 DETAILS_CHOICES = ("dss", "all")
 UNLIMITED_BYTES = 1 << 60  # cgroup v1 reports "no limit" as a huge number
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")  # the unit of /proc/<pid>/statm
 
 
 @dataclass(frozen=True)
@@ -139,8 +144,8 @@ class ScanOptions:
     pss_every: only every Nth scan (1: every scan).
     young_seconds: processes younger than this are re-read and re-classified on every scan.
     details: "dss" (swap, threads, cgroup of DSS processes only) or "all" (every process).
-    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads (status, cgroup,
-      pid allocation; psutil itself reads psutil.PROCFS_PATH); tests point cgroup_root at a fake tree.
+    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads (status, statm,
+      cgroup, pid allocation; psutil itself reads psutil.PROCFS_PATH); tests point them at fake trees.
     cgroup_markers: a cgroup is a DSS cgroup when one of its path components is one of these (case-insensitive).
     """
 
@@ -446,13 +451,34 @@ class Scanner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_status(self, pid):
-        """(swap bytes, threads, denied) from /proc/<pid>/status. Raises FileNotFoundError when it is gone."""
+        """(rss bytes, RssAnon bytes, swap bytes, threads, denied) from ONE read of /proc/<pid>/status (VmRSS,
+        RssAnon, VmSwap, Threads). rss and RssAnon are None when a line is missing (no RssAnon before Linux 4.5,
+        no memory lines in a kernel thread): the caller then reads statm. Raises FileNotFoundError when gone."""
         try:
             data = _read_small("%s/%d/status" % (self.options.proc_root, pid))
         except PermissionError:
-            return None, None, True
+            return None, None, None, None, True
+        rss, anon = _status_field(data, b"\nVmRSS:"), _status_field(data, b"\nRssAnon:")
+        if rss is None or anon is None:
+            rss = anon = None
+        else:
+            rss, anon = rss * 1024, anon * 1024
         swap = _status_field(data, b"\nVmSwap:")
-        return (swap * 1024 if swap is not None else None), _status_field(data, b"\nThreads:"), False
+        return rss, anon, (swap * 1024 if swap is not None else None), _status_field(data, b"\nThreads:"), False
+
+    def _read_statm(self, pid):
+        """(rss bytes, RssAnon bytes, denied) from /proc/<pid>/statm (what psutil's memory_info reads): resident
+        and shared pages, RssAnon = resident - shared (shared = RssFile + RssShmem: the kernel counters of status).
+        Raises FileNotFoundError when the process is gone."""
+        try:
+            fields = _read_small("%s/%d/statm" % (self.options.proc_root, pid)).split()
+        except PermissionError:
+            return None, None, True
+        try:
+            rss, shared = int(fields[1]) * PAGE_BYTES, int(fields[2]) * PAGE_BYTES
+        except (ValueError, IndexError):
+            return None, None, False
+        return rss, max(rss - shared, 0), False
 
     def _read_cgroup(self, pid):
         """(path, version, DSS cgroup?, denied) from /proc/<pid>/cgroup. Raises FileNotFoundError when gone."""
@@ -479,7 +505,7 @@ class Scanner:
         self._allocations = allocations
         listed = set(psutil.pids())
         previous, current, yielded = self._known, {}, []
-        rows = []  # (pid, proc, known, info, zombie)
+        rows = []  # (pid, proc, known, info, zombie, denied)
         young_after = now - opts.young_seconds
         new = analysed = reused = denied_count = zombies = vanished = 0
 
@@ -507,17 +533,15 @@ class Scanner:
             if zombie:
                 zombies += 1
                 denied = False
-            if denied:
-                denied_count += 1
             current[pid] = known
-            rows.append((pid, proc, known, info, zombie))
+            rows.append((pid, proc, known, info, zombie, denied))
         vanished += len(listed.difference(yielded))  # listed by psutil, gone before it read them
         self._known = current
 
         # the tree, once. A parent that exited re-parents its children (re-read their ppid); a parent younger
         # than its child is a reused pid, not the parent.
         nodes, settled, dropped = {}, {}, set()
-        for pid, proc, known, _info, _zombie in rows:
+        for pid, proc, known, _info, _zombie, _denied in rows:
             ppid = known.ppid
             parent = current.get(ppid) if ppid else None
             parent_start = parent.create_time if parent is not None else None
@@ -548,7 +572,7 @@ class Scanner:
         records, details_for_all = [], opts.details == "all"
         cgroup_paths, totals = {}, {}
         per_cpu_second = 100.0 / interval if interval is not None else None
-        for pid, _proc, known, info, zombie in rows:
+        for pid, _proc, known, info, zombie, denied in rows:
             if pid in dropped:
                 vanished += 1
                 continue
@@ -556,31 +580,32 @@ class Scanner:
             create_time = known.create_time
             if known.resolved is None and not res.link and create_time <= young_after:
                 known.resolved = res  # settled: kept while this identity lives, even if re-parented
-            mem = info["memory_info"]
-            if mem is not None:
-                rss, anon = mem.rss, max(mem.rss - mem.shared, 0)
-            else:
-                rss = anon = None
             cpu = info["cpu_times"]
             cpu_total = (cpu.user + cpu.system) if cpu is not None else None
             cpu_percent = None
             if per_cpu_second is not None and cpu_total is not None and known.cpu_total is not None:
                 cpu_percent = max(cpu_total - known.cpu_total, 0.0) * per_cpu_second
             known.cpu_total = cpu_total
-            swap = threads = cgroup = None
+            rss = anon = swap = threads = cgroup = None
             is_dss = res.role != "not_dss"
-            if (is_dss or details_for_all) and not zombie:
-                try:
-                    swap, threads, denied = self._read_status(pid)
+            details = (is_dss or details_for_all) and not zombie
+            try:
+                if details:  # rss, RssAnon, swap and threads from one read of status
+                    rss, anon, swap, threads, status_denied = self._read_status(pid)
+                    denied = denied or status_denied
                     if known.cgroup is None or create_time > young_after:  # DSS places processes at start
                         path, version, dss_cgroup, cgroup_denied = self._read_cgroup(pid)
                         known.cgroup = (path, version, dss_cgroup)
                         denied = denied or cgroup_denied
-                except (FileNotFoundError, ProcessLookupError):
-                    vanished += 1
-                    continue
-                if denied:
-                    denied_count += 1
+                if rss is None:  # not DSS, or status without memory lines: statm
+                    rss, anon, statm_denied = self._read_statm(pid)
+                    denied = denied or statm_denied
+            except (FileNotFoundError, ProcessLookupError):
+                vanished += 1
+                continue
+            if denied:
+                denied_count += 1
+            if details:
                 cgroup, version, dss_cgroup = known.cgroup
                 if is_dss and dss_cgroup:
                     cgroup_paths[cgroup] = version
