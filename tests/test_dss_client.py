@@ -153,3 +153,11 @@ def test_a_malformed_body_is_reported_as_such(server_with):
     with pytest.raises(Exception) as info:
         client.list_project_keys()
     assert str(dss.translate_error(info.value, "listing projects")) == "listing projects: DSS answered with a malformed body"
+
+
+def test_an_invalid_url_is_a_config_error_naming_the_url():
+    client = dss.get_client("http://127.0.0.1:notaport", "key", timeout=1, read_retries=0)
+    with pytest.raises(Exception) as info:
+        client.list_project_keys()
+    err = dss.translate_error(info.value, "listing projects")
+    assert isinstance(err, ConfigError) and str(err).startswith("url: listing projects: the DSS URL is not valid")

@@ -592,3 +592,9 @@ def test_a_failing_warm_up_is_counted_and_never_stops_the_sampler(sim, tmp_path,
         assert t.state.sampler.samples == samples + 1 and t.state.sampler.tick_errors == 1
     finally:
         t.close()
+
+
+def test_unknown_api_paths_and_methods_get_the_json_envelope(backend):
+    c = backend.client
+    error_of(c.get("/api/nothing-here", headers=as_user("admin")), 404, "not_found")
+    error_of(c.get("/api/actions/apply", headers=as_user("admin")), 405, "method_not_allowed")

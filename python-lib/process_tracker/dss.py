@@ -188,6 +188,9 @@ def translate_error(exc, what):
         return DSSUnreachable("%s: DSS did not answer in time" % what)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return DSSUnreachable("%s: cannot reach DSS" % what)
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                        requests.exceptions.MissingSchema)):
+        return ConfigError("url", "%s: the DSS URL is not valid (%s)" % (what, exc.__class__.__name__))
     if isinstance(exc, ValueError) and not isinstance(exc, DataikuException):
         # json / requests JSONDecodeError is a ValueError: DSS (or a proxy) answered something that is not JSON
         return DSSError("%s: DSS answered with a malformed body" % what)

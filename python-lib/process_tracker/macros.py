@@ -260,7 +260,7 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
     if macro_id == "install-cleanup-scenario":
         from . import scheduling
 
-        require_admin(client, "installing the clean-up scenario")
+        require_admin(client, "the clean-up scenario installer")
         report = scheduling.install_report(client, plan.values, project_key)
         progress(STAGES)
         return report

@@ -586,6 +586,15 @@ def register_routes(app, options=None):
         return _envelope(500, "internal_error", "unexpected error (%s); details are in the backend log"
                          % exc.__class__.__name__)
 
+    def on_routing_error(exc):
+        """An unknown /api/ path or method gets the JSON envelope too (routing errors bypass the blueprint)."""
+        if not request.path.startswith("/api/"):
+            return exc
+        return _envelope(exc.code, exc.name.lower().replace(" ", "_"), exc.name)
+
+    app.register_error_handler(404, on_routing_error)
+    app.register_error_handler(405, on_routing_error)
+
     def reader():
         return state.identify(request.headers)
 
