@@ -34,7 +34,7 @@ lint: $(STAMP)
 test: $(STAMP) chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP) chromium
+demo: $(STAMP)
 	$(PY) -m dev.demo $(DEMO_ARGS)
 
 screenshots: $(STAMP) chromium
