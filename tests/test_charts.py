@@ -88,3 +88,13 @@ def test_role_rows_sum_per_role():
     rows = {r["role"]: r for r in charts.role_rows(demo_processes())}
     assert rows["jek"]["count"] == 2 and rows["jek"]["rss_anon_bytes"] == 1350 * MiB
     assert rows["jek"]["colour"].startswith("#")
+
+
+def test_role_rows_count_a_uif_kernel_once_and_its_wrappers_memory_with_it():
+    from dataclasses import replace
+
+    kernel = proc(300, "jupyter_kernel", "kernel python3", 100)
+    sudo = replace(proc(298, "jupyter_kernel", "UIF wrapper (sudo)", 4), link=True)
+    exec_py = replace(proc(299, "jupyter_kernel", "UIF wrapper (exec.py)", 6), link=True)
+    (row,) = charts.role_rows([sudo, exec_py, kernel])
+    assert row["count"] == 1 and row["rss_anon_bytes"] == 110 * MiB

@@ -223,16 +223,16 @@ def count_by_role(series, title=None):
 
 
 def role_rows(processes):
-    """The per-role summary rows of /api/snapshot from process records, biggest RssAnon first."""
-    totals = {}
-    for p in processes:
-        c, anon, rss, cpu = totals.get(p.role, (0, 0, 0, 0.0))
-        totals[p.role] = (c + 1, anon + (p.rss_anon_bytes or 0), rss + (p.rss_bytes or 0), cpu + (p.cpu_percent or 0.0))
+    """The per-role summary rows of /api/snapshot from process records, biggest RssAnon first (totals as
+    host.role_totals makes them: a UIF wrapper adds memory to its role, not a process)."""
+    from .host import role_totals
+
     rows = []
-    for role, (count, anon, rss, cpu) in totals.items():
+    for role, t in role_totals(processes).items():
         display, colour = role_style(role)
-        rows.append({"role": role, "display": display, "colour": colour, "count": count, "rss_anon_bytes": anon,
-                     "rss_bytes": rss, "cpu_percent": round(cpu, 1)})
+        rows.append({"role": role, "display": display, "colour": colour, "count": t.count,
+                     "rss_anon_bytes": t.rss_anon_bytes, "rss_bytes": t.rss_bytes,
+                     "cpu_percent": round(t.cpu_percent, 1)})
     return sorted(rows, key=lambda r: (-r["rss_anon_bytes"], r["role"]))
 
 
