@@ -378,6 +378,8 @@ def test_the_sampler_thread_samples_and_stops(tmp_path):
     ({"allowedGroups": [1]}, "allowedGroups"),
     ({"topProcessesPerRole": 0}, "topProcessesPerRole"),
     ({"historyDir": 3}, "historyDir"),
+    ({"actionWaitSeconds": -1}, "actionWaitSeconds"),
+    ({"actionWaitSeconds": 600}, "actionWaitSeconds"),
 ])
 def test_bad_webapp_params_name_the_parameter(config, param):
     with pytest.raises(ConfigError) as info:
@@ -389,6 +391,7 @@ def test_webapp_params_defaults_and_group_lists():
     options = WebappOptions.from_config({"allowedGroups": "ops_team, admins ,", "historyDir": " "})
     assert options.allowed_groups == ("admins", "ops_team") and options.history_dir is None
     assert options.sampling_interval_s == 10 and options.retention_days == 7
+    assert options.action_wait_s == 10 and WebappOptions.from_config({"actionWaitSeconds": 0}).action_wait_s == 0
 
 
 json_values = st.recursive(

@@ -111,6 +111,7 @@ class WebappOptions:
             history_dir=(history_dir or "").strip() or None,
             allowed_groups=_groups_param(config, "allowedGroups"),
             top_n=_int_param(config, "topProcessesPerRole", history.DEFAULT_TOP_N, 1, 100),
+            action_wait_s=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
         )
         values.update(overrides)
         return cls(**values)
