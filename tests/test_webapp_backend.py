@@ -601,3 +601,11 @@ def test_unknown_api_paths_and_methods_get_the_json_envelope(backend):
     c = backend.client
     error_of(c.get("/api/nothing-here", headers=as_user("admin")), 404, "not_found")
     error_of(c.get("/api/actions/apply", headers=as_user("admin")), 405, "method_not_allowed")
+
+
+def test_a_revoked_run_as_key_is_told_apart_from_an_unknown_session(backend, sim):
+    unknown = error_of(backend.client.get("/api/table", headers=as_user("mallory")), 403, "identity_unknown")
+    assert "log in again" in unknown
+    sim.revoke_key(sim.admin_key)
+    revoked = error_of(backend.client.get("/api/table", headers=as_user("alice")), 403, "identity_unknown")
+    assert "this webapp's own API key" in revoked and sim.admin_key not in revoked

@@ -389,6 +389,9 @@ class WebappState:
         except Exception as exc:  # noqa: BLE001 - translated below; unknown errors fail closed
             err = translate_error(exc, "identifying the browsing user")
             if isinstance(err, DSSUnauthorized) or (isinstance(err, DSSError) and err.status in (401, 403, 404)):
+                if not self._own_key_accepted():
+                    raise ApiError(403, "identity_unknown", "DSS refuses this webapp's own API key (revoked or "
+                                   "expired?): check the webapp's run-as user and restart its backend") from None
                 raise ApiError(403, "identity_unknown", "DSS does not recognise this session: log in again") from None
             if isinstance(err, DSSError):
                 raise err from None
@@ -402,6 +405,17 @@ class WebappState:
         if settled:  # a refusal that comes from a group DSS could not describe is not remembered
             self.identities.put(key, identity)
         return identity
+
+    def _own_key_accepted(self):
+        """Whether DSS still accepts the backend's own credentials (asked only after an identity refusal, to tell a
+        revoked run-as key from an unknown browser session)."""
+        try:
+            self.client().get_auth_info()
+        except Exception as exc:  # noqa: BLE001 - any refusal or failure: we cannot tell, say the session
+            from .dss import translate_error
+
+            return not isinstance(translate_error(exc, "checking the webapp's own API key"), DSSUnauthorized)
+        return True
 
     def _authorise(self, user, groups):
         """(Identity, settled): settled is False when a group's definition could not be read (then the user is
