@@ -2,6 +2,7 @@
 
 Not a test module: a helper imported by tests/test_demo.py and tests/test_browser*.py.
 """
+import contextlib
 import json
 import os
 import signal
@@ -99,3 +100,18 @@ class DemoProcess:
             if not alive or time.monotonic() > deadline:
                 return alive
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running_demo(workdir, *args):
+    """A started demo; on exit it must stop with status 0 and leave no process behind."""
+    process = DemoProcess(workdir, *args)
+    try:
+        process.start()
+        yield process
+    finally:
+        code = process.stop() if process.proc else None
+        leftovers = process.leftovers()
+        process.kill()
+    assert code == 0, process.output()
+    assert not leftovers, "processes left behind: %s" % leftovers

@@ -9,9 +9,8 @@ with `make screenshots`).
 """
 import dataikuapi
 import pytest
-from demo_process import DemoProcess
-from playwright.sync_api import sync_playwright
-from webapp_browser import Page, launch
+from demo_process import running_demo
+from webapp_browser import Page, chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -23,26 +22,14 @@ CHART_IDS = {
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    process = DemoProcess(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "1000")
-    try:
-        process.start()
+    with running_demo(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "1000") as process:
         yield process
-    finally:
-        code = process.stop() if process.proc else None
-        leftovers = process.leftovers()
-        process.kill()
-    assert code == 0, process.output()
-    assert not leftovers, "processes left behind: %s" % leftovers
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = launch(p)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ import os
 
 import dataikuapi
 import pytest
-from demo_process import DemoProcess
-from playwright.sync_api import sync_playwright
-from webapp_browser import SHOTS, Page, launch
+from demo_process import running_demo
+from webapp_browser import SHOTS, Page, chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -16,27 +15,15 @@ FAILING_PROJECT = "MARKETING"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    process = DemoProcess(tmp_path_factory.mktemp("demo-degraded"), "--no-fleet", "--no-backfill", "--sampling", "2",
-                          "--failing-project", FAILING_PROJECT)
-    try:
-        process.start()
+    with running_demo(tmp_path_factory.mktemp("demo-degraded"), "--no-fleet", "--no-backfill", "--sampling", "2",
+                      "--failing-project", FAILING_PROJECT) as process:
         yield process
-    finally:
-        code = process.stop() if process.proc else None
-        leftovers = process.leftovers()
-        process.kill()
-    assert code == 0, process.output()
-    assert not leftovers, "processes left behind: %s" % leftovers
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = launch(p)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def test_degraded_mode_and_a_failing_project_are_explained_and_api_views_still_work(browser, demo):

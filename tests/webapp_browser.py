@@ -1,4 +1,5 @@
 """A signed-in headless Chromium page on the demo's webapp, for tests/test_browser*.py (not a test module)."""
+import contextlib
 import os
 from urllib.parse import quote, urlsplit
 
@@ -14,6 +15,19 @@ VIEWPORT = {"width": 1440, "height": 960}
 def launch(playwright):
     """Debian's chromium, headless, through Playwright (never a browser downloaded by `playwright install`)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@contextlib.contextmanager
+def chromium():
+    """A launched headless Chromium (closed on exit), for module-scoped `browser` fixtures."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 class Page:
