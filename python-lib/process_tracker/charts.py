@@ -6,7 +6,10 @@ numbers only: never a command line. Text that comes from users (notebook names, 
 HTML-escaped, because plotly.js interprets a subset of HTML in text and hover labels.
 Memory is shown in MiB, times as epoch milliseconds on date axes (UTC).
 """
+import functools
 import html
+
+from . import roles as catalogue
 
 MIB = 1024.0 * 1024.0
 HIDDEN_ROLES = ("not_dss",)  # processes that are not DSS's: scanned, stored, not charted
@@ -18,19 +21,14 @@ _FALLBACK_PALETTE = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def role_style(role):
     """(display name, colour) of a role id, from the role catalogue; stable for ids it does not know."""
     try:
-        from . import roles as catalogue  # the role catalogue (display names and colours are data there)
-    except ImportError:  # pragma: no cover - the catalogue ships with the plugin
-        catalogue = None
-    style = getattr(catalogue, "role_style", None)
-    if style is not None:
-        try:
-            display, colour = style(role)
-            return str(display), str(colour)
-        except (KeyError, LookupError, ValueError, TypeError):
-            pass
+        display, colour = catalogue.role_style(role)
+        return str(display), str(colour)
+    except KeyError:
+        pass
     display = str(role).replace("_", " ")
     index = sum(ord(c) for c in str(role)) % len(_FALLBACK_PALETTE)
     return display, _FALLBACK_PALETTE[index]
