@@ -18,6 +18,7 @@ Concurrency: WAL journal, `busy_timeout`; writes are short `BEGIN IMMEDIATE` tra
 the writer. Only one sampler writes (see `sampler.py`: an exclusive `flock` on `<db>.lock` elects it).
 A window query returns at most a few hundred points per series (`WINDOWS`).
 """
+import contextlib
 import json
 import os
 import sqlite3
@@ -277,61 +278,57 @@ class HistoryStore:
             "on_host": bool(on_host),
             "degraded_reason": degraded_reason,
         }
-        conn = self.connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)",
-                    (ts, stats["wall_seconds"], stats["cpu_seconds"], stats["seen"], sampler.get("cpu_percent_of_core")),
-                )
-                self._write_series(conn, ts, roles, [(c.path, c.usage_bytes, c.limit_bytes) for c in snapshot.cgroups])
-                conn.executemany(
-                    "INSERT INTO top_raw VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (ts, role, p.pid, p.label, p.user, p.rss_anon_bytes, p.rss_bytes)
-                        for role, procs in sorted(top.items())
-                        for p in procs
-                    ],
-                )
-                conn.execute("DELETE FROM latest_processes")
-                conn.executemany(
-                    "INSERT INTO latest_processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            p.pid, p.ppid, p.create_time, p.name, p.role, p.label, p.user, p.instance, p.rss_bytes,
-                            p.rss_anon_bytes, p.cpu_percent, p.num_threads, p.age_seconds, p.cgroup,
-                            json.dumps(safe_ids(p.ids), sort_keys=True), int(bool(p.link)),
-                        )
-                        for p in snapshot.processes
-                    ],
-                )
-                conn.execute("DELETE FROM latest_cgroups")
-                conn.executemany(
-                    "INSERT OR REPLACE INTO latest_cgroups VALUES (?, ?, ?, ?)",
-                    [(c.path, c.usage_bytes, c.limit_bytes, c.version) for c in snapshot.cgroups],
-                )
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            self._maybe_prune(conn)
-        finally:
-            conn.close()
+        with self._writing() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)",
+                (ts, stats["wall_seconds"], stats["cpu_seconds"], stats["seen"], sampler.get("cpu_percent_of_core")),
+            )
+            self._write_series(conn, ts, roles, [(c.path, c.usage_bytes, c.limit_bytes) for c in snapshot.cgroups])
+            conn.executemany(
+                "INSERT INTO top_raw VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (ts, role, p.pid, p.label, p.user, p.rss_anon_bytes, p.rss_bytes)
+                    for role, procs in sorted(top.items())
+                    for p in procs
+                ],
+            )
+            conn.execute("DELETE FROM latest_processes")
+            conn.executemany(
+                "INSERT INTO latest_processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        p.pid, p.ppid, p.create_time, p.name, p.role, p.label, p.user, p.instance, p.rss_bytes,
+                        p.rss_anon_bytes, p.cpu_percent, p.num_threads, p.age_seconds, p.cgroup,
+                        json.dumps(safe_ids(p.ids), sort_keys=True), int(bool(p.link)),
+                    )
+                    for p in snapshot.processes
+                ],
+            )
+            conn.execute("DELETE FROM latest_cgroups")
+            conn.executemany(
+                "INSERT OR REPLACE INTO latest_cgroups VALUES (?, ?, ?, ?)",
+                [(c.path, c.usage_bytes, c.limit_bytes, c.version) for c in snapshot.cgroups],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
+            )
 
     def record_series(self, samples):
         """Write series only, for backfills and benchmarks: `samples` is an iterable of
         `(ts, [RoleSample], [(cgroup_path, usage_bytes, limit_bytes)])`, written in one transaction."""
+        with self._writing() as conn:
+            for ts, roles, cgroups in samples:
+                conn.execute("INSERT OR REPLACE INTO samples (ts) VALUES (?)", (float(ts),))
+                self._write_series(conn, float(ts), roles, cgroups)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """One short write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error), then retention."""
         conn = self.connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for ts, roles, cgroups in samples:
-                    conn.execute("INSERT OR REPLACE INTO samples (ts) VALUES (?)", (float(ts),))
-                    self._write_series(conn, float(ts), roles, cgroups)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
