@@ -24,7 +24,7 @@ def test_real_forms_pass(kind, value):
 @pytest.mark.parametrize("kind", sorted(identifiers.KINDS))
 @pytest.mark.parametrize("value", HOSTILE + [None, 3, ["CHURN"]])
 def test_hostile_values_refused_with_the_parameter_named(kind, value):
-    if kind == "notebook_name" and value in ("x#y", "x?y=1", "%2e%2e/x"):
+    if kind == "notebook_name" and value in ("x#y", "x?y=1"):
         # free text in DSS: accepted, but only ever used as one quoted segment
         assert not set("/?#") & set(identifiers.segment(kind, value))
         return

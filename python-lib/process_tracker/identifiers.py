@@ -26,12 +26,12 @@ __all__ = ["KINDS", "check", "is_valid", "segment", "shown", "safe_text", "check
 MAX_TEXT = 200  # default bound of a shown value
 
 # kind -> (regex, what is accepted, for messages). Every id kind is one entry: adding one is a line and a test.
-_TOKEN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
+_SHORT_ID = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
 KINDS = {
     "project_key": (r"[A-Za-z0-9_]{1,100}", "letters, digits and underscores (at most 100)"),
-    "future_id": (_TOKEN, "letters, digits, '_', '.', '-' (at most 128, starting with a letter or digit)"),
+    "future_id": (_SHORT_ID, "letters, digits, '_', '.', '-' (at most 128, starting with a letter or digit)"),
     "job_id": (r"[A-Za-z0-9][A-Za-z0-9_.\-()+]{0,254}", "letters, digits, '_', '.', '-', '(', ')', '+' (at most 255)"),
-    "session_id": (_TOKEN, "letters, digits, '_', '.', '-' (at most 128)"),
+    "session_id": (_SHORT_ID, "letters, digits, '_', '.', '-' (at most 128)"),
     "kernel_id": (r"[A-Za-z0-9][A-Za-z0-9\-]{0,127}", "letters, digits and '-' (a UUID)"),
     "webapp_id": (r"[A-Za-z0-9_\-]{1,128}", "letters, digits, '_' and '-' (at most 128)"),
     "recipe_id": (r"[A-Za-z0-9_\-]{1,200}", "letters, digits, '_' and '-' (at most 200)"),
