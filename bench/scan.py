@@ -4,8 +4,8 @@ Setup: 2,000 sleeping processes (children of one "nursery" process, forked; they
 lifeline pipe closes, so none outlives the bench), then a wait until they are older than the scanner's
 `young_seconds` (steady state: nothing is re-read). Two workloads:
 - "not-dss": 2,000 plain sleepers (a python command line): not_dss, as most processes of a host;
-- "dss":     2,000 sleepers whose command line is a JEK's (`-Ddku.jek -cp <DIP_HOME>/bin ...`): every one is a
-             DSS process, so the scanner also reads its /proc/<pid>/status and cgroup (the worst case).
+- "dss":     2,000 sleepers whose command line is a JEK's (`-Ddku.jek -cp <DIP_HOME>/bin ...`) and whose comm is
+             `java` (DSS JVM markers count only for a JVM): every one is a DSS process, so the scanner also reads its /proc/<pid>/status and cgroup (the worst case).
 Measured, interleaved (bare, scan, bare, scan, ...), CPU time of this process (time.process_time), medians:
 - steady scan / bare process_iter over the same per-process information (ppid, create_time, cpu_times,
   memory_info, status): the ratio the issue targets (<= 1.25);
@@ -38,11 +38,14 @@ SAME_INFO = ["ppid", "create_time", "cpu_times", "memory_info", "status"]
 COLD_INFO = SAME_INFO + ["cmdline", "name", "uids"]
 
 NURSERY = r"""
-import os, sys
+import ctypes, os, sys
 lifeline, ready, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+jvm = "-Ddku.jek" in sys.argv
 for _ in range(count):
     if os.fork() == 0:
         os.close(ready)
+        if jvm:  # comm `java`, as a real JVM's: DSS JVM markers count only for a JVM
+            ctypes.CDLL(None).prctl(15, b"java", 0, 0, 0)
         os.read(lifeline, 1)  # blocks until the bench closes its end (EOF), then exits
         os._exit(0)
 os.write(ready, b"ok")
