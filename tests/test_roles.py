@@ -102,6 +102,27 @@ MARKERS = [
      "webapp_backend", "webapp backend (Shiny)"),
     ("Spark driver under a JEK", *SPARK, JEK, "spark_driver", "Spark driver"),
     ("Spark driver under a kernel: marker beats inheritance", *SPARK, KERNEL, "spark_driver", "Spark driver"),
+    ("Hadoop proxy", java("hproxy", "com.dataiku.dip.hproxy.HProxyMain", xmx="1g"), "java", SUP, "hproxy",
+     "Hadoop proxy"),
+]
+
+POSTGRES = (["/usr/lib/postgresql/15/bin/postgres", "-D", "/data/pgsql/data", "-c",
+             "config_file=/data/pgsql/data/postgresql.conf"], "postgres")
+POSTGRES_GOVERN = (["/usr/lib/postgresql/15/bin/postgres", "-D/data/pgsql-govern/data"], "postgres")
+FM_AGENT = (["/opt/dataiku-fm-agent/venv/bin/python", "/opt/dataiku-fm-agent/agent.py", "--config",
+             "/etc/dataiku-fm-agent/agent.yml"], "python")
+STORY = (["/usr/local/bin/docker-compose", "--project-name", "dss-story", "--file",
+          "/opt/dataiku/dataiku-dss-14.2.0/story/docker-compose.yml", "up"], "docker-compose")
+
+# processes that run for DSS but belong to no data directory (instance None), children of init:
+# (case, argv, name, expected role, expected label)
+HOST_MARKERS = [
+    ("Fleet Manager agent", *FM_AGENT, "fm_agent", "Fleet Manager agent"),
+    ("runtime database", *POSTGRES, "runtime_db", "runtime database"),
+    ("Govern runtime database", *POSTGRES_GOVERN, "runtime_db", "Govern runtime database"),
+    ("story service (docker-compose)", *STORY, "story", "story service"),
+    ("story service (docker compose)", ["/usr/bin/docker", "compose", "--file=/opt/dss/story/docker-compose.yml",
+                                        "up"], "docker", "story", "story service"),
 ]
 
 # (case, parent (argv, name), child (argv, name), expected role, expected label): children with no marker
@@ -127,6 +148,15 @@ INHERITANCE = [
     ("child of a webapp", (["python3", "/x/dataiku/webapps/backend.py"], "python3"), PY, "webapp_backend",
      "webapp child python3"),
     ("child of a plain process", PY, RECIPE, "not_dss", "python"),
+    ("child of the Hadoop proxy", MARKERS[-1][1:3], PY, "dss_other", "python3"),
+]
+
+# (case, parent, child, expected role, expected label): children of the HOST_MARKERS processes (instance None)
+HOST_INHERITANCE = [
+    ("a postgres worker of the runtime database", POSTGRES, (["postgres: checkpointer "], "postgres"), "runtime_db",
+     "database worker"),
+    ("a child of the Fleet Manager agent", FM_AGENT, OTHER, "dss_other", "convert"),
+    ("a child of the story service", STORY, OTHER, "dss_other", "convert"),
 ]
 
 
@@ -160,10 +190,31 @@ def test_unmarked_children_inherit_through_the_parent_role(case, parent, child, 
     assert res.instance == (None if role == "not_dss" else D)
 
 
+@pytest.mark.parametrize("case,argv,name,role,label", HOST_MARKERS, ids=[m[0] for m in HOST_MARKERS])
+def test_host_level_markers_give_their_role_and_no_instance(case, argv, name, role, label):
+    assert classify_tree(_tree((argv, name)))[10] == Resolved(role, label, None)
+
+
+@pytest.mark.parametrize("case,parent,child,role,label", HOST_INHERITANCE, ids=[c[0] for c in HOST_INHERITANCE])
+def test_children_of_host_level_processes_inherit(case, parent, child, role, label):
+    assert classify_tree(_tree(parent, child))[11] == Resolved(role, label, None)
+
+
+@pytest.mark.parametrize("argv,name", [
+    (["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main"], "postgres"),
+    (["/usr/bin/python3", "/data/pgsql/data"], "python3"),
+    (["/usr/local/bin/docker-compose", "--file", "/srv/app/docker-compose.yml", "up"], "docker-compose"),
+    (["/usr/bin/vim", "/opt/dss/story/docker-compose.yml"], "vim"),
+    (["/usr/bin/python3", "-c", "pass", "-Ddku.hproxy"], "python3"),
+])
+def test_look_alikes_of_the_host_level_markers_are_not_dss(argv, name):
+    assert classify_tree(_tree((argv, name)))[10].role == "not_dss"
+
+
 def test_the_tables_cover_every_role_and_every_marker_rule():
-    covered = {m[4] for m in MARKERS} | {c[3] for c in INHERITANCE}
+    covered = {m[4] for m in MARKERS} | {c[3] for c in INHERITANCE} | {m[3] for m in HOST_MARKERS}
     assert covered == set(ROLE_IDS)
-    matched_rules = {analyse(m[1], m[2]).rule for m in MARKERS}
+    matched_rules = {analyse(m[1], m[2]).rule for m in MARKERS + [m[:1] + m[1:3] for m in HOST_MARKERS]}
     marker_rules = {r.name for r in RULES if r.role != roles.LINK}
     assert marker_rules <= matched_rules
     link_rules = {r.name for r in RULES if r.role == roles.LINK}
@@ -366,8 +417,9 @@ def test_option_values_before_dash_m_are_skipped():
 
 def test_roles_have_stable_ids_display_names_and_distinct_colours():
     assert ROLE_IDS == ("supervisord", "nginx", "backend", "governserver", "jek", "fek", "cak", "eventserver",
-                        "apinode", "jupyter_server", "jupyter_kernel", "python_recipe", "r_recipe", "spark_driver",
-                        "ml_training", "webapp_backend", "dss_other", "not_dss")
+                        "apinode", "hproxy", "jupyter_server", "jupyter_kernel", "python_recipe", "r_recipe",
+                        "spark_driver", "ml_training", "webapp_backend", "runtime_db", "story", "fm_agent",
+                        "dss_other", "not_dss")
     colours = [r.colour for r in ROLES]
     assert len(set(colours)) == len(colours)
     assert roles.role_style("jek") == ("Job kernels (JEK)", "#ff7f0e")
@@ -426,3 +478,62 @@ def test_the_shipped_catalogue_compiles_and_a_new_role_is_one_entry():
     rule = Rule("batch", "dss_batch", (("arg", "-Ddku.batch"),), "batch")
     by_id, compiled = compile_catalogue(ROLES + (extra,), RULES + (rule,))
     assert "dss_batch" in by_id and compiled[-1][0] is rule
+
+
+# --- names from comm only, JVM markers need a JVM, confirmed data directories (issue 10, finding 8) -------------
+
+KEYED = "python3-AKIAPTPLANTEDQ7X2EXAMPLE"
+
+
+def test_the_name_is_the_comm_given_never_argv0():
+    assert analyse([KEYED, "serve"], "python3-AKIAPTP").name == "python3-AKIAPTP"
+    assert analyse(["/opt/" + KEYED, "serve"], "").name == "?"  # no comm: nothing from argv[0] instead
+    res = classify_tree(_tree(SUP, BACKEND, JEK, ([KEYED, "serve"], "python3-AKIAPTP")))[13]
+    assert (res.role, res.label) == ("dss_other", "python3-AKIAPTP")
+
+
+@pytest.mark.parametrize("argv,name,role", [
+    (["/usr/bin/python3", "-c", "x", "-Ddku.jek", "-cp", D + "/bin"], "python3", None),
+    (["/usr/bin/python3", "-c", "x", "-Ddku.jek", "-cp", D + "/bin"], "java", "jek"),  # comm java: a JVM
+    (["/usr/bin/python3", "-cp", CP, "com.dataiku.dip.DSSBackendMain"], "python3", None),
+    (["/bin/sh", "-c", "-Ddku.backend"], "sh", roles.LINK),
+    (["/usr/lib/jvm/java-17/bin/java", "-Ddku.fek", "-cp", CP, "X"], "launcher", "fek"),  # argv[0] java
+    (["/usr/bin/node", "-Ddku.hproxy"], "node", None),
+])
+def test_dss_jvm_markers_count_only_for_a_jvm(argv, name, role):
+    traits = analyse(argv, name)
+    assert traits.role == role
+    if role is None:
+        assert "dip_home" not in traits.ids and not traits.jvm_home  # nor does its classpath name an instance
+        assert classify_tree(_tree(SUP, BACKEND, (argv, name)))[12].role == "dss_other"  # inherits, no marker
+
+
+FAKE = "/tmp/fake"
+FAKE_CONN = FAKE + "/jupyter-run/jupyter/runtime/kernel-11111111-1111-4111-8111-111111111111.json"
+FAKE_KERNEL = (["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", FAKE_CONN], "python3")
+
+
+def test_a_generic_marker_counts_outside_dss_only_for_a_confirmed_data_directory():
+    looked_at = []
+
+    def data_dir(path):
+        looked_at.append(path)
+        return path == D
+
+    assert classify_tree(_tree(FAKE_KERNEL), data_dir=data_dir)[10] == Resolved("not_dss", "python3", None)
+    assert classify_tree(_tree(FAKE_KERNEL), data_dir=lambda p: True)[10].instance == FAKE
+    assert classify_tree(_tree(FAKE_KERNEL))[10].instance == FAKE  # no checker: made-up trees trust the path
+    # a kernel of a real tree naming an invented directory belongs to its ancestor's instance
+    del looked_at[:]
+    res = classify_tree(_tree(SUP, JUPYTER, FAKE_KERNEL), data_dir=data_dir)
+    assert res[12] == Resolved("jupyter_kernel", "kernel python3", D)
+    assert looked_at.count(FAKE) == 1  # once per directory per resolve
+
+
+def test_a_dss_jvm_classpath_vouches_for_its_data_directory():
+    """An unreadable data directory (the checker says no) still counts when a DSS JVM names it via -cp."""
+    fake_backend = (java("backend", "com.dataiku.dip.DSSBackendMain", dip_home=FAKE), "java")
+    tree = {1: (0, *INIT), 10: (1, *fake_backend), 20: (1, *FAKE_KERNEL)}
+    res = classify_tree(tree, data_dir=lambda p: False)
+    assert res[10] == Resolved("backend", "backend", FAKE)
+    assert res[20] == Resolved("jupyter_kernel", "kernel python3", FAKE)

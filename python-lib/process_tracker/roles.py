@@ -16,13 +16,15 @@ Two pure functions use them:
 - `analyse(argv, name) -> Traits`: what one process's own command line says (marker rule, label, kind, ids).
   Computed once per process (pid, create_time) by the scanner and cached. The raw command line is used here
   and dropped: `Traits` keeps only the rule, a short label and validated ids.
-- `resolve(nodes, known=None) -> {pid: Resolved}`: roles over a process tree. An explicit marker beats
-  inheritance; an unmatched process inherits from its nearest classified ancestor through that ancestor's
+- `resolve(nodes, known=None, data_dir=None) -> {pid: Resolved}`: roles over a process tree. An explicit marker
+  beats inheritance; an unmatched process inherits from its nearest classified ancestor through that ancestor's
   inheritance rule, links skipped. A link takes the role of the first non-link process below it (the UIF chain
   `sudo -> execwrapper.sh -> exec.py -> kernel` is all `jupyter_kernel`), or inherits like any process when it
   wraps nothing. Some markers are generic (SparkSubmit, ipykernel, Bokeh/Dash): they count only inside a DSS
-  tree (a DSS ancestor, or a DSS data directory in the process's own ids); outside, the process is `not_dss`.
-  `instance` is the process's own DIP_HOME when its command line names one, else its DSS ancestor's.
+  tree (a DSS ancestor, or a confirmed DSS data directory in the process's own ids); outside, the process is
+  `not_dss`. `instance` is the process's own DIP_HOME when its command line names a confirmed one (a DSS JVM's
+  classpath, or a directory that `data_dir` says looks like a DSS data directory), else its DSS ancestor's.
+- DSS JVM markers (`-Ddku.<kind>`, `com.dataiku...Main`) count only for a JVM (argv[0] basename or comm `java`).
 
 Secrets: labels are built from fixed strings, the process name (comm, reduced to a safe charset) and
 validated ids; an id is kept only when it matches its strict pattern and contains no secret-looking word.
@@ -102,6 +104,7 @@ ROLES = (
     Role("cak", "Continuous activity kernels (CAK)", "#8c564b", _TO_RECIPES),
     Role("eventserver", "Event server", "#c49c94", _TO_OTHER),
     Role("apinode", "API node", "#9467bd", _TO_OTHER),
+    Role("hproxy", "Hadoop proxy", "#5254a3", _TO_OTHER),
     Role("jupyter_server", "Jupyter server", "#2ca02c", _TO_OTHER),
     Role("jupyter_kernel", "Jupyter kernels", "#98df8a", (("any", "jupyter_kernel", "kernel child {name}"),)),
     Role("python_recipe", "Python recipes", "#d62728", (("any", "python_recipe", "python recipe child {name}"),)),
@@ -111,10 +114,14 @@ ROLES = (
         ("any", "spark_driver", "Spark child {name}"))),
     Role("ml_training", "ML training", "#bcbd22", (("any", "ml_training", "ML child {name}"),)),
     Role("webapp_backend", "Webapp backends", "#9edae5", (("any", "webapp_backend", "webapp child {name}"),)),
+    Role("runtime_db", "Runtime database (PostgreSQL)", "#637939", (("any", "runtime_db", "database worker"),)),
+    Role("story", "Story service", "#ce6dbd", _TO_OTHER),
+    Role("fm_agent", "Fleet Manager agent", "#843c39", _TO_OTHER),
     Role("dss_other", "Other DSS processes", "#c7c7c7", _TO_OTHER),
     Role("not_dss", "Not DSS", "#e5e5e5", ()),
 )
 
+_JVM = ("kind", "java")
 _WRAPPER_IDS = ("dip_home",)  # a wrapper's arguments hold the wrapped command line: keep no other id from them
 
 RULES = (
@@ -131,14 +138,28 @@ RULES = (
     Rule("supervisord-bin", "supervisord", (("prog", "supervisord"),
                                             ("arg_suffix", "/install-support/supervisord.conf")), "supervisord"),
     Rule("nginx", "nginx", (("prog", "nginx"), ("arg_suffix", "/install-support/nginx.conf")), "nginx master"),
-    Rule("governserver", "governserver", (("arg", ("-Ddku.governserver", "-Ddku.ghserver")),), "Govern server"),
-    Rule("backend", "backend", (("arg", ("-Ddku.backend", "com.dataiku.dip.DSSBackendMain")),), "backend"),
-    Rule("jek", "jek", (("arg", ("-Ddku.jek", "com.dataiku.dip.dataflow.kernel.slave.DSSJobKernelMain")),), "JEK"),
-    Rule("fek", "fek", (("arg", "-Ddku.fek"),), "FEK"),
-    Rule("fek-class", "fek", (("arg_prefix", "com.dataiku.dip.futures.DSSFutureKernel"),), "FEK"),
-    Rule("cak", "cak", (("arg", ("-Ddku.cak", "com.dataiku.dip.dataflow.streaming.slave.DSSCAKernelMain")),), "CAK"),
-    Rule("eventserver", "eventserver", (("arg", "-Ddku.eventserver"),), "event server"),
-    Rule("apinode", "apinode", (("arg", ("-Ddku.apimain", "com.dataiku.lambda.LambdaServerMain")),), "API node"),
+    # DSS JVMs: a -Ddku.<kind> marker or a com.dataiku main class counts only for a JVM (kind java: argv[0]
+    # basename or comm `java`)
+    Rule("governserver", "governserver", (_JVM, ("arg", ("-Ddku.governserver", "-Ddku.ghserver"))), "Govern server"),
+    Rule("backend", "backend", (_JVM, ("arg", ("-Ddku.backend", "com.dataiku.dip.DSSBackendMain"))), "backend"),
+    Rule("jek", "jek", (_JVM, ("arg", ("-Ddku.jek", "com.dataiku.dip.dataflow.kernel.slave.DSSJobKernelMain"))),
+         "JEK"),
+    Rule("fek", "fek", (_JVM, ("arg", "-Ddku.fek")), "FEK"),
+    Rule("fek-class", "fek", (_JVM, ("arg_prefix", "com.dataiku.dip.futures.DSSFutureKernel")), "FEK"),
+    Rule("cak", "cak", (_JVM, ("arg", ("-Ddku.cak", "com.dataiku.dip.dataflow.streaming.slave.DSSCAKernelMain"))),
+         "CAK"),
+    Rule("eventserver", "eventserver", (_JVM, ("arg", "-Ddku.eventserver")), "event server"),
+    Rule("apinode", "apinode", (_JVM, ("arg", ("-Ddku.apimain", "com.dataiku.lambda.LambdaServerMain"))), "API node"),
+    Rule("hproxy", "hproxy", (_JVM, ("arg", "-Ddku.hproxy")), "Hadoop proxy"),
+    # Cloud Stacks and DSS 13+ companions (dss-reference.md section 3; Dataiku's own Telegraf configuration)
+    Rule("fm-agent", "fm_agent", (("arg_contains", "dataiku-fm-agent"),), "Fleet Manager agent"),
+    Rule("runtime-db", "runtime_db", (("prog", "postgres"), ("arg", ("/data/pgsql/data", "-D/data/pgsql/data"))),
+         "runtime database"),
+    Rule("runtime-db-govern", "runtime_db", (("prog", "postgres"),
+                                             ("arg", ("/data/pgsql-govern/data", "-D/data/pgsql-govern/data"))),
+         "Govern runtime database"),
+    Rule("story", "story", (("prog", ("docker-compose", "docker")), ("arg_suffix", "/story/docker-compose.yml")),
+         "story service"),
     Rule("jupyter-server", "jupyter_server", (("arg_suffix", "/dku-jupyter/dkulauncher.py"),), "Jupyter server"),
     Rule("ml-doctor", "ml_training", (("module", "dataiku.doctor"),), "ML server"),
     Rule("webapp-flask", "webapp_backend", (("arg_suffix", "dataiku/webapps/backend.py"),),
@@ -202,9 +223,11 @@ class Traits:
 
     `rule`: name of the matching marker rule (None: none); `role`: its role id, LINK, or None; `label`: the
     label when matched (else ""); `context`: the rule's context; `kind`: python/r/java/shell/other;
-    `name`: the process name reduced to a safe charset; `ids`: validated ids (see ID_NAMES); `dss_path`: the
-    command line names a path of a DSS data directory's own layout (install-support, jupyter-run, security,
-    config/ipython_notebooks, code-envs), which makes a generic marker count outside a DSS tree.
+    `name`: the process name (comm) reduced to a safe charset; `ids`: validated ids (see ID_NAMES); `dss_path`:
+    the command line names a path of a DSS data directory's own layout (install-support, jupyter-run, security,
+    config/ipython_notebooks, code-envs), which makes a generic marker count outside a DSS tree once that
+    directory is confirmed (see `resolve`); `jvm_home`: `ids["dip_home"]` is the first classpath entry of a DSS
+    JVM (a claim `resolve` trusts, and one that vouches for that directory for other processes).
     """
 
     rule: Optional[str]
@@ -215,6 +238,7 @@ class Traits:
     name: str
     ids: Mapping[str, object] = field(default_factory=dict)
     dss_path: bool = False
+    jvm_home: bool = False
 
 
 @dataclass(frozen=True)
@@ -442,9 +466,9 @@ def _valid_id(name, raw):
     return None
 
 
-def _extract_ids(args, module):
-    """(validated ids, names a DSS-specific path?) from the arguments."""
-    ids, dss_path = {}, False
+def _extract_ids(args, module, kind):
+    """(validated ids, names a DSS-specific path?, DIP_HOME from a DSS JVM's classpath?) from the arguments."""
+    ids, dss_path, jvm_home = {}, False, False
     if args:
         for name, rx, group, strong in _PROG_REGEXES:
             m = rx.search(args[0])
@@ -453,7 +477,7 @@ def _extract_ids(args, module):
                 if value is not None:
                     ids[name] = value
                     dss_path = dss_path or strong
-    dss_jvm = any(a.startswith(("-Ddku.", "com.dataiku.")) for a in args)
+    dss_jvm = kind == "java" and any(a.startswith(("-Ddku.", "com.dataiku.")) for a in args)
     previous = ""
     for a in args[1:]:
         if previous in _CLASSPATH_FLAGS and "dip_home" not in ids and dss_jvm:
@@ -461,7 +485,7 @@ def _extract_ids(args, module):
             if first.endswith("/bin") and len(first) > 4:
                 value = _valid_id("dip_home", first[:-4])
                 if value is not None:
-                    ids["dip_home"] = value
+                    ids["dip_home"], jvm_home = value, True
         elif previous == "--port" and "port" not in ids and a.isdigit() and len(a) <= 5:
             value = _valid_id("port", a)
             if value is not None:
@@ -483,11 +507,12 @@ def _extract_ids(args, module):
             value = _valid_id("port", args[i + 1])
             if value is not None:
                 ids["port"] = value
-    return ids, dss_path
+    return ids, dss_path, jvm_home
 
 
 def safe_name(name):
-    """A process name reduced to a safe charset and 32 characters ('?' when empty)."""
+    """A process name reduced to a safe charset and 32 characters ('?' when empty or secret-looking). The scanner
+    gives the kernel's comm (15 bytes), never argv[0]: a program path may hold a key."""
     cleaned = _NAME_CHARS.sub("", name or "")[:32]
     return cleaned if cleaned and not _secretish(cleaned) else "?"
 
@@ -502,17 +527,19 @@ def _kernel_spec(kind, ids):
 def analyse(argv, name):
     """Traits of one process from its argument vector (psutil `cmdline()`, possibly empty) and name (comm).
 
-    The arguments are read here and dropped: the result holds no raw argument.
+    The arguments are read here and dropped: the result holds no raw argument. The name shown is the comm
+    only (argv[0] may hold anything). The kind is the program's (argv[0] basename), or `java` when the comm is
+    `java` (a JVM launched through a wrapper or a renamed binary still has that comm).
     """
     args = tuple(argv[:MAX_ARGS]) if argv else ()
     if len(args) == 1 and " " in args[0]:  # a rewritten title ("nginx: master process nginx -c ...")
         args = tuple(args[0].split())
     prog = _prog_of(args, name)
-    kind = kind_of(prog)
+    kind = "java" if name == "java" else kind_of(prog)
     module = _module_of(args) if kind == "python" else None
     proc = _Proc(args, prog, kind, module)
-    clean_name = safe_name(name or prog)
-    ids, dss_path = _extract_ids(args, module)
+    clean_name = safe_name(name)
+    ids, dss_path, jvm_home = _extract_ids(args, module, kind)
     joined = "\0".join(args)
     hits = frozenset(n for n in _ALL_NEEDLES if n in joined)
     for rule, needles, predicates in _COMPILED:
@@ -521,8 +548,9 @@ def analyse(argv, name):
         if all(p(proc) for p in predicates):
             kept = ids if rule.ids is None else {k: v for k, v in ids.items() if k in rule.ids}
             label = rule.label.format(name=clean_name, spec=_kernel_spec(kind, ids))
-            return Traits(rule.name, rule.role, label, rule.context, kind, clean_name, kept, dss_path)
-    return Traits(None, None, "", ANYWHERE, kind, clean_name, ids, dss_path)
+            return Traits(rule.name, rule.role, label, rule.context, kind, clean_name, kept, dss_path,
+                          jvm_home and "dip_home" in kept)
+    return Traits(None, None, "", ANYWHERE, kind, clean_name, ids, dss_path, jvm_home)
 
 
 # --- resolving roles over a tree ------------------------------------------------------------------------------
@@ -530,36 +558,60 @@ def analyse(argv, name):
 _NOT_DSS = "not_dss"
 
 
-def _inherit(parent, traits):
+def _inherit(parent, traits, home):
     """What an unmarked process gets from its nearest classified (non-link) DSS ancestor `parent`."""
     spec = _ROLES_BY_ID.get(parent.role, _UNKNOWN_ROLE)
     for kind, target, template in spec.inherit:
         if kind == "any" or kind == traits.kind:
-            instance = traits.ids.get("dip_home") or parent.instance
-            return Resolved(target, template.format(name=traits.name, spec=""), instance)
+            return Resolved(target, template.format(name=traits.name, spec=""), home or parent.instance)
     return Resolved(_NOT_DSS, traits.name, None)
 
 
-def _own(traits, upstream):
-    """A non-link process's resolution given the resolution it would inherit from (None: no DSS ancestor)."""
+def _own(traits, upstream, home):
+    """A non-link process's resolution given the resolution it would inherit from (None: no DSS ancestor) and
+    its own confirmed DIP_HOME (None: it names none, or one that is not a DSS data directory)."""
     in_dss = upstream is not None and upstream.is_dss
-    if traits.role and (traits.context == ANYWHERE or in_dss or traits.dss_path):
-        instance = traits.ids.get("dip_home") or (upstream.instance if in_dss else None)
-        return Resolved(traits.role, traits.label, instance)
+    if traits.role and (traits.context == ANYWHERE or in_dss or (traits.dss_path and home is not None)):
+        return Resolved(traits.role, traits.label, home or (upstream.instance if in_dss else None))
     if in_dss:
-        return _inherit(upstream, traits)
+        return _inherit(upstream, traits, home)
     return Resolved(_NOT_DSS, traits.name, None)
 
 
-def resolve(nodes, known=None):
+def _home_checker(nodes, data_dir):
+    """traits -> the process's own DIP_HOME when confirmed, else None. A DSS JVM's classpath entry is taken as
+    is and confirms that directory for every process; any other named directory must pass `data_dir(path)`
+    (once per path per call). `data_dir` None: every named directory counts (pure use on made-up trees)."""
+    if data_dir is None:
+        return lambda traits: traits.ids.get("dip_home")
+    vouched = {n.traits.ids["dip_home"] for n in nodes.values() if n.traits.jvm_home}
+    checked = {}
+
+    def home(traits):
+        path = traits.ids.get("dip_home")
+        if path is None or traits.jvm_home:
+            return path
+        ok = checked.get(path)
+        if ok is None:
+            ok = checked[path] = path in vouched or bool(data_dir(path))
+        return path if ok else None
+
+    return home
+
+
+def resolve(nodes, known=None, data_dir=None):
     """Resolve roles over a process tree. Returns {pid: Resolved} for every pid of `nodes`.
 
     `nodes`: {pid: Node(ppid, traits)}; a ppid absent from `nodes` (or equal to the pid) makes a root.
     `known`: {pid: Resolved} already settled (the scanner's cache for processes past their young age); they are
     taken as is (links excepted: a wrapper is always re-resolved from what it currently wraps), which also keeps
     a DSS process's role after it is re-parented to init.
+    `data_dir`: path -> bool, does this directory look like a DSS data directory (the scanner checks the file
+    system). A DIP_HOME named by a process's own command line (not a DSS JVM's classpath) sets its instance,
+    and lets a generic marker count outside a DSS tree, only when confirmed (see `_home_checker`).
     """
     known = known or {}
+    home_of = _home_checker(nodes, data_dir)
     children = {}
     roots = []
     for pid, node in nodes.items():
@@ -589,7 +641,7 @@ def resolve(nodes, known=None):
             else:
                 res = known.get(pid)
                 if res is None or res.link:
-                    res = _own(traits, up)
+                    res = _own(traits, up, home_of(traits))
                 result[pid] = res
                 mine = res
             for child in sorted(children.get(pid, ()), reverse=True):
@@ -607,7 +659,8 @@ def resolve(nodes, known=None):
         if traits.role != LINK:
             continue
         up = upstream.get(pid)
-        in_dss = (up is not None and up.is_dss) or traits.dss_path
+        home = home_of(traits)
+        in_dss = (up is not None and up.is_dss) or (traits.dss_path and home is not None)
         wrapped = None
         if in_dss:
             for child in sorted(children.get(pid, ())):
@@ -616,19 +669,19 @@ def resolve(nodes, known=None):
                     wrapped = res
                     break
         if wrapped is not None:
-            instance = traits.ids.get("dip_home") or wrapped.instance
-            result[pid] = Resolved(wrapped.role, traits.label, instance, link=True)
+            result[pid] = Resolved(wrapped.role, traits.label, home or wrapped.instance, link=True)
         elif up is not None and up.is_dss:
-            inherited = _inherit(up, traits)
+            inherited = _inherit(up, traits, home)
             result[pid] = Resolved(inherited.role, traits.label, inherited.instance, link=True)
         else:
             result[pid] = Resolved(_NOT_DSS, traits.label if in_dss else traits.name, None, link=True)
     return result
 
 
-def classify_tree(processes):
-    """Convenience for tests and tools: {pid: (ppid, argv, name)} -> {pid: Resolved}."""
-    return resolve({pid: Node(ppid, analyse(argv, name)) for pid, (ppid, argv, name) in processes.items()})
+def classify_tree(processes, data_dir=None):
+    """Convenience for tests and tools: {pid: (ppid, argv, name)} -> {pid: Resolved} (`data_dir`: see resolve)."""
+    return resolve({pid: Node(ppid, analyse(argv, name)) for pid, (ppid, argv, name) in processes.items()},
+                   data_dir=data_dir)
 
 
 def sequence_roles(values: Sequence[str]) -> Tuple[str, ...]:
