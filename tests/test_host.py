@@ -30,6 +30,9 @@ from process_tracker.host import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a python program that names itself `java` (prctl PR_SET_NAME: the comm a JVM has) and waits on stdin: DSS JVM
+# markers on its command line then count, as for a real JVM
+JVM_LOOKALIKE = "import ctypes, sys; ctypes.CDLL(None).prctl(15, b'java', 0, 0, 0); sys.stdin.read()"
 CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")
 IS_ROOT = os.geteuid() == 0
 
@@ -195,10 +198,9 @@ def test_dss_memory_swap_and_threads_come_from_one_read_of_proc_status(tmp_path)
     /proc/<pid>/status (statm is not read); a status without RssAnon (Linux before 4.5) leaves the memory to statm
     (resident, shared pages), as for every other process. A fake /proc root with figures no process has."""
     d = str(tmp_path / "dss")
-    jek = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", d + "/bin"],
-                           stdin=subprocess.PIPE)
+    jek = subprocess.Popen([sys.executable, "-c", JVM_LOOKALIKE, "-Ddku.jek", "-cp", d + "/bin"], stdin=subprocess.PIPE)
     try:
-        _wait_for(lambda: "-Ddku.jek" in psutil.Process(jek.pid).cmdline())
+        _wait_for(lambda: psutil.Process(jek.pid).name() == "java")
         status = tmp_path / "proc" / str(jek.pid) / "status"
         _write(status, "Name:\tpython\nVmRSS:\t  123456 kB\nRssAnon:\t  100000 kB\nRssFile:\t   23456 kB\n"
                        "RssShmem:\t       0 kB\nVmSwap:\t    4242 kB\nThreads:\t7\n")
@@ -353,10 +355,10 @@ class _Racing(Scanner):
 @pytest.mark.parametrize("where", ["static", "details"])
 def test_a_process_vanishing_mid_scan_is_counted_not_fatal(tmp_path, where):
     d = str(tmp_path)
-    victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", d + "/bin"],
+    victim = subprocess.Popen([sys.executable, "-c", JVM_LOOKALIKE, "-Ddku.jek", "-cp", d + "/bin"],
                               stdin=subprocess.PIPE)
     try:
-        _wait_for(lambda: "-Ddku.jek" in psutil.Process(victim.pid).cmdline())
+        _wait_for(lambda: psutil.Process(victim.pid).name() == "java")
         scanner = _Racing(victim if where == "static" else None, where)
         if where == "details":
             scanner.scan()  # classified first, then it dies while its details are read
@@ -449,7 +451,7 @@ def test_a_reused_pid_gets_a_new_identity_and_a_new_classification(tmp_path, pat
     gone round, so that only the allocation window can tell. Without root, a new process must still get its own
     identity and classification (the weaker check)."""
     old_argv = [sys.executable, "-c", "import sys; sys.stdin.read()", "not-dss"]
-    new_argv = [sys.executable, "-c", "import sys; sys.stdin.read()", "-Ddku.jek", "-cp", str(tmp_path) + "/bin"]
+    new_argv = [sys.executable, "-c", JVM_LOOKALIKE, "-Ddku.jek", "-cp", str(tmp_path) + "/bin"]
     old = new = None
     try:
         if CAN_PICK_PIDS:
@@ -472,7 +474,7 @@ def test_a_reused_pid_gets_a_new_identity_and_a_new_classification(tmp_path, pat
         old.wait()
         new = _spawn_at(new_argv, pid) if CAN_PICK_PIDS else subprocess.Popen(new_argv, stdin=subprocess.PIPE)
         assert new is not None, "could not get pid %d back" % pid
-        _wait_for(lambda: "-Ddku.jek" in psutil.Process(new.pid).cmdline())
+        _wait_for(lambda: psutil.Process(new.pid).name() == "java")
         snapshot = scanner.scan()
         after = _by_pid(snapshot)[new.pid]
         assert after.create_time == psutil.Process(new.pid).create_time()
@@ -499,7 +501,7 @@ def test_reusable_pids_follows_the_cyclic_allocator():
 
 
 def test_a_title_rewritten_after_start_is_reclassified_while_young(tmp_path):
-    script = "read line; exec %s -c 'import sys; sys.stdin.read()' -Ddku.fek -cp %s/bin" % (sys.executable, tmp_path)
+    script = "read line; exec %s -c \"%s\" -Ddku.fek -cp %s/bin" % (sys.executable, JVM_LOOKALIKE, tmp_path)
     proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE)
     try:
         young = Scanner()
@@ -508,7 +510,7 @@ def test_a_title_rewritten_after_start_is_reclassified_while_young(tmp_path):
         assert _by_pid(stale.scan())[proc.pid].role == "not_dss"
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
-        _wait_for(lambda: "-Ddku.fek" in psutil.Process(proc.pid).cmdline())
+        _wait_for(lambda: psutil.Process(proc.pid).name() == "java")
         again = _by_pid(young.scan())[proc.pid]
         assert (again.role, again.label, again.instance) == ("fek", "FEK", str(tmp_path))
         assert _by_pid(stale.scan())[proc.pid].role == "not_dss"  # cached: old processes are not re-read
@@ -522,13 +524,13 @@ def test_odd_command_lines_and_zombies(tmp_path):
     odd = [
         subprocess.Popen([sys.executable.encode(), b"-c", code.encode(), b"\xff\xfe-non-utf8", b"", b""],
                          stdin=subprocess.PIPE),
-        subprocess.Popen([sys.executable, "-c", code, "x" * 100000, "-Ddku.jek", "-cp", "%s/bin" % tmp_path],
+        subprocess.Popen([sys.executable, "-c", JVM_LOOKALIKE, "x" * 100000, "-Ddku.jek", "-cp", "%s/bin" % tmp_path],
                          stdin=subprocess.PIPE),
     ]
     zombie = subprocess.Popen(["true"])  # never waited for until the end: a zombie
     try:
         _wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE)
-        _wait_for(lambda: "-Ddku.jek" in psutil.Process(odd[1].pid).cmdline())
+        _wait_for(lambda: psutil.Process(odd[1].pid).name() == "java")
         snapshot = Scanner().scan()
         records = _by_pid(snapshot)
         assert records[odd[0].pid].role == "not_dss"
@@ -585,10 +587,10 @@ def _interpreter_for(user):
     raise AssertionError("no python interpreter runnable as %s" % user)
 
 
-def test_access_denied_is_counted_for_an_unprivileged_scanner(full_fleet):
-    code = ("import json; from process_tracker.host import Scanner; s = Scanner(pss=True); s.scan(); snap = s.scan();"
-            "print(json.dumps({'stats': snap.stats.access_denied, 'seen': snap.stats.seen,"
-            " 'records': {p.pid: [p.role, p.pss_bytes, p.user] for p in snap.processes}}))")
+def _run_scanner_as_nobody(code, hidepid=None):
+    """Run `code` (python, prints JSON) as `nobody` when root (else as this user), with a readable copy of the
+    package and psutil. `hidepid`: first mount a fresh /proc with that option, in a private mount namespace
+    (`unshare -m`: the host's /proc is untouched). Returns the parsed JSON."""
     # The checkout and its .venv may sit under a 0700 directory (mktemp -d): give `nobody` a readable copy.
     readable = tempfile.mkdtemp(prefix="pt-unprivileged-")
     try:
@@ -599,7 +601,13 @@ def test_access_denied_is_counted_for_an_unprivileged_scanner(full_fleet):
             for filename in filenames:
                 os.chmod(os.path.join(dirpath, filename), 0o644)
         env = {"PYTHONPATH": readable, "PATH": "/usr/bin:/bin"}
-        if IS_ROOT:
+        if hidepid is not None:
+            python = _interpreter_for("nobody")
+            script = 'mount -t proc -o hidepid=%s proc /proc && exec setpriv --reuid=nobody --regid=nogroup ' \
+                     '--clear-groups "$0" -c "$1"' % hidepid
+            argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, python, code]
+            result = subprocess.run(argv, env=env, cwd=readable, capture_output=True, text=True, timeout=120)
+        elif IS_ROOT:
             result = subprocess.run([_interpreter_for("nobody"), "-c", code], user="nobody", env=env, cwd=readable,
                                     capture_output=True, text=True, timeout=120)
         else:
@@ -608,12 +616,43 @@ def test_access_denied_is_counted_for_an_unprivileged_scanner(full_fleet):
     finally:
         shutil.rmtree(readable, ignore_errors=True)
     assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_access_denied_is_counted_for_an_unprivileged_scanner(full_fleet):
+    code = ("import json; from process_tracker.host import Scanner; s = Scanner(pss=True); s.scan(); snap = s.scan();"
+            "print(json.dumps({'stats': snap.stats.access_denied, 'seen': snap.stats.seen,"
+            " 'records': {p.pid: [p.role, p.pss_bytes, p.user] for p in snap.processes}}))")
+    doc = _run_scanner_as_nobody(code)
     assert doc["stats"] > 0
     backend = doc["records"][str(full_fleet.pid("backend"))]
     assert backend[0] == "backend"  # the command line stays readable: still classified
     assert backend[1] is None  # PSS of another user's process: denied, left empty
     assert backend[2] == full_fleet.username("backend")
+
+
+SCAN_STATS = ("import json, os; from process_tracker.host import Scanner; s = Scanner(); s.scan(); snap = s.scan();"
+              "print(json.dumps({'stats': snap.stats.__dict__, 'me': os.getpid(),"
+              " 'pids': [p.pid for p in snap.processes]}))")
+
+
+@pytest.mark.skipif(not IS_ROOT or shutil.which("unshare") is None or shutil.which("setpriv") is None,
+                    reason="a hidepid mount needs root, unshare and setpriv")
+@pytest.mark.parametrize("hidepid,mode", [("1", "noaccess"), ("2", "invisible")])
+def test_a_hidepid_proc_is_scanned_and_says_what_it_could_not_read(full_fleet, hidepid, mode):
+    """A real /proc mounted hidepid=1 (other users' /proc/<pid> unreadable) or hidepid=2 (invisible), in a
+    private mount namespace, scanned by `nobody`: the scan completes, the scanner's own process is in it, the
+    other users' processes are left out and counted (hidepid=1) and the stats say why."""
+    doc = _run_scanner_as_nobody(SCAN_STATS, hidepid=hidepid)
+    stats = doc["stats"]
+    assert doc["me"] in doc["pids"]
+    assert full_fleet.pid("backend") not in doc["pids"]
+    assert stats["unreadable_reason"] == "hidepid=" + mode
+    assert stats["seen"] == len(doc["pids"])
+    if hidepid == "1":
+        assert stats["unreadable"] >= len(full_fleet.pids)  # listed, not readable: counted like vanished ones
+    else:
+        assert stats["unreadable"] == 0  # not even listed
 
 
 # --- cgroups -----------------------------------------------------------------------------------------------------
@@ -692,3 +731,127 @@ def test_fast_records_equal_constructed_ones(scanned):
         assert ProcessRecord(**values) == p
         with pytest.raises(AttributeError):
             p.role = "x"
+
+
+# --- names from comm only, DSS JVM markers need a JVM, invented data directories (issue 10, finding 8) ---------
+
+PLANTED_KEY = "AKIAPTPLANTEDQ7X2EXAMPLE"  # an access key in argv[0], the way a careless wrapper names a process
+
+
+def _started(argv, check):
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
+    _wait_for(lambda: check(psutil.Process(proc.pid)))
+    return proc
+
+
+def _stop(*procs):
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_a_process_name_is_its_comm_never_argv0_extended(tmp_path):
+    """psutil's name() extends a 15-character comm with argv[0] when argv[0] starts with it: a key in argv[0]
+    would reach the record's name and label, `scan --json` and the history file."""
+    d = str(tmp_path / "dss_data")
+    specs = _small_fleet(str(tmp_path)) + [
+        ProcSpec("keyed", ("python3-" + PLANTED_KEY, "serve", "--port", "8080"), parent="jek", memory_mib=1)]
+    with Fleet(specs, dip_home=d) as fleet:
+        assert psutil.Process(fleet.pid("keyed")).name() == "python3-" + PLANTED_KEY  # what psutil would give
+        snapshot = Scanner().scan()
+        record = _by_pid(snapshot)[fleet.pid("keyed")]
+        assert (record.role, record.name, record.label) == ("dss_other", "python3-AKIAPTP", "python3-AKIAPTP")
+        text = json.dumps(snapshot_to_json(snapshot, include_not_dss=True)) + repr(snapshot.processes)
+        assert PLANTED_KEY not in text and PLANTED_KEY[:10] not in text
+
+
+def test_dss_jvm_markers_count_only_for_a_jvm(tmp_path):
+    """`python3 ... -Ddku.jek -cp <dir>/bin` is not a JVM: not_dss. The same with the comm `java` (what a JVM's
+    comm is), or with argv[0] `.../bin/java`, is a JEK of that directory."""
+    args = ["-Ddku.jek", "-cp", str(tmp_path) + "/bin", "com.dataiku.dip.dataflow.kernel.slave.DSSJobKernelMain"]
+    code = "import sys; sys.stdin.read()"
+    python = _started([sys.executable, "-c", code, *args], lambda p: "-Ddku.jek" in p.cmdline())
+    named_java = _started([sys.executable, "-c", JVM_LOOKALIKE, *args], lambda p: p.name() == "java")
+    try:
+        records = _by_pid(Scanner().scan())
+        assert (records[python.pid].role, records[python.pid].instance) == ("not_dss", None)
+        assert (records[named_java.pid].role, records[named_java.pid].instance) == ("jek", str(tmp_path))
+    finally:
+        _stop(python, named_java)
+
+
+def _foreign_kernel(data_dir, user):
+    """A kernel-shaped process naming a connection file under `data_dir`, as an unrelated user, under no DSS."""
+    kernel_id = "abcdef01-2345-4678-9abc-def012345678"
+    return ProcSpec("foreign-kernel", ("/usr/bin/python3", "-m", "ipykernel_launcher", "-f",
+                                       "%s/jupyter-run/jupyter/runtime/kernel-%s.json" % (data_dir, kernel_id)),
+                    comm="python3", memory_mib=1, user=user, cwd="/tmp")
+
+
+@pytest.mark.parametrize("layout", ["invented", "dss-shaped"])
+def test_a_generic_marker_naming_an_invented_data_directory_stays_not_dss(tmp_path, layout):
+    """A kernel run by an unrelated user from /tmp/.../fake is not a kernel of a new instance: its directory is not
+    a DSS data directory. Once that directory holds install-support/, the kernel counts (the documented rule)."""
+    fake = tmp_path / "fake"
+    (fake / "jupyter-run/jupyter/runtime").mkdir(parents=True)
+    if layout == "dss-shaped":
+        (fake / "install-support").mkdir()
+    with Fleet([_foreign_kernel(str(fake), "nobody")], dip_home=str(fake)) as fleet:
+        record = _by_pid(Scanner().scan())[fleet.pid("foreign-kernel")]
+    if layout == "invented":
+        assert (record.role, record.instance) == ("not_dss", None)
+    else:
+        assert (record.role, record.instance) == ("jupyter_kernel", str(fake))
+
+
+@pytest.mark.parametrize("method,outcome", [
+    ("is_running", "left out"), ("create_time", "left out"), ("ppid", "left out"),
+    ("cmdline", "partial"), ("uids", "partial"), ("memory_full_info", "partial"), ("ppid after re-parenting", "left out"),
+])
+def test_access_denied_at_each_psutil_call_site_is_counted_not_fatal(tmp_path, monkeypatch, method, outcome):
+    """AccessDenied injected at each psutil call the scanner makes, for one real process (a JEK look-alike, so that
+    PSS is read for it): the scan completes; the process is left out and counted `unreadable` when its identity or
+    parent cannot be read, else kept with the unreadable value empty and counted `access_denied`. The
+    re-parenting case: its parent exits between two scans, then its new parent cannot be read."""
+    code = ("import subprocess, sys; c = subprocess.Popen([sys.executable, '-c', %r, '-Ddku.jek', '-cp', %r]);"
+            "print(c.pid, flush=True); sys.stdin.read()" % (JVM_LOOKALIKE, str(tmp_path) + "/bin"))
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    victim = int(parent.stdout.readline())
+    try:
+        _wait_for(lambda: psutil.Process(victim).name() == "java")
+        scanner = Scanner(pss=True)
+        if method.startswith("ppid "):
+            assert _by_pid(scanner.scan())[victim].ppid == parent.pid
+            parent.kill()
+            parent.wait()
+        name = method.split()[0]
+        real = getattr(psutil.Process, name)
+
+        def denied(self, *args, **kwargs):
+            if self.pid == victim:
+                raise psutil.AccessDenied(self.pid)
+            return real(self, *args, **kwargs)
+
+        for attribute in ("cache_activate", "cache_deactivate"):  # psutil's oneshot() memoizes some methods
+            if hasattr(real, attribute):
+                setattr(denied, attribute, getattr(real, attribute))
+        monkeypatch.setattr(psutil.Process, name, denied)
+        snapshot = scanner.scan()
+        monkeypatch.undo()
+        records = _by_pid(snapshot)
+        assert snapshot.stats.seen == len(records) > 1
+        if outcome == "left out":
+            assert victim not in records and snapshot.stats.unreadable >= 1
+            assert snapshot.stats.unreadable_reason == "other users' processes"
+        else:
+            assert snapshot.stats.access_denied >= 1
+            record = records[victim]
+            assert {"cmdline": record.role == "not_dss", "uids": record.user is None and record.role == "jek",
+                    "memory_full_info": record.pss_bytes is None and record.role == "jek"}[name]
+    finally:
+        for pid in (victim, parent.pid):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        parent.wait()

@@ -28,7 +28,14 @@ How a scan works (`Scanner.scan()`):
   optional PSS/USS (smaps_rollup through psutil's memory_full_info; off by default, same-uid or root only,
   ~10 ms per resident GiB), restricted to the top N DSS processes by RssAnon and/or to every Nth scan.
 - A vanished process is counted (`vanished`), AccessDenied is counted (`access_denied`, processes with at least
-  one unreadable value), zombies are counted; none of them fails the scan.
+  one unreadable value), zombies are counted; none of them fails the scan. A process of which nothing can be read
+  (not even its start time: another user's process under /proc's `hidepid`) is left out like a vanished one and
+  counted (`unreadable`), with the reason (`unreadable_reason`, hidepid read from /proc/self/mountinfo).
+- Names are the kernel's comm (/proc/<pid>/comm), never psutil's name(), which extends a 15-character comm with
+  argv[0] (a program path may hold a key). A DIP_HOME named by a command line counts for the instance only when
+  it looks like a DSS data directory (`looks_like_data_dir`, checked once per directory) or a DSS JVM names it.
+- The phases of `scan()`: read (the psutil pass, identities, static reads and classification of new and young
+  processes) -> tree (ppid, re-parenting, roles.resolve) -> measure (memory, CPU, cgroups, role sums).
 """
 import os
 import pwd
@@ -55,7 +62,7 @@ class ProcessRecord:
     pid: int
     ppid: int
     create_time: float  # epoch seconds, as psutil gives it
-    name: str  # comm / process title's first word, never the full command line
+    name: str  # the kernel's comm (15 bytes, safe charset), never argv[0] nor the command line
     role: str  # a role id from roles.py (e.g. "jek", "jupyter_kernel", "not_dss")
     label: str  # short human label, e.g. "JEK", "kernel py-dku-venv-foo", "nginx worker"
     user: Optional[str]  # unix user, None when unreadable
@@ -76,6 +83,11 @@ class ProcessRecord:
     @property
     def key(self) -> Tuple[int, float]:
         return (self.pid, self.create_time)
+
+    @property
+    def username(self) -> Optional[str]:
+        """The unix user (same as `user`), under the name psutil uses."""
+        return self.user
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,11 @@ class ScanStats:
     zombies: int = 0
     pss_collected: int = 0  # processes whose PSS/USS was read this scan
     scan_number: int = 0  # 1 for the scanner's first scan
+    unreadable: int = 0  # processes listed but not readable at all (not even their identity): left out, counted
+    # why processes were unreadable or hidden: "hidepid=noaccess" / "hidepid=invisible" / "hidepid=ptraceable"
+    # (/proc hides other users' processes from this scanner; with invisible they are not even listed, so not
+    # counted), "other users' processes" (unreadable without hidepid), "" (nothing hidden)
+    unreadable_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -341,12 +358,91 @@ class _Known:
         self.cgroup = None  # (path, version, DSS cgroup?) read while young, then kept
 
 
+class _Row:
+    """One process within one scan, from the read phase to the measure phase."""
+
+    __slots__ = ("pid", "proc", "known", "info", "zombie", "denied")
+
+    def __init__(self, pid, proc, known, info, zombie, denied):
+        self.pid, self.proc, self.known, self.info, self.zombie, self.denied = pid, proc, known, info, zombie, denied
+
+
+class _Counts:
+    """The counters of one scan (ScanStats's per-process counts)."""
+
+    __slots__ = ("new", "analysed", "reused", "denied", "zombies", "vanished", "unreadable")
+
+    def __init__(self):
+        self.new = self.analysed = self.reused = self.denied = self.zombies = self.vanished = self.unreadable = 0
+
+
+class _RoleSums:
+    """Per-role count, RssAnon, RSS, CPU% and swap sums: the one accumulator of `Scanner.scan` and `role_totals`.
+
+    A transparent wrapper (`link`: sudo, execwrapper.sh, exec.py, shells) adds its memory and CPU to the role it
+    wraps but is not one more process of it: a UIF kernel is one kernel, not three.
+    """
+
+    __slots__ = ("_sums",)
+
+    def __init__(self):
+        self._sums = {}
+
+    def add(self, role, link, rss_anon_bytes, rss_bytes, cpu_percent, swap_bytes):
+        s = self._sums.get(role)
+        if s is None:
+            s = self._sums[role] = [0, 0, 0, 0.0, 0]
+        if not link:
+            s[0] += 1
+        s[1] += rss_anon_bytes or 0
+        s[2] += rss_bytes or 0
+        s[3] += cpu_percent or 0.0
+        s[4] += swap_bytes or 0
+
+    def totals(self) -> Dict[str, RoleTotals]:
+        """{role: RoleTotals}, roles in catalogue order."""
+        sums = self._sums
+        return {role: RoleTotals(sums[role][0], sums[role][1], sums[role][2], round(sums[role][3], 2), sums[role][4])
+                for role in catalogue.sequence_roles(sums)}
+
+
 def _record(values):
     """A ProcessRecord from a dict of all its fields, without the generated __init__'s per-field setattr
     (3x faster at thousands per scan); the result equals ProcessRecord(**values) and stays frozen."""
     record = object.__new__(ProcessRecord)
     object.__setattr__(record, "__dict__", values)
     return record
+
+
+def looks_like_data_dir(path: str) -> bool:
+    """Does `path` look like a DSS data directory (it holds `install-support/` or `bin/env-default.sh`)? An
+    unreadable directory does not (the catalogue still trusts one that a DSS JVM names in its classpath)."""
+    return os.path.isdir(os.path.join(path, "install-support")) or os.path.isfile(
+        os.path.join(path, "bin", "env-default.sh"))
+
+
+HIDEPID_MODES = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
+
+
+def read_hidepid(procfs_path: str = "/proc") -> Optional[str]:
+    """The hidepid mode of the proc file system mounted at `procfs_path` ("noaccess", "invisible", "ptraceable"),
+    from its mount options in /proc/self/mountinfo; None when off, when this process is exempt (root, or a member
+    of the mount's `gid=` group), or unreadable."""
+    try:
+        with open(os.path.join(procfs_path, "self", "mountinfo"), "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    where = os.path.realpath(procfs_path)
+    for line in reversed(lines):  # the last mount on a path is the visible one
+        fields = line.split(" ")
+        if len(fields) < 10 or fields[4] != where or " - proc " not in line:
+            continue
+        options = dict(o.partition("=")[::2] for o in line.split(" - ", 1)[1].split(" ")[-1].split(","))
+        mode = HIDEPID_MODES.get(options.get("hidepid", "0"), options.get("hidepid"))
+        exempt = os.geteuid() == 0 or (options.get("gid", "").isdigit() and int(options["gid"]) in os.getgroups())
+        return None if mode in (None, "off") or exempt else mode
+    return None
 
 
 class Scanner:
@@ -370,6 +466,8 @@ class Scanner:
         self._clock = clock
         self._known = {}  # pid -> _Known
         self._users = {}  # uid -> name
+        self._data_dirs = {}  # path -> looks like a DSS data directory (checked once per directory)
+        self._hidepid = None  # (procfs path, hidepid mode or None), read once
         self._last_mono = None
         self._allocations = None
         self._scans = 0
@@ -389,10 +487,31 @@ class Scanner:
             self._users[uid] = name
         return name
 
+    def _data_dir(self, path):
+        ok = self._data_dirs.get(path)
+        if ok is None:
+            if len(self._data_dirs) >= 4096:  # bounded: command lines may name any number of directories
+                self._data_dirs.clear()
+            ok = self._data_dirs[path] = looks_like_data_dir(path)
+        return ok
+
+    @staticmethod
+    def _read_comm(pid, psutil):
+        """The kernel's name of the process (/proc/<pid>/comm, 15 bytes), never psutil's name(), which extends a
+        15-character comm with argv[0]. None when unreadable; raises psutil.NoSuchProcess when gone."""
+        try:
+            data = _read_small("%s/%d/comm" % (psutil.PROCFS_PATH, pid), 256)
+        except PermissionError:
+            return None
+        except (FileNotFoundError, ProcessLookupError):
+            raise psutil.NoSuchProcess(pid) from None
+        return data.rstrip(b"\n")[:15].decode("utf-8", "ignore")
+
     def _read_static(self, proc, known, psutil):
         """Read the command line, name, user and parent of a new or young process, and classify it.
 
-        Returns True when something was unreadable (AccessDenied). Raises psutil.NoSuchProcess when it is gone.
+        Returns True when something was unreadable (AccessDenied). Raises psutil.NoSuchProcess when it is gone and
+        psutil.AccessDenied when its parent cannot be read (then nothing of it can: hidepid).
         """
         denied = False
         try:
@@ -401,9 +520,8 @@ class Scanner:
             argv = []
         except psutil.AccessDenied:
             argv, denied = [], True
-        try:
-            name = proc.name()
-        except (psutil.AccessDenied, psutil.ZombieProcess):
+        name = self._read_comm(proc.pid, psutil)
+        if name is None:
             name, denied = "", True
         try:
             known.user = self._user(proc.uids().real)
@@ -424,7 +542,8 @@ class Scanner:
         psutil keeps its Process objects (and their cached create_time) across process_iter calls: a pid the
         kernel handed to another process is checked with is_running() and read through a fresh Process. psutil
         may also find the reuse itself (NoSuchProcess on a live pid): then the same, once.
-        Returns (proc, known, reused, analysed, denied). Raises psutil.NoSuchProcess when the process is gone.
+        Returns (proc, known, reused, analysed, denied). Raises psutil.NoSuchProcess when the process is gone,
+        psutil.AccessDenied when its identity cannot be read (another user's process under hidepid).
         """
         pid = proc.pid
         original = known
@@ -489,7 +608,7 @@ class Scanner:
             return None, 2, False, True
         return path, version, is_dss_cgroup(path, self.options.cgroup_markers), False
 
-    # -- the scan ---------------------------------------------------------------------------------------------
+    # -- the scan: read -> tree -> measure ----------------------------------------------------------------------
 
     def scan(self) -> Snapshot:
         """One pass over the host's processes. Never raises for a process that vanishes or is unreadable."""
@@ -500,15 +619,34 @@ class Scanner:
         taken_at, now, mono = self._clock(), time.time(), time.monotonic()  # ages use the real clock
         interval = None if self._last_mono is None else max(mono - self._last_mono, 1e-6)
         self._scans += 1
-        allocations = read_allocations(opts.proc_root)
+        counts = _Counts()
+        rows = self._read_phase(psutil, now - opts.young_seconds, counts)
+        resolved = self._tree_phase(rows, psutil, counts)
+        records, cgroup_paths, sums = self._measure_phase(rows, resolved, now, interval, counts)
+        pss_collected = 0
+        if opts.pss and (self._scans - 1) % opts.pss_every == 0:
+            records, pss_collected, pss_denied = self._collect_pss(records, psutil)
+            counts.denied += pss_denied
+        self._last_mono = mono
+        stats = ScanStats(
+            wall_seconds=round(time.perf_counter() - wall0, 6), cpu_seconds=round(time.process_time() - cpu0, 6),
+            seen=len(records), new=counts.new, classified=sum(1 for r in records if r.role != "not_dss"),
+            access_denied=counts.denied, vanished=counts.vanished, analysed=counts.analysed,
+            pid_reused=counts.reused, zombies=counts.zombies, pss_collected=pss_collected, scan_number=self._scans,
+            unreadable=counts.unreadable, unreadable_reason=self._unreadable_reason(counts.unreadable, psutil),
+        )
+        return Snapshot(taken_at=taken_at, hostname=self._hostname, processes=tuple(records), roles=sums.totals(),
+                        cgroups=cgroup_totals(cgroup_paths, opts.cgroup_root), stats=stats)
+
+    def _read_phase(self, psutil, young_after, counts):
+        """ONE psutil pass: a row per readable process. A new, young or possibly reused identity is checked and
+        its static values read and classified (`_refresh`). Vanished and unreadable processes are counted."""
+        allocations = read_allocations(self.options.proc_root)
         may_be_reused = reusable_pids(self._allocations, allocations)
         self._allocations = allocations
         listed = set(psutil.pids())
-        previous, current, yielded = self._known, {}, []
-        rows = []  # (pid, proc, known, info, zombie, denied)
-        young_after = now - opts.young_seconds
-        new = analysed = reused = denied_count = zombies = vanished = 0
-
+        previous, current, yielded, rows = self._known, {}, [], []
+        zombie_status = psutil.STATUS_ZOMBIE
         for proc in psutil.process_iter(attrs=ATTRS, ad_value=None):
             info = proc.info
             pid = proc.pid
@@ -518,40 +656,43 @@ class Scanner:
             suspect = known is None or may_be_reused is None or may_be_reused(pid)
             if suspect or known.create_time > young_after:
                 try:
-                    proc, known, was_reused, was_analysed, static_denied = self._refresh(
+                    proc, known, reused, analysed, static_denied = self._refresh(
                         proc, known, suspect, young_after, psutil)
                 except psutil.NoSuchProcess:
-                    vanished += 1
+                    counts.vanished += 1
                     continue
-                if was_reused:
-                    reused += 1
-                if known.node is None:
-                    new += 1
-                analysed += was_analysed
+                except psutil.AccessDenied:  # nothing readable, not even its identity: left out, like a vanished one
+                    counts.unreadable += 1
+                    continue
+                counts.reused += reused
+                counts.new += known.node is None
+                counts.analysed += analysed
                 denied = denied or static_denied
-            zombie = info["status"] == psutil.STATUS_ZOMBIE
+            zombie = info["status"] == zombie_status
             if zombie:
-                zombies += 1
+                counts.zombies += 1
                 denied = False
             current[pid] = known
-            rows.append((pid, proc, known, info, zombie, denied))
-        vanished += len(listed.difference(yielded))  # listed by psutil, gone before it read them
+            rows.append(_Row(pid, proc, known, info, zombie, denied))
+        counts.vanished += len(listed.difference(yielded))  # listed by psutil, gone before it read them
         self._known = current
+        return rows
 
-        # the tree, once. A parent that exited re-parents its children (re-read their ppid); a parent younger
-        # than its child is a reused pid, not the parent.
+    def _tree_phase(self, rows, psutil, counts):
+        """{pid: Resolved} over the tree, built once from ppid. A parent that exited re-parents its children (their
+        ppid is re-read; a row whose process vanished or became unreadable then is removed and counted); a parent
+        younger than its child is a reused pid, not the parent."""
+        current = self._known
         nodes, settled, dropped = {}, {}, set()
-        for pid, proc, known, _info, _zombie, _denied in rows:
+        for row in rows:
+            known = row.known
             ppid = known.ppid
             parent = current.get(ppid) if ppid else None
             parent_start = parent.create_time if parent is not None else None
             if ppid and parent_start != known.parent_start and known.node is not None:
-                try:
-                    ppid = known.ppid = proc.ppid()
-                except psutil.ZombieProcess:
-                    ppid = known.ppid = 0
-                except psutil.NoSuchProcess:
-                    dropped.add(pid)
+                ppid = self._reparent(row, psutil, counts)
+                if ppid is None:
+                    dropped.add(row.pid)
                     continue
                 parent = current.get(ppid) if ppid else None
                 parent_start = parent.create_time if parent is not None else None
@@ -560,87 +701,109 @@ class Scanner:
             node = known.node
             if node is None or node.ppid != tree_ppid or node.traits is not known.traits:
                 node = known.node = catalogue.Node(tree_ppid, known.traits)
-            nodes[pid] = node
+            nodes[row.pid] = node
             if known.resolved is not None:
-                settled[pid] = known.resolved
-        if nodes == self._last_nodes:
-            resolved = self._last_resolved  # same tree, same traits: same roles
-        else:
-            resolved = catalogue.resolve(nodes, settled)
-            self._last_nodes, self._last_resolved = nodes, resolved
+                settled[row.pid] = known.resolved
+        if dropped:
+            rows[:] = [row for row in rows if row.pid not in dropped]
+        if nodes != self._last_nodes:  # same tree, same traits: same roles
+            self._last_resolved = catalogue.resolve(nodes, settled, data_dir=self._data_dir)
+            self._last_nodes = nodes
+        return self._last_resolved
 
-        records, details_for_all = [], opts.details == "all"
-        cgroup_paths, totals = {}, {}
+    @staticmethod
+    def _reparent(row, psutil, counts):
+        """The re-read parent pid of a process whose parent exited (0 for a zombie), None when it is gone or
+        unreadable (counted)."""
+        try:
+            row.known.ppid = row.proc.ppid()
+        except psutil.ZombieProcess:
+            row.known.ppid = 0
+        except psutil.NoSuchProcess:
+            counts.vanished += 1
+            return None
+        except psutil.AccessDenied:
+            counts.unreadable += 1
+            return None
+        return row.known.ppid
+
+    def _measure_phase(self, rows, resolved, now, interval, counts):
+        """Records (memory, CPU, details), the DSS cgroups to read and the role sums. Memory is read after
+        classification: /proc/<pid>/status for DSS processes (and all with details="all"), statm otherwise."""
+        young_after = now - self.options.young_seconds
+        details_for_all = self.options.details == "all"
         per_cpu_second = 100.0 / interval if interval is not None else None
-        for pid, _proc, known, info, zombie, denied in rows:
-            if pid in dropped:
-                vanished += 1
-                continue
-            res = resolved[pid]
-            create_time = known.create_time
-            if known.resolved is None and not res.link and create_time <= young_after:
+        records, cgroup_paths, sums = [], {}, _RoleSums()
+        for row in rows:
+            res = resolved[row.pid]
+            known = row.known
+            if known.resolved is None and not res.link and known.create_time <= young_after:
                 known.resolved = res  # settled: kept while this identity lives, even if re-parented
-            cpu = info["cpu_times"]
-            cpu_total = (cpu.user + cpu.system) if cpu is not None else None
-            cpu_percent = None
-            if per_cpu_second is not None and cpu_total is not None and known.cpu_total is not None:
-                cpu_percent = max(cpu_total - known.cpu_total, 0.0) * per_cpu_second
-            known.cpu_total = cpu_total
-            rss = anon = swap = threads = cgroup = None
             is_dss = res.role != "not_dss"
-            details = (is_dss or details_for_all) and not zombie
+            details = (is_dss or details_for_all) and not row.zombie
             try:
-                if details:  # rss, RssAnon, swap and threads from one read of status
-                    rss, anon, swap, threads, status_denied = self._read_status(pid)
-                    denied = denied or status_denied
-                    if known.cgroup is None or create_time > young_after:  # DSS places processes at start
-                        path, version, dss_cgroup, cgroup_denied = self._read_cgroup(pid)
-                        known.cgroup = (path, version, dss_cgroup)
-                        denied = denied or cgroup_denied
-                if rss is None:  # not DSS, or status without memory lines: statm
-                    rss, anon, statm_denied = self._read_statm(pid)
-                    denied = denied or statm_denied
+                rss, anon, swap, threads, denied = self._memory(row, details, young_after)
             except (FileNotFoundError, ProcessLookupError):
-                vanished += 1
+                counts.vanished += 1
                 continue
-            if denied:
-                denied_count += 1
+            if denied or row.denied:
+                counts.denied += 1
+            cgroup = None
             if details:
                 cgroup, version, dss_cgroup = known.cgroup
                 if is_dss and dss_cgroup:
                     cgroup_paths[cgroup] = version
+            cpu_percent = self._cpu_percent(row, per_cpu_second)
+            sums.add(res.role, res.link, anon, rss, cpu_percent, swap)
             traits = known.traits
-            role = res.role
-            t = totals.get(role)
-            if t is None:
-                t = totals[role] = [0, 0, 0, 0.0, 0]
-            t[0] += 0 if res.link else 1  # as in role_totals: a wrapper is not one more process of its role
-            t[1] += anon or 0
-            t[2] += rss or 0
-            t[3] += cpu_percent or 0.0
-            t[4] += swap or 0
             records.append(_record({
-                "pid": pid, "ppid": known.ppid, "create_time": create_time, "name": traits.name, "role": role,
-                "label": res.label, "user": known.user, "instance": res.instance, "rss_bytes": rss,
-                "rss_anon_bytes": anon, "pss_bytes": None, "uss_bytes": None, "swap_bytes": swap,
-                "cpu_percent": cpu_percent, "num_threads": threads, "age_seconds": max(now - create_time, 0.0),
-                "cgroup": cgroup, "ids": traits.ids, "link": res.link, "zombie": zombie,
+                "pid": row.pid, "ppid": known.ppid, "create_time": known.create_time, "name": traits.name,
+                "role": res.role, "label": res.label, "user": known.user, "instance": res.instance,
+                "rss_bytes": rss, "rss_anon_bytes": anon, "pss_bytes": None, "uss_bytes": None, "swap_bytes": swap,
+                "cpu_percent": cpu_percent, "num_threads": threads, "age_seconds": max(now - known.create_time, 0.0),
+                "cgroup": cgroup, "ids": traits.ids, "link": res.link, "zombie": row.zombie,
             }))
+        return records, cgroup_paths, sums
 
-        pss_collected = 0
-        if opts.pss and (self._scans - 1) % opts.pss_every == 0:
-            records, pss_collected, pss_denied = self._collect_pss(records, psutil)
-            denied_count += pss_denied
-        self._last_mono = mono
-        cgroups = cgroup_totals(cgroup_paths, opts.cgroup_root)
-        stats = ScanStats(
-            wall_seconds=round(time.perf_counter() - wall0, 6), cpu_seconds=round(time.process_time() - cpu0, 6),
-            seen=len(records), new=new, classified=sum(1 for r in records if r.role != "not_dss"),
-            access_denied=denied_count, vanished=vanished, analysed=analysed, pid_reused=reused,
-            zombies=zombies, pss_collected=pss_collected, scan_number=self._scans,
-        )
-        return Snapshot(taken_at=taken_at, hostname=self._hostname, processes=tuple(records), roles=_totals(totals),
-                        cgroups=cgroups, stats=stats)
+    def _memory(self, row, details, young_after):
+        """(rss, RssAnon, swap, threads, denied) of a row: with `details`, one read of status (and of cgroup while
+        the process is young: DSS places a process in its cgroup when it starts); statm when status has no memory
+        lines or without details. Raises FileNotFoundError when the process is gone."""
+        rss = anon = swap = threads = None
+        denied = False
+        if details:
+            rss, anon, swap, threads, denied = self._read_status(row.pid)
+            known = row.known
+            if known.cgroup is None or known.create_time > young_after:
+                path, version, dss_cgroup, cgroup_denied = self._read_cgroup(row.pid)
+                known.cgroup = (path, version, dss_cgroup)
+                denied = denied or cgroup_denied
+        if rss is None:  # not DSS, or status without memory lines: statm
+            rss, anon, statm_denied = self._read_statm(row.pid)
+            denied = denied or statm_denied
+        return rss, anon, swap, threads, denied
+
+    @staticmethod
+    def _cpu_percent(row, per_cpu_second):
+        """CPU % of one core since the previous scan (None on first sight); remembers this scan's CPU time."""
+        cpu = row.info["cpu_times"]
+        cpu_total = (cpu.user + cpu.system) if cpu is not None else None
+        known = row.known
+        cpu_percent = None
+        if per_cpu_second is not None and cpu_total is not None and known.cpu_total is not None:
+            cpu_percent = max(cpu_total - known.cpu_total, 0.0) * per_cpu_second
+        known.cpu_total = cpu_total
+        return cpu_percent
+
+    def _unreadable_reason(self, unreadable, psutil):
+        """Why processes could not be read: "hidepid=<mode>" when /proc hides other users' processes from this
+        scanner (read once per scanner and procfs path), "other users' processes" when some were unreadable
+        without hidepid, "" when nothing was hidden."""
+        if self._hidepid is None or self._hidepid[0] != psutil.PROCFS_PATH:
+            self._hidepid = (psutil.PROCFS_PATH, read_hidepid(psutil.PROCFS_PATH))
+        if self._hidepid[1]:
+            return "hidepid=" + self._hidepid[1]
+        return "other users' processes" if unreadable else ""
 
     def _collect_pss(self, records, psutil):
         """PSS/USS for the chosen DSS processes. Returns (records, collected, access denied)."""
@@ -673,27 +836,12 @@ class Scanner:
 
 
 def role_totals(records: Sequence[ProcessRecord]) -> Dict[str, RoleTotals]:
-    """Per-role count, RssAnon, RSS, CPU% and swap totals of `records`, roles in catalogue order.
-
-    Transparent wrappers (`link`: sudo, execwrapper.sh, exec.py, shells) add their memory and CPU to the role
-    they wrap but are not counted as processes of it: a UIF kernel is one kernel, not three.
-    """
-    acc = {}
+    """Per-role count, RssAnon, RSS, CPU% and swap totals of `records`, roles in catalogue order (see _RoleSums:
+    a transparent wrapper adds its figures to the role it wraps but is not counted as one of its processes)."""
+    sums = _RoleSums()
     for r in records:
-        t = acc.get(r.role)
-        if t is None:
-            t = acc[r.role] = [0, 0, 0, 0.0, 0]
-        t[0] += 0 if r.link else 1
-        t[1] += r.rss_anon_bytes or 0
-        t[2] += r.rss_bytes or 0
-        t[3] += r.cpu_percent or 0.0
-        t[4] += r.swap_bytes or 0
-    return _totals(acc)
-
-
-def _totals(acc):
-    return {role: RoleTotals(acc[role][0], acc[role][1], acc[role][2], round(acc[role][3], 2), acc[role][4])
-            for role in catalogue.sequence_roles(acc)}
+        sums.add(r.role, r.link, r.rss_anon_bytes, r.rss_bytes, r.cpu_percent, r.swap_bytes)
+    return sums.totals()
 
 
 # --- the documented JSON shape ---------------------------------------------------------------------------------
