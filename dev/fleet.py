@@ -355,16 +355,51 @@ def api_node_layout(dip_home: str, prefix: str = "apinode-") -> List[ProcSpec]:
                      env=_dss_env(d))]
 
 
+def platform_layout(dip_home: str, prefix: str = "platform-") -> List[ProcSpec]:
+    """The DSS companions of dss-reference.md section 3 that the other layouts lack: the Hadoop proxy JVM
+    (`-Ddku.hproxy`, under its node's supervisord), and, as children of the controller (init / systemd on a real
+    host), the Fleet Manager agent (a command line holding `dataiku-fm-agent`), the runtime PostgreSQL databases of
+    a Cloud Stacks instance (`.../bin/postgres -D /data/pgsql/data`, with a worker whose title is rewritten, and
+    Govern's `-D /data/pgsql-govern/data`) and the story service (`docker-compose ... --file <install
+    dir>/story/docker-compose.yml`). Only the markers are documented: the rest of each command line (the
+    Hadoop proxy's main class, the agent's paths, the postgres options) is illustrative. No file is written
+    outside the fleet's directory (the database paths only appear in command lines)."""
+    d = dip_home
+    postgres = "/usr/lib/postgresql/15/bin/postgres"
+    plain_env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    return [
+        _supervisord(d, prefix + "supervisord", ("hproxy",)),
+        ProcSpec(prefix + "hproxy", java_cmdline("hproxy", "com.dataiku.dip.hproxy.HProxyMain", d, xmx="1g"),
+                 parent=prefix + "supervisord", comm="java", memory_mib=8, role="Hadoop proxy", cwd=d,
+                 env=_dss_env(d)),
+        ProcSpec(prefix + "fm-agent", ("/opt/dataiku-fm-agent/venv/bin/python3", "/opt/dataiku-fm-agent/agent.py",
+                                       "--config", "/etc/dataiku-fm-agent/agent.yml"),
+                 comm="python3", memory_mib=4, role="Fleet Manager agent", env=plain_env),
+        ProcSpec(prefix + "postgres", (postgres, "-D", "/data/pgsql/data", "-c",
+                                       "config_file=/data/pgsql/data/postgresql.conf"),
+                 comm="postgres", memory_mib=6, role="runtime database (PostgreSQL)", env=plain_env),
+        ProcSpec(prefix + "postgres-worker", ("postgres: background writer",), parent=prefix + "postgres",
+                 comm="postgres", memory_mib=2, role="runtime database worker", env=plain_env),
+        ProcSpec(prefix + "postgres-govern", (postgres, "-D", "/data/pgsql-govern/data"), comm="postgres",
+                 memory_mib=4, role="Govern runtime database (PostgreSQL)", env=plain_env),
+        ProcSpec(prefix + "story", ("/usr/local/bin/docker-compose", "--project-name", "dss-story", "--file",
+                                    INSTALL_DIR + "/story/docker-compose.yml", "up"),
+                 comm="docker-compose", memory_mib=2, role="story service", env=plain_env),
+    ]
+
+
 def sibling_dir(dip_home: str, name: str) -> str:
     """Another data directory next to `dip_home` (same temporary base, removed with the fleet)."""
     return os.path.join(os.path.dirname(dip_home), name)
 
 
 def full_layout(dip_home: str) -> List[ProcSpec]:
-    """Everything: the demo node with the extra roles, a second instance, a Govern node and an API node."""
+    """Everything: the demo node with the extra roles, a second instance, a Govern node, an API node and the
+    platform companions (Hadoop proxy, Fleet Manager agent, runtime databases, story service)."""
     return (demo_layout(dip_home) + extra_roles_layout(dip_home)
             + second_instance_layout(sibling_dir(dip_home, "dss2_data"))
-            + govern_layout(sibling_dir(dip_home, "govern_data")) + api_node_layout(sibling_dir(dip_home, "api_data")))
+            + govern_layout(sibling_dir(dip_home, "govern_data")) + api_node_layout(sibling_dir(dip_home, "api_data"))
+            + platform_layout(sibling_dir(dip_home, "platform_data")))
 
 
 LAYOUTS: Dict[str, Layout] = {
@@ -373,6 +408,7 @@ LAYOUTS: Dict[str, Layout] = {
     "two-instances": lambda d: demo_layout(d) + second_instance_layout(sibling_dir(d, "dss2_data")),
     "govern": govern_layout,
     "api-node": api_node_layout,
+    "platform": platform_layout,
     "full": full_layout,
 }
 

@@ -23,6 +23,7 @@ from dev.fleet import (
     connection_file,
     full_layout,
     govern_layout,
+    platform_layout,
     second_instance_layout,
 )
 
@@ -348,3 +349,26 @@ def test_a_controller_killed_with_sigkill_leaves_nothing_behind():
         reaper.stdout.close()
         if base:  # the controller had no chance to remove its temporary directory
             shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_platform_layout_carries_the_documented_markers_of_dss_companions():
+    """One process per DSS companion of dss-reference.md section 3 (Hadoop proxy, Fleet Manager agent, runtime
+    databases, story service), with the documented marker on its command line, its comm and its parent."""
+    with Fleet(platform_layout) as fleet:
+        def line(name):
+            return psutil.Process(fleet.pid(name)).cmdline()
+
+        hproxy = line("platform-hproxy")
+        assert hproxy[0] == JAVA and hproxy[1] == "-Ddku.hproxy"
+        assert hproxy[hproxy.index("-cp") + 1].split(":")[0] == fleet.dip_home + "/bin"
+        assert psutil.Process(fleet.pid("platform-hproxy")).ppid() == fleet.pid("platform-supervisord")
+        assert any("dataiku-fm-agent" in arg for arg in line("platform-fm-agent"))
+        assert line("platform-postgres")[0].endswith("/bin/postgres") and "/data/pgsql/data" in line("platform-postgres")
+        assert "/data/pgsql-govern/data" in line("platform-postgres-govern")
+        worker = psutil.Process(fleet.pid("platform-postgres-worker"))
+        assert worker.cmdline() == ["postgres:", "background", "writer"] and worker.name() == "postgres"
+        assert worker.ppid() == fleet.pid("platform-postgres")
+        story = line("platform-story")
+        assert story[story.index("--file") + 1].endswith("/story/docker-compose.yml")
+        for name in ("platform-fm-agent", "platform-postgres", "platform-postgres-govern", "platform-story"):
+            assert psutil.Process(fleet.pid(name)).ppid() == os.getpid()  # init / systemd on a real host

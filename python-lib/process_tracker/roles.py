@@ -656,26 +656,28 @@ def resolve(nodes, known=None, data_dir=None):
             visit([pid])
     for pid in reversed(order):  # children before parents: a link takes what it wraps
         traits = nodes[pid].traits
-        if traits.role != LINK:
-            continue
-        up = upstream.get(pid)
-        home = home_of(traits)
-        in_dss = (up is not None and up.is_dss) or (traits.dss_path and home is not None)
-        wrapped = None
-        if in_dss:
-            for child in sorted(children.get(pid, ())):
-                res = result.get(child)
-                if res is not None and res.is_dss:
-                    wrapped = res
-                    break
-        if wrapped is not None:
-            result[pid] = Resolved(wrapped.role, traits.label, home or wrapped.instance, link=True)
-        elif up is not None and up.is_dss:
-            inherited = _inherit(up, traits, home)
-            result[pid] = Resolved(inherited.role, traits.label, inherited.instance, link=True)
-        else:
-            result[pid] = Resolved(_NOT_DSS, traits.label if in_dss else traits.name, None, link=True)
+        if traits.role == LINK:
+            result[pid] = _link(traits, upstream.get(pid), home_of(traits), children.get(pid, ()), result)
     return result
+
+
+def _link(traits, up, home, children, result):
+    """A transparent wrapper's resolution: the role of the first DSS child it wraps (when it is in a DSS tree or
+    names a confirmed data directory), else what it inherits like any process, else not_dss."""
+    in_dss = (up is not None and up.is_dss) or (traits.dss_path and home is not None)
+    wrapped = None
+    if in_dss:
+        for child in sorted(children):
+            res = result.get(child)
+            if res is not None and res.is_dss:
+                wrapped = res
+                break
+    if wrapped is not None:
+        return Resolved(wrapped.role, traits.label, home or wrapped.instance, link=True)
+    if up is not None and up.is_dss:
+        inherited = _inherit(up, traits, home)
+        return Resolved(inherited.role, traits.label, inherited.instance, link=True)
+    return Resolved(_NOT_DSS, traits.label if in_dss else traits.name, None, link=True)
 
 
 def classify_tree(processes, data_dir=None):
