@@ -162,7 +162,8 @@ class ScanOptions:
     young_seconds: processes younger than this are re-read and re-classified on every scan.
     details: "dss" (swap, threads, cgroup of DSS processes only) or "all" (every process).
     proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads (status, statm,
-      cgroup, pid allocation; psutil itself reads psutil.PROCFS_PATH); tests point them at fake trees.
+      cgroup, pid allocation; psutil itself, the comm and the hidepid check read psutil.PROCFS_PATH); tests point
+      them at fake trees.
     cgroup_markers: a cgroup is a DSS cgroup when one of its path components is one of these (case-insensitive).
     """
 
