@@ -772,6 +772,9 @@ def test_a_process_name_is_its_comm_never_argv0_extended(tmp_path):
         assert (record.role, record.name, record.label) == ("dss_other", "python3-AKIAPTP", "python3-AKIAPTP")
         text = json.dumps(snapshot_to_json(snapshot, include_not_dss=True)) + repr(snapshot.processes)
         assert PLANTED_KEY not in text and PLANTED_KEY[:10] not in text
+        for argv in ([CLI, "scan", "--json", "--all"], [CLI, "scan", "--all", "--top", "100"]):  # the user's view
+            out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
+            assert "python3-AKIAPTP" in out and PLANTED_KEY[:10] not in out
 
 
 def test_dss_jvm_markers_count_only_for_a_jvm(tmp_path):
