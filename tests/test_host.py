@@ -867,3 +867,28 @@ def test_access_denied_at_each_psutil_call_site_is_counted_not_fatal(tmp_path, m
             except ProcessLookupError:
                 pass
         parent.wait()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to make a directory unreadable to the scanner's user")
+@pytest.mark.parametrize("with_jvm", [False, True])
+def test_an_unreadable_data_directory_counts_only_when_a_dss_jvm_names_it(with_jvm):
+    """The scanner runs as `nobody`; the data directory (with install-support/) is root's, mode 0700: its layout
+    cannot be checked, so a kernel naming it is not DSS, unless a DSS JVM (a backend) names it via -cp."""
+    base = tempfile.mkdtemp(prefix="pt-private-")
+    try:
+        os.chmod(base, 0o755)
+        data = os.path.join(base, "dss_data")
+        os.makedirs(os.path.join(data, "install-support"))
+        os.chmod(data, 0o700)
+        specs = [_foreign_kernel(data, None)]
+        if with_jvm:
+            specs.append(ProcSpec("backend", ("/usr/lib/jvm/java-17/bin/java", "-Ddku.backend", "-cp", data + "/bin:/x",
+                                              "com.dataiku.dip.DSSBackendMain"), comm="java", memory_mib=1))
+        with Fleet(specs, dip_home=data) as fleet:
+            code = ("import json; from process_tracker.host import Scanner; snap = Scanner().scan();"
+                    "print(json.dumps({p.pid: [p.role, p.instance] for p in snap.processes}))")
+            records = _run_scanner_as_nobody(code)
+            kernel = records[str(fleet.pid("foreign-kernel"))]
+        assert kernel == (["jupyter_kernel", data] if with_jvm else ["not_dss", None])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
