@@ -25,6 +25,7 @@ from process_tracker.host import (
     parse_proc_cgroup,
     parse_status,
     read_cgroup,
+    read_hidepid,
     reusable_pids,
     snapshot_to_json,
 )
@@ -892,3 +893,21 @@ def test_an_unreadable_data_directory_counts_only_when_a_dss_jvm_names_it(with_j
         assert kernel == (["jupyter_kernel", data] if with_jvm else ["not_dss", None])
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("options,euid,gids,expected", [
+    ("rw,hidepid=invisible", 1000, [1000], "invisible"),
+    ("rw,hidepid=2", 1000, [1000], "invisible"),  # older kernels show the number
+    ("rw,nosuid,hidepid=1", 1000, [1000], "noaccess"),
+    ("rw,hidepid=ptraceable", 1000, [1000], "ptraceable"),
+    ("rw,hidepid=2,gid=4242", 1000, [1000, 4242], None),  # a member of the mount's gid group sees everything
+    ("rw,hidepid=2", 0, [0], None),  # root sees everything
+    ("rw,hidepid=0", 1000, [1000], None),
+    ("rw", 1000, [1000], None),
+])
+def test_hidepid_is_read_from_the_proc_mount_options(tmp_path, options, euid, gids, expected):
+    proc = tmp_path / "proc"
+    _write(proc / "self" / "mountinfo", "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+                                        "66 46 0:40 / %s rw,relatime - proc proc %s\n" % (proc, options))
+    assert read_hidepid(str(proc), euid=euid, gids=gids) == expected
+    assert read_hidepid(str(tmp_path / "missing"), euid=euid, gids=gids) is None

@@ -425,10 +425,11 @@ def looks_like_data_dir(path: str) -> bool:
 HIDEPID_MODES = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
 
 
-def read_hidepid(procfs_path: str = "/proc") -> Optional[str]:
+def read_hidepid(procfs_path: str = "/proc", euid: Optional[int] = None,
+                 gids: Optional[Sequence[int]] = None) -> Optional[str]:
     """The hidepid mode of the proc file system mounted at `procfs_path` ("noaccess", "invisible", "ptraceable"),
-    from its mount options in /proc/self/mountinfo; None when off, when this process is exempt (root, or a member
-    of the mount's `gid=` group), or unreadable."""
+    from its mount options in <procfs_path>/self/mountinfo; None when off, when this process is exempt (euid 0,
+    or a member of the mount's `gid=` group; `euid` and `gids` default to this process's), or unreadable."""
     try:
         with open(os.path.join(procfs_path, "self", "mountinfo"), "rb") as f:
             lines = f.read().decode("utf-8", "replace").splitlines()
@@ -441,7 +442,10 @@ def read_hidepid(procfs_path: str = "/proc") -> Optional[str]:
             continue
         options = dict(o.partition("=")[::2] for o in line.split(" - ", 1)[1].split(" ")[-1].split(","))
         mode = HIDEPID_MODES.get(options.get("hidepid", "0"), options.get("hidepid"))
-        exempt = os.geteuid() == 0 or (options.get("gid", "").isdigit() and int(options["gid"]) in os.getgroups())
+        gid = int(options["gid"]) if options.get("gid", "").isdigit() else None
+        euid = os.geteuid() if euid is None else euid
+        gids = [os.getegid()] + os.getgroups() if gids is None else gids
+        exempt = euid == 0 or (gid is not None and gid in gids)
         return None if mode in (None, "off") or exempt else mode
     return None
 
