@@ -42,6 +42,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	grep -vE '^(dataiku-api-client|playwright|greenlet|ruff|vermin)==' requirements-dev.txt > .venv-dss$*/requirements.txt
 	echo "dataiku-api-client==$(filter $*.%,$(OLD_CLIENTS))" >> .venv-dss$*/requirements.txt
 	.venv-dss$*/bin/python -m pip install --disable-pip-version-check -q -r .venv-dss$*/requirements.txt
+	.venv-dss$*/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
 chromium:

@@ -272,28 +272,24 @@ class AnswerTooLarge(requests.exceptions.RequestException):
     """DSS's answer is larger than the bound (`MAX_ANSWER_BYTES`): refused rather than held in memory."""
 
 
-def _shutdown(conn):
-    """End the socket of `conn` from another thread: a blocked read returns at once (the base-class shutdown,
-    so that a TLS socket is not touched from two threads)."""
-    sock = getattr(conn, "sock", None)
-    if sock is None:
-        return False
+def _shutdown(sock):
+    """End `sock` from another thread: a blocked read returns at once. The base-class shutdown, so that a TLS socket
+    is not touched from two threads; it works after the connection was closed while the response still reads."""
     try:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):
         pass
-    return True
 
 
 class _Deadline:
-    """The wall-clock bound of one call. When it passes, the connection the call is using is shut down (so a DSS
+    """The wall-clock bound of one call. When it passes, the socket the call is using is shut down (so a DSS
     trickling bytes cannot keep a read alive), and the call's retries are refused."""
 
     POLL_SECONDS = 0.1  # while connecting there is no socket yet: look again
 
     def __init__(self, seconds):
         self.lock = threading.Lock()
-        self.conn = None
+        self.sock = None
         self.fired = False
         self.done = threading.Event()
         self.thread = threading.Timer(seconds, self._fire)
@@ -304,17 +300,20 @@ class _Deadline:
             self.fired = True
         while not self.done.is_set():
             with self.lock:
-                conn = self.conn
-            if conn is not None and _shutdown(conn):
+                sock = self.sock
+            if sock is not None:
+                _shutdown(sock)
                 return
             self.done.wait(self.POLL_SECONDS)
 
-    def watch(self, conn):
+    def watch(self, sock):
+        if sock is None:
+            return
         with self.lock:
-            self.conn = conn
+            self.sock = sock
             fired = self.fired
         if fired:
-            _shutdown(conn)
+            _shutdown(sock)
 
     def finish(self):
         with self.lock:
@@ -322,18 +321,29 @@ class _Deadline:
         self.thread.cancel()
 
 
+def _watch(sock):
+    box = getattr(_inflight, "box", None)
+    if box is not None:
+        box.watch(sock)
+
+
 def _watched_pool_classes():
-    """urllib3's pools, telling the running call's deadline which connection it uses and refusing retries once the
-    deadline has passed. urllib3 1.26 and 2.x both have `_get_conn` and `urlopen` with these signatures."""
+    """urllib3's pools and connections, telling the running call's deadline which socket it uses (a pooled one, or
+    a new one once connected) and refusing retries once the deadline has passed. urllib3 1.26 and 2.x both have
+    these methods and attributes."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
     from urllib3.exceptions import ReadTimeoutError
 
-    class _Watched:
+    class _WatchedConnection:
+        def connect(self):
+            super().connect()
+            _watch(self.sock)
+
+    class _WatchedPool:
         def _get_conn(self, timeout=None):
             conn = super()._get_conn(timeout)
-            box = getattr(_inflight, "box", None)
-            if box is not None:
-                box.watch(conn)
+            _watch(getattr(conn, "sock", None))
             return conn
 
         def urlopen(self, *args, **kwargs):
@@ -343,11 +353,11 @@ def _watched_pool_classes():
                 raise ReadTimeoutError(self, url, "the call's deadline has passed")
             return super().urlopen(*args, **kwargs)
 
-    class WatchedHTTP(_Watched, HTTPConnectionPool):
-        pass
+    class WatchedHTTP(_WatchedPool, HTTPConnectionPool):
+        ConnectionCls = type("WatchedHTTPConnection", (_WatchedConnection, HTTPConnection), {})
 
-    class WatchedHTTPS(_Watched, HTTPSConnectionPool):
-        pass
+    class WatchedHTTPS(_WatchedPool, HTTPSConnectionPool):
+        ConnectionCls = type("WatchedHTTPSConnection", (_WatchedConnection, HTTPSConnection), {})
 
     return {"http": WatchedHTTP, "https": WatchedHTTPS}
 
