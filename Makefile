@@ -13,11 +13,12 @@ OLD_CLIENTS := 12.6.4 13.5.6 14.7.5
 OLD_MAJORS := $(foreach v,$(OLD_CLIENTS),$(firstword $(subst ., ,$(v))))
 OLD_STAMPS := $(foreach m,$(OLD_MAJORS),.venv-dss$(m)/.installed)
 # The suites that drive DSS through dataikuapi: listing, re-checks and actions for every kind, every macro run as
-# DSS runs it, the webapp backend's routes, the CLI, the client itself and the simulator it talks to.
-DSS_API_TESTS := tests/test_dss_client.py tests/test_dss_runtime.py tests/test_simulator.py \
-	tests/test_simulator_activities.py tests/test_activities.py tests/test_actions.py tests/test_macros.py \
-	tests/test_macros_host.py tests/test_webapp_backend.py tests/test_cli_activities.py tests/test_security.py \
-	tests/test_reliability_faults.py
+# DSS runs it, the webapp backend's routes, the CLI, the client itself and the simulator it talks to. (The fault
+# matrix and the host-side macro tests run with the pinned client only: they are the slowest and test no client
+# call the suites below do not.) $(wildcard) keeps a suite that is not there yet from failing the run.
+DSS_API_TESTS := $(wildcard tests/test_dss_client.py tests/test_dss_runtime.py tests/test_simulator.py \
+	tests/test_simulator_activities.py tests/test_kinds.py tests/test_activities.py tests/test_actions.py \
+	tests/test_macros.py tests/test_webapp_backend.py tests/test_cli_activities.py tests/test_security.py)
 
 .PHONY: help demo test test-clients lint plugin bench clean chromium screenshots
 
