@@ -130,7 +130,7 @@ class State:
         self.groups: Dict[str, Group] = {}
         self.revoked = set()
         self.tickets: Dict[str, tuple] = {}  # internal ticket -> (login, API key it stands for or None)
-        self.data_dir = "/data/dataiku/dss_data"  # served as `dataDirPath` by /instance-info
+        self.data_dir = None  # served as `dataDirPath` by /instance-info when set (instance "dataDirPath", sim.data_dir)
         self.projects: Dict[str, dict] = {}
         self.notebooks: Dict[tuple, dict] = {}  # (projectKey, name) -> {language, kernelSpec, tags}
         self.scenarios: Dict[tuple, dict] = {}  # (projectKey, id) -> definition as DSS stores it
