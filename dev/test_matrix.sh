@@ -1,41 +1,58 @@
 #!/usr/bin/env bash
 # The client-version matrix of `make test`: the full suite with the pinned client (.venv, dataiku-api-client 15.x),
-# then the DSS-facing suites once per old client (.venv-dss<major>, built by the Makefile), then one summary line
-# per client. Every run goes to its end even when an earlier one failed; the exit status is 1 if any failed.
+# then the DSS-facing suites once per old client (.venv-dss<major>, built by the Makefile), side by side (most of
+# their time is spent waiting on loopback HTTP and simulated delays; each run has its own temporary directory and
+# log), then one summary line per client. Every run goes to its end even when another failed; the exit status is
+# 1 if any failed. MATRIX_PARALLEL=0 runs the old clients one after the other.
 # usage: dev/test_matrix.sh <main python or ""> "<dss-facing test files>" <major>... -- [pytest args]
 set -uo pipefail
 main_py="$1"; dss_tests="$2"; shift 2
 majors=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do majors+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-summary=()
+logs="$(mktemp -d "${TMPDIR:-/tmp}/process-tracker-matrix.XXXXXX")"
 status=0
 
 client_version() {
     "$1" -c "from importlib.metadata import version; print(version('dataiku-api-client'))"
 }
 
-run() {  # run <python> <label> <pytest args...>
+run() {  # run <python> <label> <pytest args...>: prints the pytest output, writes "<version> <rc> <seconds>"
     local py="$1" label="$2"; shift 2
-    local version; version="$(client_version "$py")"
+    local version start rc tmp
+    version="$(client_version "$py")"
+    tmp="$(mktemp -d "$logs/tmp.XXXXXX")"
+    start=$SECONDS
     echo "== dataiku-api-client $version: $label"
-    local start=$SECONDS
-    if PT_EXPECT_CLIENT="$version" "$py" -m pytest "$@"; then
-        summary+=("dataiku-api-client $version: PASSED ($label, $((SECONDS - start)) s)")
-    else
-        summary+=("dataiku-api-client $version: FAILED ($label, $((SECONDS - start)) s)")
-        status=1
-    fi
+    TMPDIR="$tmp" PT_EXPECT_CLIENT="$version" "$py" -m pytest "$@"
+    rc=$?
+    echo "$version $rc $((SECONDS - start)) $label" > "$logs/result.$version"
+    rm -rf "$tmp"
+    return $rc
 }
 
 if [ -n "$main_py" ]; then
-    run "$main_py" "full suite" "$@"
+    run "$main_py" "full suite" "$@" || status=1
 fi
 for major in "${majors[@]}"; do
     # shellcheck disable=SC2086 - the list of test files is meant to split
-    run ".venv-dss$major/bin/python" "DSS-facing suites" $dss_tests -p no:cacheprovider "$@"
+    if [ "${MATRIX_PARALLEL:-1}" = "1" ]; then
+        run ".venv-dss$major/bin/python" "DSS-facing suites" $dss_tests -p no:cacheprovider "$@" \
+            > "$logs/out.$major" 2>&1 &
+    else
+        run ".venv-dss$major/bin/python" "DSS-facing suites" $dss_tests -p no:cacheprovider "$@" || status=1
+    fi
+done
+wait
+for major in "${majors[@]}"; do
+    [ -f "$logs/out.$major" ] && cat "$logs/out.$major"
 done
 echo
 echo "== client-version matrix"
-printf '%s\n' "${summary[@]}"
+for result in "$logs"/result.*; do
+    read -r version rc seconds label < "$result"
+    if [ "$rc" = "0" ]; then word=PASSED; else word=FAILED; status=1; fi
+    echo "dataiku-api-client $version: $word ($label, $seconds s)"
+done
+rm -rf "$logs"
 exit $status
