@@ -11,36 +11,39 @@ majors=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do majors+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 logs="$(mktemp -d "${TMPDIR:-/tmp}/process-tracker-matrix.XXXXXX")"
+chmod 0755 "$logs"  # the fleet runs a process as another unix user: it must reach its files under the temp dir
 status=0
 
 client_version() {
     "$1" -c "from importlib.metadata import version; print(version('dataiku-api-client'))"
 }
 
-run() {  # run <python> <label> <pytest args...>: prints the pytest output, writes "<version> <rc> <seconds>"
-    local py="$1" label="$2"; shift 2
-    local version start rc tmp
+run() {  # run <python> <label> <own temp dir: 0|1> <pytest args...>: prints the pytest output and records
+    local py="$1" label="$2" own_tmp="$3"; shift 3  # "<version> <rc> <seconds> <label>" for the summary
+    local version start rc tmp="${TMPDIR:-/tmp}"
     version="$(client_version "$py")"
-    tmp="$(mktemp -d "$logs/tmp.XXXXXX")"
+    if [ "$own_tmp" = "1" ]; then
+        tmp="$(mktemp -d "$logs/tmp.XXXXXX")" && chmod 0755 "$tmp"
+    fi
     start=$SECONDS
     echo "== dataiku-api-client $version: $label"
     TMPDIR="$tmp" PT_EXPECT_CLIENT="$version" "$py" -m pytest "$@"
     rc=$?
     echo "$version $rc $((SECONDS - start)) $label" > "$logs/result.$version"
-    rm -rf "$tmp"
+    [ "$own_tmp" = "1" ] && rm -rf "$tmp"
     return $rc
 }
 
 if [ -n "$main_py" ]; then
-    run "$main_py" "full suite" "$@" || status=1
+    run "$main_py" "full suite" 0 "$@" || status=1
 fi
 for major in "${majors[@]}"; do
     # shellcheck disable=SC2086 - the list of test files is meant to split
     if [ "${MATRIX_PARALLEL:-1}" = "1" ]; then
-        run ".venv-dss$major/bin/python" "DSS-facing suites" $dss_tests -p no:cacheprovider "$@" \
+        run ".venv-dss$major/bin/python" "DSS-facing suites" 1 $dss_tests -p no:cacheprovider "$@" \
             > "$logs/out.$major" 2>&1 &
     else
-        run ".venv-dss$major/bin/python" "DSS-facing suites" $dss_tests -p no:cacheprovider "$@" || status=1
+        run ".venv-dss$major/bin/python" "DSS-facing suites" 0 $dss_tests -p no:cacheprovider "$@" || status=1
     fi
 done
 wait
