@@ -18,12 +18,15 @@ connection errors and 5xx answers within that deadline. Actions (POST/PUT/DELETE
 Errors from the client become a few typed exceptions where they enter the code (`translate_error`).
 This module never imports `dataiku` at module level: the plugin code must import outside DSS too.
 """
+import heapq
 import inspect
+import itertools
 import json
 import math
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -282,8 +285,8 @@ def _shutdown(sock):
 
 
 class _Deadline:
-    """The wall-clock bound of one call. When it passes, the socket the call is using is shut down (so a DSS
-    trickling bytes cannot keep a read alive), and the call's retries are refused."""
+    """The wall-clock bound of one call. When it passes (`_WATCHDOG` calls `fire`), the socket the call is using is
+    shut down (so a DSS trickling bytes cannot keep a read alive), and the call's retries are refused."""
 
     POLL_SECONDS = 0.1  # while connecting there is no socket yet: look again
 
@@ -292,19 +295,19 @@ class _Deadline:
         self.sock = None
         self.fired = False
         self.done = threading.Event()
-        self.thread = threading.Timer(seconds, self._fire)
-        self.thread.daemon = True
+        self.due_at = time.monotonic() + seconds
 
-    def _fire(self):
+    def fire(self):
+        """Past the deadline: shut the socket down. True when the watchdog must look again (no socket yet)."""
         with self.lock:
             self.fired = True
-        while not self.done.is_set():
-            with self.lock:
-                sock = self.sock
-            if sock is not None:
-                _shutdown(sock)
-                return
-            self.done.wait(self.POLL_SECONDS)
+            sock = self.sock
+        if self.done.is_set():
+            return False
+        if sock is None:
+            return True
+        _shutdown(sock)
+        return False
 
     def watch(self, sock):
         if sock is None:
@@ -316,9 +319,49 @@ class _Deadline:
             _shutdown(sock)
 
     def finish(self):
-        with self.lock:
-            self.done.set()
-        self.thread.cancel()
+        self.done.set()
+
+
+class _Watchdog:
+    """One daemon thread for every call's deadline (a thread per call would cost ~1 ms each): a heap of boxes by
+    due time; a finished call's box is dropped when it comes up."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.heap = []
+        self.order = itertools.count()
+        self.thread = None
+
+    def add(self, box, due_at=None):
+        with self.cond:
+            heapq.heappush(self.heap, (box.due_at if due_at is None else due_at, next(self.order), box))
+            if self.thread is None or not self.thread.is_alive():  # first use, or after a fork
+                self.thread = threading.Thread(target=self._run, name="process-tracker-deadlines", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+
+    def _next_due(self):
+        """The next box past its deadline (under the lock), or None after waiting for one."""
+        while self.heap and self.heap[0][2].done.is_set():
+            heapq.heappop(self.heap)
+        if not self.heap:
+            self.cond.wait()
+            return None
+        wait = self.heap[0][0] - time.monotonic()
+        if wait > 0:
+            self.cond.wait(wait)
+            return None
+        return heapq.heappop(self.heap)[2]
+
+    def _run(self):
+        while True:
+            with self.cond:
+                box = self._next_due()
+            if box is not None and box.fire():
+                self.add(box, time.monotonic() + box.POLL_SECONDS)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _watch(sock):
@@ -413,7 +456,7 @@ def _make_adapter(timeout, read_retries, deadline_seconds, max_bytes):
         def send(self, request, stream=False, timeout=None, **kwargs):
             box = _Deadline(deadline_seconds)
             _inflight.box = box
-            box.thread.start()
+            _WATCHDOG.add(box)
             try:
                 response = super().send(request, stream=stream, timeout=timeout or default_timeout, **kwargs)
                 _last_status.value = response.status_code
