@@ -7,12 +7,25 @@ VERSION := $(shell $(PYTHON) -c "import json;print(json.load(open('plugin.json')
 ZIP := dist/dss-plugin-process-tracker-$(VERSION).zip
 PLUGIN_CODE := python-lib python-runnables webapps
 STAMP := $(VENV)/.installed
+# The dataiku-api-client releases that DSS 12, 13 and 14 ship (the main .venv pins 15.x from requirements-dev.txt).
+# Inside DSS the plugin runs with that DSS's own client: the DSS-facing suites run once with each of them.
+OLD_CLIENTS := 12.6.4 13.5.6 14.7.5
+OLD_MAJORS := $(foreach v,$(OLD_CLIENTS),$(firstword $(subst ., ,$(v))))
+OLD_STAMPS := $(foreach m,$(OLD_MAJORS),.venv-dss$(m)/.installed)
+# The suites that drive DSS through dataikuapi: listing, re-checks and actions for every kind, every macro run as
+# DSS runs it, the webapp backend's routes, the CLI, the client itself and the simulator it talks to. (The fault
+# matrix and the host-side macro tests run with the pinned client only: they are the slowest and test no client
+# call the suites below do not.) $(wildcard) keeps a suite that is not there yet from failing the run.
+DSS_API_TESTS := $(wildcard tests/test_dss_client.py tests/test_dss_runtime.py tests/test_simulator.py \
+	tests/test_simulator_activities.py tests/test_kinds.py tests/test_activities.py tests/test_actions.py \
+	tests/test_macros.py tests/test_webapp_backend.py tests/test_cli_activities.py tests/test_security.py)
 
-.PHONY: help demo test lint plugin bench clean chromium screenshots
+.PHONY: help demo test test-clients lint plugin bench clean chromium screenshots
 
 help:
 	@echo "make demo    start the simulated DSS, a fleet of DSS-shaped processes and the monitoring webapp"
 	@echo "make test    lint, then every test (unit, integration over HTTP, real processes, headless Chromium)"
+	@echo "make test-clients  only the DSS-facing suites, once per old dataiku-api-client ($(OLD_CLIENTS))"
 	@echo "make lint    ruff, and a Python 3.9 compatibility check of the plugin code (vermin)"
 	@echo "make plugin  build $(ZIP)"
 	@echo "make bench   run the benchmarks under bench/ (figures go to bench/RESULTS.md by hand)"
@@ -24,6 +37,15 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
+# .venv-dss12 etc.: requirements-dev.txt with the client pin replaced (no browser, no linters: not needed there)
+.venv-dss%/.installed: requirements-dev.txt pyproject.toml
+	test -x .venv-dss$*/bin/python || $(PYTHON) -m venv .venv-dss$*
+	grep -vE '^(dataiku-api-client|playwright|greenlet|ruff|vermin)==' requirements-dev.txt > .venv-dss$*/requirements.txt
+	echo "dataiku-api-client==$(filter $*.%,$(OLD_CLIENTS))" >> .venv-dss$*/requirements.txt
+	.venv-dss$*/bin/python -m pip install --disable-pip-version-check -q -r .venv-dss$*/requirements.txt
+	.venv-dss$*/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
 chromium:
 	@bash dev/ensure-chromium.sh
 
@@ -31,8 +53,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --no-tips --violations --eval-annotations -t=3.9- $(PLUGIN_CODE)
 
-test: $(STAMP) chromium lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The full suite on the pinned 15.x client, then the DSS-facing suites on each old client; a summary at the end.
+test: $(STAMP) chromium lint $(OLD_STAMPS)
+	@bash dev/test_matrix.sh "$(PY)" "$(DSS_API_TESTS)" $(OLD_MAJORS) -- $(PYTEST_ARGS)
+
+test-clients: $(OLD_STAMPS)
+	@bash dev/test_matrix.sh "" "$(DSS_API_TESTS)" $(OLD_MAJORS) -- $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m dev.demo $(DEMO_ARGS)
@@ -49,4 +75,4 @@ $(ZIP): plugin.json $(shell find $(PLUGIN_CODE) code-env resource -type f -not -
 	$(PYTHON) dev/build_plugin.py $@
 
 clean:
-	rm -rf $(VENV) dist .pytest_cache
+	rm -rf $(VENV) .venv-dss* dist .pytest_cache

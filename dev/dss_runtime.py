@@ -8,6 +8,12 @@ runner runs them. Used by the tests and by the demo; not shipped in the plugin z
   message DSS would show.
 - `load_webapp(webapp_dir, config=...)`: creates a Flask `app`, registers `/__ping`, and `exec`s `backend.py`
   with `app` injected as a global (the file does not create it); returns a Flask test client.
+
+Identity, as DSS gives it: the code runs with `DKU_BACKEND_PORT` (the local DSS) and `DKU_API_TICKET` (a ticket
+DSS issued for the user running the macro, or the webapp's run-as user); `dataiku.api_client()` builds its client
+from those two only. Pass `dss=<Simulator>, user=<login>` for that. Callers that still pass `DKU_DSS_URL` +
+`DKU_API_KEY` of a simulator running in this process get a ticket for that key's user on that simulator (the
+variables themselves stay set: plugin code inside DSS must ignore them, and tests check it does).
 """
 import importlib.util
 import inspect
@@ -80,8 +86,40 @@ def _instantiate(cls, project_key, config, plugin_config):
     return cls(*args[: min(len(params), 3)])
 
 
-def run_macro(runnable_dir, config, project_key=None, plugin_config=None, env=None):
-    """Run one macro as DSS's macro server does; returns a MacroResult or raises MacroFailed."""
+def dss_identity(dss, user=None, for_key=None):
+    """What DSS puts in the environment of code it runs for `user` (default: the admin key's user) on the
+    simulator `dss`: the backend port and a fresh internal ticket for that user."""
+    login = user or dss.login_of_key(dss.admin_key)
+    return {"DKU_BACKEND_PORT": str(dss.port), "DKU_API_TICKET": dss.ticket_for(login, for_key)}
+
+
+def _identity_for(env, dss=None, user=None):
+    """The DKU_BACKEND_PORT/DKU_API_TICKET to set: from `dss`/`user`; else from a simulator's URL and key in `env`
+    (older callers: a ticket for that key's user, revoked with the key; a URL where no simulator of this process
+    serves gives its port and a ticket nobody issued); else nothing (no identity, as outside DSS)."""
+    if dss is not None:
+        return dss_identity(dss, user)
+    from urllib.parse import urlsplit
+
+    from dev.dss_simulator.simulator import serving_at
+
+    url, key = env.get("DKU_DSS_URL"), env.get("DKU_API_KEY")
+    if not (url and key):
+        return {}
+    sim = serving_at(url)
+    try:
+        return dss_identity(sim, sim.login_of_key(key), for_key=key)
+    except (AttributeError, KeyError):  # no simulator there, or a key nobody has: DSS would answer 401
+        try:
+            port = urlsplit(url).port
+        except ValueError:
+            port = None
+        return {"DKU_BACKEND_PORT": str(port or 1), "DKU_API_TICKET": "ticket-nobody-issued"}
+
+
+def run_macro(runnable_dir, config, project_key=None, plugin_config=None, env=None, dss=None, user=None):
+    """Run one macro as DSS's macro server does, as `user` of the simulator `dss` (see the module's doc);
+    returns a MacroResult or raises MacroFailed."""
     _ensure_paths()
     with open(os.path.join(runnable_dir, "runnable.json")) as f:
         descriptor = json.load(f)
@@ -90,6 +128,8 @@ def run_macro(runnable_dir, config, project_key=None, plugin_config=None, env=No
         if project_key:
             os.environ["DKU_CURRENT_PROJECT_KEY"] = project_key
         os.environ.update(env or {})
+        if dss is not None or "DKU_API_TICKET" not in (env or {}):
+            os.environ.update(_identity_for(os.environ, dss, user))
         module = _load_module(os.path.join(runnable_dir, "runnable.py"), "runnable_%s" % os.path.basename(runnable_dir))
         cls = _first_runnable_class(module)
         progress = []
@@ -111,12 +151,15 @@ def run_macro(runnable_dir, config, project_key=None, plugin_config=None, env=No
     return MacroResult(descriptor.get("resultType", "NONE"), raw, target, progress)
 
 
-def load_webapp_app(webapp_dir, config=None):
-    """exec `backend.py` as DSS's webapp runner does, with a Flask `app` injected; returns the app."""
+def load_webapp_app(webapp_dir, config=None, dss=None, user=None):
+    """exec `backend.py` as DSS's webapp runner does, with a Flask `app` injected, running as `user` of the
+    simulator `dss` (the webapp's run-as user; see the module's doc); returns the app. Like DSS's runner, it sets
+    the process's environment (DKU_CUSTOM_WEBAPP_CONFIG, DKU_BACKEND_PORT, DKU_API_TICKET)."""
     _ensure_paths()
     from flask import Flask
 
     os.environ["DKU_CUSTOM_WEBAPP_CONFIG"] = json.dumps(config or {})
+    os.environ.update(_identity_for(os.environ, dss, user))
     app = Flask("dss_webapp_backend")
 
     @app.route("/__ping")
@@ -131,6 +174,6 @@ def load_webapp_app(webapp_dir, config=None):
     return app
 
 
-def load_webapp(webapp_dir, config=None):
+def load_webapp(webapp_dir, config=None, dss=None, user=None):
     """The webapp backend loaded as DSS would, as a Flask test client."""
-    return load_webapp_app(webapp_dir, config).test_client()
+    return load_webapp_app(webapp_dir, config, dss=dss, user=user).test_client()

@@ -94,9 +94,15 @@ def test_plugin_json():
 def test_code_env_accepts_python_39_to_312_and_lists_runtime_packages():
     desc = _load(os.path.join(ROOT, "code-env", "python", "desc.json"))
     assert desc["acceptedPythonInterpreters"] == ["PYTHON39", "PYTHON310", "PYTHON311", "PYTHON312"]
+    # as Dataiku's current plugins declare it
+    assert (desc["forceConda"], desc["installCorePackages"], desc["corePackagesSet"]) == (False, True, "AUTO")
     with open(os.path.join(ROOT, "code-env", "python", "spec", "requirements.txt")) as f:
         names = {line.split(">")[0].split("=")[0].strip() for line in f if line.strip()}
-    assert names == {"dataiku-api-client", "six", "psutil", "flask", "plotly"}
+    # inside DSS the client is the one DSS ships (a newer one beside an older DSS is a pairing Dataiku reports as
+    # failing): the code env does not install its own; the CLI's pyproject does
+    assert names == {"psutil", "flask", "plotly"}
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        assert '"dataiku-api-client>=' in f.read()
 
 
 @pytest.mark.parametrize("path", _descriptors("python-runnables/*/runnable.json"))
@@ -121,6 +127,7 @@ def test_webapp_json(path):
     assert set(conf["meta"]) <= WEBAPP_META_KEYS
     assert conf["meta"].get("label") and conf["meta"].get("description")
     assert conf["baseType"] == "STANDARD"
+    assert conf["noJSSecurity"] == "true"  # as Dataiku's "convert to plugin webapp" writes it (a string)
     if conf.get("hasBackend"):
         assert os.path.exists(os.path.join(os.path.dirname(path), "backend.py"))
     _check_params(path, conf.get("params", []))
@@ -132,3 +139,35 @@ def test_every_descriptor_is_checked():
     found = {p for p in found if "/tests/" not in p and "/.venv/" not in p}
     expected = set(_descriptors("python-runnables/*/runnable.json")) | set(_descriptors("webapps/*/webapp.json"))
     assert found == expected
+
+
+def test_no_text_says_the_builtin_kernel_macro_acts_by_default():
+    """DSS's "Kill Jupyter sessions" macro reads `config.get('simulate', True)`: a dry run unless told otherwise."""
+    wrong = []
+    for pattern in ("README.md", "docs/*.md", "python-lib/**/*.py", "python-runnables/*/runnable.json"):
+        for path in _descriptors(pattern):
+            with open(path) as f:
+                if "defaults to false" in f.read():
+                    wrong.append(os.path.relpath(path, ROOT))
+    assert wrong == []
+
+
+def test_the_installed_run_a_macro_step_has_every_field_dss_exports(simulator):
+    """Installed through the macro, as DSS runs it, and read back from the (simulated) DSS."""
+    from dev.dss_runtime import run_macro
+    from dev.dss_simulator.builders import instance, project
+
+    sim = simulator(instance(projects=[project("OPS")]))
+    run_macro(os.path.join(ROOT, "python-runnables", "install-cleanup-scenario"), {"hour": 2}, project_key="OPS",
+              dss=sim, user="admin")
+    client = sim.client()
+    (listed,) = client.get_project("OPS").list_scenarios(as_type="listitems")
+    (step,) = sim.scenario("OPS", listed["id"])["params"]["steps"]
+    assert {k: v for k, v in step.items() if k not in ("id", "name", "params")} == {
+        "type": "runnable", "enabled": True, "alwaysShowComment": False,
+        "runConditionType": "RUN_IF_STATUS_MATCH", "runConditionStatuses": ["SUCCESS", "WARNING"],
+        "runConditionExpression": "", "resetScenarioStatus": False, "delayBetweenRetries": 10, "maxRetriesOnFail": 0,
+    }
+    assert set(step["params"]) == {"runnableType", "config", "adminConfig", "proceedOnFailure"}
+    assert step["params"]["runnableType"] == "pyrunnable_process-tracker_kill-idle-kernels"
+    assert step["params"]["config"]["simulate"] is True and step["params"]["proceedOnFailure"] is False

@@ -44,3 +44,18 @@ def test_plugin_code_never_imports_dataiku_at_module_level():
     )
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python-lib"))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd="/")
+
+
+def test_the_client_matrix_has_one_release_per_dss_major_and_the_code_env_none():
+    """`make test` runs the DSS-facing suites with the client each DSS ships: the latest 12.x, 13.x, 14.x (cached
+    venvs) and the pinned 15.x (.venv). The plugin's code env installs no client: DSS provides its own."""
+    import re
+
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        old = re.search(r"^OLD_CLIENTS := (.*)$", f.read(), re.M).group(1).split()
+    with open(os.path.join(ROOT, "requirements-dev.txt")) as f:
+        pinned = re.search(r"^dataiku-api-client==(\S+)$", f.read(), re.M).group(1)
+    assert old == ["12.6.4", "13.5.6", "14.7.5"]
+    assert [v.split(".")[0] for v in old + [pinned]] == ["12", "13", "14", "15"]
+    with open(os.path.join(ROOT, "code-env", "python", "spec", "requirements.txt")) as f:
+        assert "dataiku-api-client" not in f.read()

@@ -53,10 +53,15 @@ def assert_dss_error(response, status, error_type_suffix):
 def test_key_as_basic_username_or_ticket_header_and_401_for_unknown_missing_or_revoked_keys(simulator):
     sim = simulator(small())
     assert requests.get(api(sim, "/auth/info"), auth=(sim.admin_key, "")).json()["authIdentifier"] == "admin"
-    ticket = requests.get(api(sim, "/auth/info"), headers={"X-DKU-APITicket": sim.key_for("bob")})
+    ticket = requests.get(api(sim, "/auth/info"), headers={"X-DKU-APITicket": sim.ticket_for("bob")})
     assert ticket.json()["authIdentifier"] == "bob"
-    with_ticket = dataikuapi.DSSClient(sim.url, internal_ticket=sim.key_for("ops"))
+    with_ticket = dataikuapi.DSSClient(sim.url, internal_ticket=sim.ticket_for("ops"))
     assert with_ticket.get_auth_info()["authIdentifier"] == "ops"
+    # a ticket is issued for one user; an API key is not a ticket, and an unknown ticket is refused
+    assert_dss_error(requests.get(api(sim, "/auth/info"), headers={"X-DKU-APITicket": sim.key_for("bob")}), 401,
+                     "NotAuthenticatedException")
+    assert_dss_error(requests.get(api(sim, "/auth/info"), headers={"X-DKU-APITicket": "made-up"}), 401,
+                     "NotAuthenticatedException")
     assert_dss_error(requests.get(api(sim, "/projects/")), 401, "NotAuthenticatedException")
     assert_dss_error(requests.get(api(sim, "/projects/"), auth=("nope", "")), 401, "NotAuthenticatedException")
 

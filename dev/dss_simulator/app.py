@@ -1,7 +1,7 @@
 """The Flask app serving DSS's public API under /dip/publicapi, over a `State`. Routes are thin.
 
-Transport as DSS does it: an API key as HTTP Basic username (empty password) or an `X-DKU-APITicket` header
-(any API key is also accepted as a ticket); JSON bodies read whatever the Content-Type (the client sends none);
+Transport as DSS does it: an API key as HTTP Basic username (empty password), or an internal ticket in the
+`X-DKU-APITicket` header (a ticket is issued for one user by `State.issue_ticket`; an API key is not a ticket); JSON bodies read whatever the Content-Type (the client sends none);
 `True`/`False` query booleans; errors as {errorType, message, detailedMessage} with 401/403/404/500; a JSON body
 wherever dataikuapi calls `.json()`. Faults (latency, hang, error rate, malformed body, failing project) are applied
 before authentication, like a network or server fault would be. Every request is logged in `State.log`.
@@ -34,10 +34,11 @@ def _flag(name, default=False):
 
 
 def _credentials():
+    """(api key, ticket): the Basic username when there is one, else the X-DKU-APITicket header."""
     auth = request.authorization
     if auth is not None and auth.type == "basic" and auth.username:
-        return auth.username
-    return request.headers.get("X-DKU-APITicket")
+        return auth.username, None
+    return None, request.headers.get("X-DKU-APITicket")
 
 
 def create_app(state):
@@ -74,7 +75,7 @@ def create_app(state):
             raise SimError(500, FAULT, "Simulated hang ended")
         if error:
             raise SimError(500, FAULT, "Simulated failure on %s %s" % (request.method, path))
-        g.user = state.authenticate(_credentials())
+        g.user = state.authenticate(*_credentials())
         if path.startswith("/admin/"):
             state.require_admin(g.user)
 
@@ -102,7 +103,12 @@ def create_app(state):
     # ----- instance, identity, users -----------------------------------------------------------------------
     @route("/instance-info")
     def instance_info():
-        return _js(dict(state.node, dssVersion=state.dss_version) if state.dss_version else dict(state.node))
+        info = dict(state.node)
+        if state.dss_version:  # an instance without a version stands for a DSS that does not say
+            info["dssVersion"] = state.dss_version
+        if state.data_dir:
+            info["dataDirPath"] = state.data_dir
+        return _js(info)
 
     @route("/auth/info")
     def auth_info():

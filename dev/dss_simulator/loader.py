@@ -80,6 +80,8 @@ class _Loader:
         s = self.state
         if "dssVersion" in inst:
             s.dss_version = inst["dssVersion"]
+        if "dataDirPath" in inst:
+            s.data_dir = inst["dataDirPath"]
         s.node.update(inst.get("node", {}))
         if "abortDelay" in inst:
             s.abort_delay = parse_duration(inst["abortDelay"], "abortDelay", allow_never=True)

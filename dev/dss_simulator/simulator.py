@@ -17,6 +17,21 @@ from .app import create_app
 from .loader import fault_from_spec, load, parse_duration
 from .state import INHERIT, State
 
+_serving = {}  # port -> the Simulator serving there (in this process): how the DSS harnesses find a ticket
+_serving_lock = threading.Lock()
+
+
+def serving_at(url):
+    """The Simulator of this process serving `url` (http://127.0.0.1:<port>...), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        return None
+    with _serving_lock:
+        return _serving.get(port)
+
 
 class ManualClock:
     """A clock for tests: time stands still until `advance(seconds)` or `set(epoch_seconds)` (starts at a whole second)."""
@@ -68,13 +83,22 @@ class Simulator:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="dss-simulator", daemon=True)
         self._thread.start()
+        with _serving_lock:
+            _serving[self.port] = self
         return self.url
+
+    @property
+    def port(self):
+        return self._server.server_address[1] if self._server is not None else None
 
     def stop(self):
         """Stop serving; ends pending hangs and latencies at once."""
         if self._server is None:
             return
         self.state.shutdown.set()
+        with _serving_lock:
+            if _serving.get(self.port) is self:
+                del _serving[self.port]
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -113,8 +137,31 @@ class Simulator:
             return user.keys[0]
 
     def revoke_key(self, key):
+        """That key (or ticket) now gets 401."""
         with self.state.lock:
             self.state.revoked.add(key)
+
+    def ticket_for(self, login, for_key=None):
+        """A new internal ticket for `login`: what DSS hands a macro run or a webapp backend (DKU_API_TICKET).
+        With `for_key`, revoking that key revokes the ticket too."""
+        return self.state.issue_ticket(login, for_key)
+
+    def login_of_key(self, key):
+        """The login an API key belongs to (KeyError when none)."""
+        with self.state.lock:
+            for user in self.state.users.values():
+                if key in user.keys:
+                    return user.login
+        raise KeyError("no user has that API key")
+
+    @property
+    def data_dir(self):
+        """`dataDirPath` in /instance-info (None: not served)."""
+        return self.state.data_dir
+
+    @data_dir.setter
+    def data_dir(self, path):
+        self.state.data_dir = path
 
     # ----- settings and state changes ---------------------------------------------------------------------
     @property

@@ -46,7 +46,8 @@ def client_factory(args):
         from .dss import get_client
 
         return get_client(
-            url=args.url, api_key=args.api_key, no_check_certificate=args.no_check_certificate, timeout=args.timeout
+            url=args.url, api_key=args.api_key, no_check_certificate=args.no_check_certificate, timeout=args.timeout,
+            inside_dss=False,
         )
 
     return make

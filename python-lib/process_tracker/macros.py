@@ -313,7 +313,7 @@ def _inventory_report(plan, inventory, view, now, progress):
 
 def run_in_dss(macro_id: str, config, project_key: Optional[str], progress_callback=None):
     """What a runnable.py returns: the macro's ResultTable, run with the client of the user running it."""
-    client = dss.get_client()
+    client = dss.get_client(inside_dss=True)
     report = run(macro_id, client, config, project_key=project_key, progress=progress_callback)
     return render.to_result_table(report)
 

@@ -68,8 +68,8 @@ def _scope(users_label):
 
 _SIMULATE = Param(
     "simulate", None, "bool", True, "Dry run (simulate)",
-    "List what would be done, with the reason for each row, and do nothing. Defaults to true here (DSS's "
-    "built-in macro defaults to false): untick to act. CLI: dry run unless --apply.",
+    "List what would be done, with the reason for each row, and do nothing. Defaults to true here, as in DSS's "
+    "built-in kernel macro: untick to act. CLI: dry run unless --apply.",
 )
 _FAIL_COUNT = Param(
     "failIfMoreThan", "fail-if-more-than", "count", 0, "Fail if more than N would be acted on",

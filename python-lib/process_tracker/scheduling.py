@@ -5,8 +5,10 @@ trigger. It is found again by its tag (`policy.CLEANUP_TAG`), then by its name, 
 leaves one scenario, with the new configuration. Only the steps and the trigger this installer owns (recognised
 by their ids) are replaced: steps, triggers and reporters an admin added by hand are kept.
 
-A "Run a macro" step, as DSS stores it:
-    {"id": ..., "type": "runnable", "name": ...,
+A "Run a macro" step, as DSS exports it (the fields of Dataiku's own admin plugin that writes one):
+    {"id": ..., "type": "runnable", "name": ..., "enabled": true, "alwaysShowComment": false,
+     "runConditionType": "RUN_IF_STATUS_MATCH", "runConditionStatuses": ["SUCCESS", "WARNING"],
+     "runConditionExpression": "", "resetScenarioStatus": false, "delayBetweenRetries": 10, "maxRetriesOnFail": 0,
      "params": {"runnableType": "pyrunnable_<pluginId>_<macroId>", "config": {...}, "adminConfig": {},
                 "proceedOnFailure": false}}
 The steps' macro configs are dry runs (`simulate: true`) unless the installer is told to let them act.
@@ -59,10 +61,20 @@ def step_config(macro_id: str, values: Mapping) -> Dict[str, object]:
 
 
 def _step(macro_id: str, values: Mapping) -> Dict[str, object]:
+    """One "Run a macro" step with every field DSS exports for one (dss-reference.md section 1): it runs when the
+    scenario is so far SUCCESS or WARNING, is not retried, and fails the scenario when the macro raises."""
     return {
         "id": STEP_ID_PREFIX + macro_id.replace("-", "_"),
         "type": "runnable",
         "name": "process-tracker: %s" % macro_id,
+        "enabled": True,
+        "alwaysShowComment": False,
+        "runConditionType": "RUN_IF_STATUS_MATCH",
+        "runConditionStatuses": ["SUCCESS", "WARNING"],
+        "runConditionExpression": "",
+        "resetScenarioStatus": False,
+        "delayBetweenRetries": 10,
+        "maxRetriesOnFail": 0,
         "params": {
             "runnableType": policy.RUNNABLE_PREFIX + macro_id,
             "config": step_config(macro_id, values),

@@ -120,7 +120,7 @@ class WebappOptions:
 def _default_client():
     from .dss import get_client
 
-    return get_client(timeout=(5.0, 30.0))
+    return get_client(timeout=(5.0, 30.0), inside_dss=True)
 
 
 def _default_scanner():
