@@ -1,17 +1,26 @@
 """The webapp acts only on what it listed (issue 10.1), never twice on the same activity (10.6), and writes
 only safe text (10.7). Real dataikuapi over HTTP against the simulator; its request log is the judge."""
+import dataclasses
 import json
 import logging
 
 import pytest
 
-from test_webapp_backend import CSRF, Backend, as_user, error_of, sim  # noqa: F401 - `sim` is a fixture
+from dev.dss_simulator import Simulator
+from test_webapp_backend import CSRF, Backend, as_user, dss_instance, error_of
 
 ADMIN_PATHS = ("/admin/users", "/projects/PRJ", "/admin/")
 
 
 @pytest.fixture()
-def backend(sim, tmp_path, monkeypatch):  # noqa: F811 - the fixture of this module
+def sim():
+    s = Simulator(dss_instance(), fleet_pids={"kernel-1": 110, "kernel-2": 111})
+    with s.serve():
+        yield s
+
+
+@pytest.fixture()
+def backend(sim, tmp_path, monkeypatch):
     b = Backend(sim, tmp_path, monkeypatch, config={"allowedGroups": ["ops_team"]})
     yield b
     b.close()
@@ -71,3 +80,115 @@ def test_the_action_targets_the_listed_record(backend, sim):
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["outcome"] in ("aborted", "abort_requested")
     assert [(r.method, r.path) for r in sim.actions if r.method == "DELETE"] == [("DELETE", "/futures/fut-1")]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 10.6: one stop per activity, whatever the number of confirms and backend processes
+
+
+def second_backend(sim, first, tmp_path, monkeypatch):
+    """Another backend process of the same webapp: its own app and state over the same history folder."""
+    from dev.dss_runtime import load_webapp
+    from test_webapp_backend import WEBAPP, Browser
+
+    app = load_webapp(WEBAPP, config={"historyDir": first.dir, "allowedGroups": ["ops_team"]}).application
+    return Browser(app), app.extensions["process_tracker"]
+
+
+def test_two_confirms_at_once_in_two_backend_processes_send_one_stop(backend, sim, tmp_path, monkeypatch):
+    import threading
+
+    sim.set_abort_delay(2.0, kind="future", task_id="fut-1")  # the abort takes a while to be confirmed
+    other, other_state = second_backend(sim, backend, tmp_path, monkeypatch)
+    body = {"kind": "future", "project_key": None, "id": "fut-1", "confirm": True}
+    answers = {}
+
+    def confirm(name, client):
+        response = client.post("/api/actions/apply", json=body, headers=dict(as_user("admin"), **CSRF))
+        answers[name] = (response.status_code, response.get_json())
+
+    threads = [threading.Thread(target=confirm, args=(name, client))
+               for name, client in (("first", backend.client), ("second", other))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        other_state.sampler.stop()
+    stops = [(r.method, r.path) for r in sim.requests if r.method == "DELETE"]
+    assert stops == [("DELETE", "/futures/fut-1")]
+    assert {status for status, _ in answers.values()} == {200}, answers
+    outcomes = sorted(a["outcome"] for _, a in answers.values())
+    assert outcomes[0] in ("aborted", "abort_requested") and outcomes[1] in ("aborted", "abort_requested")
+    assert sum(1 for _, a in answers.values() if a.get("shared")) == 1  # one acted, the other had its outcome
+
+
+def test_a_confirm_while_dss_is_already_aborting_does_not_stop_again(backend, sim):
+    sim.set_abort_delay(60.0, kind="future", task_id="fut-1")
+    body = {"kind": "future", "project_key": None, "id": "fut-1", "confirm": True}
+    backend.state.options = dataclasses.replace(backend.state.options, action_wait_s=0.5)
+    first = backend.client.post("/api/actions/apply", json=body, headers=dict(as_user("admin"), **CSRF))
+    assert first.get_json()["outcome"] == "abort_requested"
+    again = backend.client.post("/api/actions/apply", json=body, headers=dict(as_user("ops"), **CSRF))
+    assert again.status_code == 200 and again.get_json()["outcome"] == "abort_requested"
+    assert "already stopping" in again.get_json()["message"]
+    assert [r.path for r in sim.requests if r.method == "DELETE"] == ["/futures/fut-1"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 10.7: safe text in answers and one JSON object per line in the action log
+
+
+def test_the_action_log_is_one_json_object_per_line_and_a_forged_id_is_refused(backend, sim, caplog):
+    forged = "fut-1\n{\"event\": \"apply\", \"user\": \"admin\", \"outcome\": \"aborted\"}"
+    with caplog.at_level(logging.INFO, logger="process_tracker.webapp"):
+        refused = backend.client.post("/api/actions/apply", json={"kind": "future", "id": forged, "confirm": True},
+                                      headers=dict(as_user("admin"), **CSRF))
+        message = error_of(refused, 400, "bad_parameter")
+        assert "\n" not in message and "\\n" in message
+        ok = backend.client.post("/api/actions/apply", json={"kind": "future", "id": "fut-1", "confirm": True},
+                                 headers=dict(as_user("admin"), **CSRF))
+    assert ok.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "process_tracker.webapp"
+             and r.getMessage().startswith("{")]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    entry = json.loads(lines[0])
+    assert entry["id"] == "fut-1" and entry["user"] == "admin" and entry["event"] == "apply"
+
+
+def control_characters(value):
+    import re
+
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in control_characters(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in control_characters(v)]
+    return re.findall(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e]", value) if isinstance(value, str) else []
+
+
+def test_dss_text_with_control_characters_reaches_the_page_escaped(sim, tmp_path, monkeypatch):
+    from dev.dss_simulator.builders import future, instance, project
+
+    hostile = Simulator(instance(projects=[project("PRJ")], futures=[
+        future("fut-x", "alice", display_name="report\r\x1b[2Kspared\x1b]0;owned\x07\u202eexe.txt", started_ago="2h")]))
+    with hostile.serve():
+        b = Backend(hostile, tmp_path, monkeypatch)
+        try:
+            table = b.client.get("/api/table", headers=as_user("admin")).get_json()
+            preview = b.client.post("/api/actions/preview", json={"kind": "future", "id": "fut-x"},
+                                    headers=dict(as_user("admin"), **CSRF)).get_json()
+        finally:
+            b.close()
+    assert control_characters(table) == [] and control_characters(preview) == []
+    names = [r["activity_name"] for r in table["activities_without_process"]]
+    assert any("\\x1b" in (n or "") for n in names) or table["errors"]
+
+
+def test_a_dss_error_message_is_bounded_and_escaped(backend, sim):
+    sim.add_fault(path="/futures/", error_rate=1.0)
+    response = backend.client.post("/api/actions/apply", json={"kind": "future", "id": "fut-1", "confirm": True},
+                                   headers=dict(as_user("admin"), **CSRF))
+    message = error_of(response, 502, "dss_unavailable")
+    assert len(message) <= 400 and control_characters(message) == []
+    assert not any(r.method == "DELETE" for r in sim.requests)
