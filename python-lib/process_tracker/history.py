@@ -59,6 +59,7 @@ WINDOWS = {
 
 NOTICE_SECONDS = 24 * 3600  # how long a "the history was damaged and restarted" notice is shown
 QUARANTINE_LOCK = "history.quarantine.lock"
+FULL_BELOW_BYTES = 1 << 20  # an I/O error with less free space than this is reported as a full disk
 
 _SECRET_HINTS = ("secret", "password", "passwd", "token", "apikey", "api_key", "credential", "cmdline", "argv")
 _MAX_ID_CHARS = 200
@@ -121,6 +122,14 @@ def _error_kind(exc):
             return kind
     return "damaged" if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
         exc, (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.ProgrammingError)) else "error"
+
+
+def _free_bytes(directory):
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return FULL_BELOW_BYTES  # unknown: do not claim the disk is full
+    return st.f_bavail * st.f_frsize
 
 
 def _guarded(what):
@@ -317,9 +326,11 @@ class HistoryStore:
         where = self.directory
         if kind in ("read_only", "cannot_open") and not os.access(where, os.W_OK):
             kind = "read_only"
+        if kind in ("io_error", "cannot_open") and _free_bytes(where) < FULL_BELOW_BYTES:
+            kind = "full"  # SQLite says "disk I/O error" when the WAL index cannot grow on a full disk
         text = {
-            "read_only": "the history folder %s is read-only: samples cannot be recorded (make it writable; "
-                         "no restart is needed)" % where,
+            "read_only": "the history folder %s is read-only: the history can be neither read nor recorded (make "
+                         "it writable; no restart is needed)" % where,
             "full": "the disk holding the history folder %s is full: samples cannot be recorded (free some space; "
                     "no restart is needed)" % where,
             "cannot_open": "the history file %s cannot be opened (missing folder or permissions)" % self.path,
@@ -406,7 +417,8 @@ class HistoryStore:
                     self._pending_notice = None
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
         finally:
             conn.close()
@@ -496,7 +508,8 @@ class HistoryStore:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
             self._maybe_prune(conn)
         finally:
@@ -564,7 +577,8 @@ class HistoryStore:
                 deleted += conn.execute("DELETE FROM %s WHERE bucket < ?" % table, (bucket_cutoff,)).rowcount  # noqa: S608
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                conn.execute("ROLLBACK")
             raise
         return deleted
 

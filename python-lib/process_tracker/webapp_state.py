@@ -323,6 +323,8 @@ class WebappState:
             latest = self.store.latest()
             processes = latest.processes if (latest is not None and latest.on_host) else ()
             rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=self.dip_home)
+            if status.inventory is None:  # nothing listed yet: no process can be called an orphan
+                rows, orphans = rows + orphans, []
             rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
             errors = error_rows(inv)
             if status.error:
