@@ -23,7 +23,7 @@ from . import history
 from .errors import ConfigError, DSSError
 from .identifiers import safe_text
 from .webapp_actions import ACTION_KINDS, ApiError, run_action
-from .webapp_state import WebappOptions, WebappState, _default_client  # noqa: F401 - re-exported
+from .webapp_state import WebappOptions, WebappState
 from .webapp_table import activity_row, join_table, process_row  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,13 @@ MESSAGE_LIMIT = 400  # characters of an error message answered
 __all__ = ["ACTION_KINDS", "ApiError", "WebappOptions", "WebappState", "register_routes", "bp"]
 
 bp = Blueprint("process_tracker", __name__)
+
+
+def _default_client():
+    """The backend's DSS client (inside DSS: the webapp's run-as identity), unless WebappOptions gives a factory."""
+    from .dss import get_client
+
+    return get_client(timeout=(5.0, 30.0))
 
 
 def _state():

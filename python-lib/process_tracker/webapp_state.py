@@ -103,12 +103,6 @@ class WebappOptions:
         return cls(**values)
 
 
-def _default_client():
-    from .dss import get_client
-
-    return get_client(timeout=(5.0, 30.0))
-
-
 def _default_scanner():
     from .host import Scanner
 
@@ -209,7 +203,9 @@ class WebappState:
     def client(self):
         with self._client_lock:
             if self._client is None:
-                self._client = (self.options.client_factory or _default_client)()
+                from . import webapp  # its _default_client: the one place that says how the webapp gets a client
+
+                self._client = (self.options.client_factory or webapp._default_client)()
             return self._client
 
     def _list(self):

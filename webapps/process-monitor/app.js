@@ -391,7 +391,24 @@
                 (st.access_denied ? ", " + st.access_denied + " unreadable" : "") +
                 (st.vanished ? ", " + st.vanished + " vanished during the scan" : ""));
         }
+        var v = snap.versions || {};
+        if (v.dss) parts.push("DSS " + v.dss);
+        if (v.dataikuapi) parts.push("dataikuapi " + v.dataikuapi);
         $("pt-footer").textContent = parts.join(" \u00b7 ");
+    }
+
+    /** How old the DSS listing is, when it matters (a slow call, a failed refresh): from the latest answer. */
+    function renderListingAge(listing) {
+        if (listing && listing.note) setBanner("listing-age", "info", listing.note + ".");
+        else clearBanner("listing-age");
+    }
+
+    /** The history store's state: a notice when a damaged file was replaced, a reason when it cannot be written. */
+    function renderHistoryState(history) {
+        if (history && history.notice) setBanner("history-notice", "warning", history.notice);
+        else clearBanner("history-notice");
+        if (history && history.reason) setBanner("history-state", "error", "The history cannot be used: " + history.reason);
+        else clearBanner("history-state");
     }
 
     function renderSnapshot() {
@@ -420,6 +437,8 @@
         return api("/api/snapshot").then(function (snap) {
             state.snapshot = snap;
             clearBanner("snapshot");
+            renderListingAge(snap.listing);
+            renderHistoryState(snap.history_state);
             renderSnapshot();
             if (state.table) renderTable();
         }, failed("the host snapshot", "snapshot"));
@@ -668,6 +687,7 @@
         return api("/api/table").then(function (table) {
             state.table = table;
             clearBanner("table");
+            renderListingAge(table.listing);
             renderTable();
             renderOrphans();
             renderTableErrors();
