@@ -192,3 +192,28 @@ def test_a_dss_error_message_is_bounded_and_escaped(backend, sim):
     message = error_of(response, 502, "dss_unavailable")
     assert len(message) <= 400 and control_characters(message) == []
     assert not any(r.method == "DELETE" for r in sim.requests)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 17.1: the use case without Flask
+
+
+def test_the_action_use_case_runs_without_flask(sim, tmp_path):
+    from process_tracker.webapp_actions import ApiError, InFlight, run_action
+    from process_tracker.webapp_state import Identity
+
+    client = sim.client("admin")
+    admin = Identity("admin", ("administrators",), True, None)
+    inflight = InFlight(str(tmp_path))
+    preview = run_action(client, admin, {"kind": "future", "id": "fut-1"}, False, inflight,
+                         describe=lambda a: {"id": a.id, "name": a.name})
+    assert preview == {"outcome": "would_act", "reason": "requested by admin from the process monitor",
+                       "activity": {"id": "fut-1", "name": "Build dataset"}}
+    viewer = Identity("bob", (), False, "bob is not a DSS administrator")
+    with pytest.raises(ApiError) as refused:
+        run_action(client, viewer, {"kind": "future", "id": "fut-1", "confirm": True}, True, inflight)
+    assert refused.value.status == 403 and refused.value.code == "not_allowed"
+    applied = run_action(client, admin, {"kind": "future", "id": "fut-1", "confirm": True}, True, inflight,
+                         wait_seconds=5)
+    assert applied["outcome"] == "aborted" and [r.path for r in sim.actions if r.method == "DELETE"] == [
+        "/futures/fut-1"]

@@ -117,23 +117,28 @@ def actor(view):
 # errors
 
 
+# expected errors -> (status, code, prefix of the answered message); ApiError carries its own status and code
+_EXPECTED = (
+    (ConfigError, 400, "bad_parameter", ""),
+    (history.HistoryUnavailable, 503, "history_unavailable", ""),
+    (DSSError, 502, "dss_unavailable", "the DSS API call failed: "),
+)
+
+
 @bp.errorhandler(Exception)
 def _on_error(exc):
-    """One envelope for every error raised by the blueprint's views."""
+    """One envelope for every error raised by the blueprint's views; unexpected ones are logged with their trace."""
     from werkzeug.exceptions import HTTPException
 
     if isinstance(exc, HTTPException):
-        return _envelope(exc.code or 500, (exc.name or "http_error").lower().replace(" ", "_"), exc.name or "HTTP error")
+        return _on_routing_error(exc)
     if isinstance(exc, ApiError):
         return _envelope(exc.status, exc.code, str(exc))
-    if isinstance(exc, ConfigError):
-        return _envelope(400, "bad_parameter", str(exc))
-    if isinstance(exc, history.HistoryUnavailable):
-        logger.warning("history unavailable: %s", safe_text(str(exc), MESSAGE_LIMIT))
-        return _envelope(503, "history_unavailable", str(exc))
-    if isinstance(exc, DSSError):
-        logger.warning("DSS call failed: %s", safe_text(str(exc), MESSAGE_LIMIT))
-        return _envelope(502, "dss_unavailable", "the DSS API call failed: %s" % exc)
+    for kind, status, code, prefix in _EXPECTED:
+        if isinstance(exc, kind):
+            if status >= 500:
+                logger.warning("%s: %s", code, safe_text(str(exc), MESSAGE_LIMIT))
+            return _envelope(status, code, prefix + str(exc))
     logger.exception("unexpected error in %s %s", request.method, safe_text(request.path, 200))
     return _envelope(500, "internal_error", "unexpected error (%s); details are in the backend log"
                      % exc.__class__.__name__)
@@ -145,7 +150,8 @@ def _on_routing_error(exc):
     """An unknown /api/ path or method gets the envelope too (routing errors bypass the blueprint's handler)."""
     if not request.path.startswith("/api/"):
         return exc
-    return _envelope(exc.code, exc.name.lower().replace(" ", "_"), exc.name)
+    name = exc.name or "HTTP error"
+    return _envelope(exc.code or 500, name.lower().replace(" ", "_"), name)
 
 
 # ------------------------------------------------------------------------------------------------------------

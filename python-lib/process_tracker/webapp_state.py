@@ -76,7 +76,7 @@ class WebappOptions:
     start_sampler: bool = True
     inventory_ttl_s: float = 10.0  # listing DSS activities is shared by requests for this long
     listing_wait_s: float = 1.0  # the longest a view waits for a DSS listing (when one was listed before)
-    first_listing_wait_s: float = 5.0  # the same while nothing was ever listed
+    first_listing_wait_s: float = 10.0  # the same while nothing was ever listed, and after an action
     identity_ttl_s: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
     group_ttl_s: float = 60.0  # group definitions (admin flag) are reused for this long
     action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
@@ -218,7 +218,9 @@ class WebappState:
         return list_activities(client, now=self.options.clock())
 
     def forget_inventory(self):
+        """After an action: list again now, waiting a bounded time, so the page's next table shows the change."""
         self.listing.forget()
+        self.listing.get(wait_seconds=self.options.first_listing_wait_s)
 
     def cached_view(self, name, key, compute):
         """The JSON bytes of a view, computed once per `key` (keys change with each sample or listing), so many

@@ -90,7 +90,8 @@
         plotly: null, // a promise, resolved when plotly.js is loaded
         timer: null,
         busy: false,
-        dialogBusy: false
+        dialogBusy: false,
+        tableRetry: null // a timer: the table is loaded again while DSS is still listing
     };
 
     // ---------------------------------------------------------------- helpers
@@ -688,6 +689,10 @@
             state.table = table;
             clearBanner("table");
             renderListingAge(table.listing);
+            if (table.listing && table.listing.refreshing && !state.tableRetry) {
+                // DSS is still listing: show the host rows now, the joined table as soon as the listing lands
+                state.tableRetry = setTimeout(function () { state.tableRetry = null; loadTable(); }, 3000);
+            }
             renderTable();
             renderOrphans();
             renderTableErrors();
