@@ -3,10 +3,14 @@ only safe text (10.7). Real dataikuapi over HTTP against the simulator; its requ
 import dataclasses
 import json
 import logging
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dev.dss_simulator import Simulator
+from process_tracker.webapp_actions import ACTION_KINDS
 from test_webapp_backend import CSRF, Backend, as_user, dss_instance, error_of
 
 ADMIN_PATHS = ("/admin/users", "/projects/PRJ", "/admin/")
@@ -217,3 +221,30 @@ def test_the_action_use_case_runs_without_flask(sim, tmp_path):
                          wait_seconds=5)
     assert applied["outcome"] == "aborted" and [r.path for r in sim.actions if r.method == "DELETE"] == [
         "/futures/fut-1"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the property: whatever the body holds, the simulator sees only listing, identity and re-check paths, and nothing
+# is stopped that the webapp did not list
+
+PIECES = ["../", "..", "%2e%2e/", "%2E%2E%2F", "/", "?", "#", "%", "\n", "\r", "\x00", "\u202e", "é", " ", "admin",
+          "users", "alice", "PRJ", "fut-1", "sess-1", ".", "-", "_"]
+hostile = st.one_of(st.lists(st.sampled_from(PIECES), max_size=8).map("".join), st.text(max_size=40),
+                    st.just("a" * 5000))
+ALLOWED = re.compile(r"^/(auth/[a-z-]+|admin/groups/[^/]+|admin/notebooks/|futures/|jobs/running/|projects/"
+                     r"|projects/[A-Za-z0-9_]+/(jupyter-notebooks/[^/]*(/sessions)?|jobs/|jobs/running/|webapps/"
+                     r"|continuous-activities/|code-studios/))$")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(ACTION_KINDS), project_key=st.one_of(st.none(), hostile), activity_id=hostile,
+       route=st.sampled_from(["preview", "apply"]))
+def test_no_body_steers_a_call_outside_the_listing(backend, sim, kind, project_key, activity_id, route):
+    seen = len(sim.requests)
+    body = {"kind": kind, "project_key": project_key, "id": activity_id, "confirm": True}
+    response = backend.client.post("/api/actions/%s" % route, json=body, headers=dict(as_user("admin"), **CSRF))
+    assert response.status_code in (400, 404, 502), response.get_data(as_text=True)
+    assert control_characters(response.get_json()) == []
+    for r in sim.requests[seen:]:
+        assert ALLOWED.match(r.path), r
+        assert r.method == "GET" or r.path.startswith("/auth/"), r

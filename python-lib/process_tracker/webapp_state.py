@@ -75,8 +75,8 @@ class WebappOptions:
     dip_home: Optional[str] = None  # None: env DIP_HOME
     start_sampler: bool = True
     inventory_ttl_s: float = 10.0  # listing DSS activities is shared by requests for this long
-    listing_wait_s: float = 1.0  # the longest a view waits for a DSS listing (when one was listed before)
-    first_listing_wait_s: float = 10.0  # the same while nothing was ever listed, and after an action
+    listing_wait_s: float = 1.0  # the longest a view waits for a DSS listing (the snapshot: always)
+    first_listing_wait_s: float = 10.0  # the table's, while nothing was ever listed; an apply's, after acting
     identity_ttl_s: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
     group_ttl_s: float = 60.0  # group definitions (admin flag) are reused for this long
     action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
@@ -247,7 +247,8 @@ class WebappState:
         if taken_at is None:
             return _with_extra(json.dumps(self._no_sample_payload(local)).encode("utf-8"),
                                self._listing_extra(self.listing.status()))
-        status = self.listing.get(wait_seconds)
+        # a host view: never waits on DSS longer than listing_wait_s, even before the first listing
+        status = self.listing.get(self.options.listing_wait_s if wait_seconds is None else wait_seconds)
         inv = status.inventory
         api_error = status.error
         if api_error is None and inv is not None and inv.errors:

@@ -91,7 +91,7 @@
         timer: null,
         busy: false,
         dialogBusy: false,
-        tableRetry: null // a timer: the table is loaded again while DSS is still listing
+        listingRetry: null // a timer: the DSS views are loaded again while DSS is still listing
     };
 
     // ---------------------------------------------------------------- helpers
@@ -404,6 +404,15 @@
         else clearBanner("listing-age");
     }
 
+    /** DSS is still listing: the host views are shown now, the joined ones again a few seconds later (once). */
+    function retryWhileListing(listing) {
+        if (!listing || !listing.refreshing || state.listingRetry) return;
+        state.listingRetry = setTimeout(function () {
+            state.listingRetry = null;
+            if (!state.dialogBusy) Promise.all([loadSnapshot(), loadTable()]);
+        }, 3000);
+    }
+
     /** The history store's state: a notice when a damaged file was replaced, a reason when it cannot be written. */
     function renderHistoryState(history) {
         if (history && history.notice) setBanner("history-notice", "warning", history.notice);
@@ -439,6 +448,7 @@
             state.snapshot = snap;
             clearBanner("snapshot");
             renderListingAge(snap.listing);
+            retryWhileListing(snap.listing);
             renderHistoryState(snap.history_state);
             renderSnapshot();
             if (state.table) renderTable();
@@ -689,10 +699,7 @@
             state.table = table;
             clearBanner("table");
             renderListingAge(table.listing);
-            if (table.listing && table.listing.refreshing && !state.tableRetry) {
-                // DSS is still listing: show the host rows now, the joined table as soon as the listing lands
-                state.tableRetry = setTimeout(function () { state.tableRetry = null; loadTable(); }, 3000);
-            }
+            retryWhileListing(table.listing);
             renderTable();
             renderOrphans();
             renderTableErrors();
