@@ -156,8 +156,9 @@ def test_the_action_log_is_one_json_object_per_line_and_a_forged_id_is_refused(b
     assert ok.status_code == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "process_tracker.webapp"
              and r.getMessage().startswith("{")]
-    assert len(lines) == 1 and "\n" not in lines[0]
-    entry = json.loads(lines[0])
+    assert len(lines) == 2 and not any("\n" in line for line in lines)
+    refusal, entry = (json.loads(line) for line in lines)
+    assert refusal["outcome"] == "refused" and refusal["error"] == "bad_parameter" and "\\n" in refusal["id"]
     assert entry["id"] == "fut-1" and entry["user"] == "admin" and entry["event"] == "apply"
 
 

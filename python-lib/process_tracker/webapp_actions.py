@@ -272,6 +272,17 @@ def log_action(identity, request, answer, apply):
     }, sort_keys=True))
 
 
+def log_refusal(identity, body, apply, error):
+    """A refused preview or apply on the action log too (one JSON object; the body's values escaped and cut)."""
+    body = body if isinstance(body, dict) else {}
+    action_log.info(json.dumps({
+        "event": "apply" if apply else "preview", "user": identifiers.safe_text(identity.user),
+        "kind": identifiers.shown(body.get("kind")), "project_key": identifiers.shown(body.get("project_key")),
+        "id": identifiers.shown(body.get("id")), "outcome": "refused",
+        "error": getattr(error, "code", None) or ("bad_parameter" if isinstance(error, ConfigError) else "dss_error"),
+    }, sort_keys=True))
+
+
 def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, protection=None, now=None,
                describe=None):
     """The preview or apply of one action for `identity` (an object with `.user`, `.can_act`, `.reason`).
@@ -283,8 +294,12 @@ def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, prote
     if not identity.can_act:
         raise ApiError(403, "not_allowed", "%s: only DSS administrators and the groups allowed by the webapp may "
                        "act" % identity.reason)
-    request = parse_action(body, apply)
-    activity = find_listed(client, request, now=now)
+    try:
+        request = parse_action(body, apply)
+        activity = find_listed(client, request, now=now)
+    except (ConfigError, ApiError, DSSError) as e:
+        log_refusal(identity, body, apply, e)
+        raise
     if protection is None:
         protection = policy.Protection(pids=frozenset({os.getpid(), os.getppid()}))
     decision, recheck = _decision(activity, identity, protection)
