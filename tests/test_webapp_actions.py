@@ -249,3 +249,31 @@ def test_no_body_steers_a_call_outside_the_listing(backend, sim, kind, project_k
     for r in sim.requests[seen:]:
         assert ALLOWED.match(r.path), r
         assert r.method == "GET" or r.path.startswith("/auth/"), r
+
+
+def test_in_flight_claims_fall_back_to_this_process_when_the_folder_cannot_be_written(tmp_path):
+    import threading
+
+    from process_tracker.webapp_actions import InFlight
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    inflight = InFlight(str(blocker), wait_seconds=30)
+    key = ("future", None, "fut-1")
+    seen, inside = [], threading.Event()
+
+    def second():
+        inside.wait(30)
+        with inflight.claim(key) as got:
+            seen.append(got)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with inflight.claim(key) as (claimed, earlier):
+        assert (claimed, earlier) == (True, None)
+        inside.set()
+        thread.join(0.2)  # the second claim waits for this one
+        assert thread.is_alive()
+        inflight.record(key, {"outcome": "aborted"})
+    thread.join(30)
+    assert seen == [(False, {"outcome": "aborted"})]

@@ -609,3 +609,11 @@ def test_a_revoked_run_as_key_is_told_apart_from_an_unknown_session(backend, sim
     sim.revoke_key(sim.admin_key)
     revoked = error_of(backend.client.get("/api/table", headers=as_user("alice")), 403, "identity_unknown")
     assert "this webapp's own API key" in revoked and sim.admin_key not in revoked
+
+
+def test_the_footer_versions_come_from_dss_and_the_installed_client(backend):
+    from importlib import metadata
+
+    assert backend.client.get("/api/table", headers=as_user("admin")).status_code == 200  # the first listing
+    body = backend.client.get("/api/snapshot", headers=as_user("admin")).get_json()
+    assert body["versions"] == {"dss": "15.2.0", "dataikuapi": metadata.version("dataiku-api-client")}

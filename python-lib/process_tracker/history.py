@@ -132,13 +132,13 @@ def _free_bytes(directory):
     return st.f_bavail * st.f_frsize
 
 
-def _guarded(what):
+def _guarded(what, write=False):
     """Run a store method through HistoryStore._guard (classify SQLite errors, repair a damaged file once)."""
 
     def decorate(method):
         @functools.wraps(method)
         def wrapped(self, *args, **kwargs):
-            return self._guard(what, lambda: method(self, *args, **kwargs))
+            return self._guard(what, lambda: method(self, *args, **kwargs), write=write)
 
         return wrapped
 
@@ -278,7 +278,7 @@ class HistoryStore:
         self.top_n = int(top_n)
         self._last_prune = 0.0
         self._ready = False  # schema checked and created
-        self._error = None  # why the last operation failed (HistoryUnavailable's message), None after a success
+        self._errors = {False: None, True: None}  # write? -> why the last read / write failed, None after a success
         self._notice = None  # (epoch s, text): the history was damaged and restarted (from meta, shared)
         self._pending_notice = None  # the notice to write in the new file's meta
         self.journal_mode = None
@@ -300,7 +300,7 @@ class HistoryStore:
         return conn
 
     # -- damage and unavailability ------------------------------------------------------------------------------
-    def _guard(self, what, op):
+    def _guard(self, what, op, write=False):
         """Run `op()` with the schema ready; a damaged file is moved aside and `op` run once more on a new one;
         other SQLite failures raise HistoryUnavailable saying why."""
         for attempt in (0, 1):
@@ -316,9 +316,9 @@ class HistoryStore:
                     self._move_aside(what, e)
                     continue
                 self._ready = self._ready and kind not in ("cannot_open", "read_only")
-                self._error = self._reason(kind, what, e)
-                raise HistoryUnavailable(self._error) from None
-            self._error = None
+                self._errors[write] = reason = self._reason(kind, what, e)
+                raise HistoryUnavailable(reason) from None
+            self._errors[write] = None
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -385,7 +385,8 @@ class HistoryStore:
         notice = self._notice
         if notice is not None and self.clock() - notice[0] > NOTICE_SECONDS:
             notice = None
-        return {"ok": self._error is None, "reason": self._error, "notice": notice[1] if notice else None}
+        reason = self._errors[True] or self._errors[False]  # a failed write stays said until a write succeeds
+        return {"ok": reason is None, "reason": reason, "notice": notice[1] if notice else None}
 
     def _init_schema(self):
         conn = self.connect()
@@ -432,7 +433,7 @@ class HistoryStore:
             conn.close()
 
     # -- writing --------------------------------------------------------------------------------------------
-    @_guarded("recording a sample")
+    @_guarded("recording a sample", write=True)
     def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None):
         """Write one sample from a host.Snapshot: series, top processes, cgroups, and the whole last sample.
 
@@ -489,7 +490,7 @@ class HistoryStore:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
             )
 
-    @_guarded("recording series")
+    @_guarded("recording series", write=True)
     def record_series(self, samples):
         """Write series only, for backfills and benchmarks: `samples` is an iterable of
         `(ts, [RoleSample], [(cgroup_path, usage_bytes, limit_bytes)])`, written in one transaction."""
@@ -556,7 +557,7 @@ class HistoryStore:
             self._prune(conn, now)
             self._last_prune = now
 
-    @_guarded("pruning old rows")
+    @_guarded("pruning old rows", write=True)
     def prune(self, now=None):
         """Drop raw rows older than 24 h and buckets older than the retention. Returns rows deleted."""
         conn = self.connect()

@@ -148,6 +148,7 @@ class InFlight:
             return
         try:
             if self._lock(fd, blocking=False):
+                self._forget(result_path)  # an outcome left by an earlier stop is not this one's
                 yield True, None
                 return
             waited = self._lock(fd, blocking=True)
@@ -186,6 +187,13 @@ class InFlight:
                 if not blocking or time.monotonic() >= deadline:
                     return False
                 time.sleep(self.poll_seconds)
+
+    @staticmethod
+    def _forget(result_path):
+        try:
+            os.unlink(result_path)
+        except OSError:
+            pass
 
     @staticmethod
     def _read(result_path):
@@ -238,9 +246,19 @@ def _answer(result):
             "reason": identifiers.safe_text(result.reason, DSS_MESSAGE_LIMIT)}
 
 
+def _already_stopping(client, activity):
+    """Whether DSS says a stop of `activity` is in progress (a failed read: not known, perform re-checks anyway)."""
+    from . import activities
+
+    try:
+        return activities.probe(client, activity).status == "stopping"
+    except DSSError:
+        return False
+
+
 def _stop_once(client, activity, decision, recheck, identity, wait_seconds, inflight):
     """Perform the stop unless another confirm is doing it or DSS already stops it. Returns the answer dict."""
-    from . import actions, activities
+    from . import actions
 
     key = (activity.kind, activity.project_key, activity.id)
     with inflight.claim(key) as (claimed, earlier):
@@ -249,13 +267,11 @@ def _stop_once(client, activity, decision, recheck, identity, wait_seconds, infl
                 return dict(earlier, shared=True)
             return {"outcome": "abort_requested", "message": "a stop of this activity is already in flight: not "
                     "sent again", "reason": decision.reason, "shared": True}
-        if decision.act:
-            state = activities.probe(client, activity)
-            if state.status == "stopping":
-                answer = {"outcome": "abort_requested", "message": "DSS is already stopping it: not sent again",
-                          "reason": decision.reason}
-                inflight.record(key, answer)
-                return answer
+        if decision.act and _already_stopping(client, activity):
+            answer = {"outcome": "abort_requested", "message": "DSS is already stopping it: not sent again",
+                      "reason": decision.reason}
+            inflight.record(key, answer)
+            return answer
         result = actions.perform(client, [decision], apply=True, recheck=recheck, wait_seconds=wait_seconds,
                                  actor=identity.user)[0]
         answer = _answer(result)
