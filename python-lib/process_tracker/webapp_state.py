@@ -364,6 +364,8 @@ class WebappState:
             return 0
         self.warm_ups += 1
         wait = max(self.options.listing_wait_s, min(0.5 * self.options.sampling_interval_s, 15.0))
+        if self.listing.status().slow:  # a call is already slow: warm the views with the listing there is
+            wait = 0.0
         if "snapshot" in names or "table" in names:
             self.listing.get(wait_seconds=wait, min_fresh_seconds=self.options.sampling_interval_s)
         for name in names:
