@@ -125,7 +125,7 @@ def test_two_confirms_at_once_in_two_backend_processes_send_one_stop(backend, si
     assert {status for status, _ in answers.values()} == {200}, answers
     outcomes = sorted(a["outcome"] for _, a in answers.values())
     assert outcomes[0] in ("aborted", "abort_requested") and outcomes[1] in ("aborted", "abort_requested")
-    assert sum(1 for _, a in answers.values() if a.get("shared")) == 1  # one acted, the other had its outcome
+    assert one_acted_and_one_was_told([a for _, a in answers.values()])
 
 
 def test_a_confirm_while_dss_is_already_aborting_does_not_stop_again(backend, sim):
@@ -290,3 +290,57 @@ def test_host_and_dss_text_in_figures_is_escaped():
     figures = [charts.treemap([kernel]), charts.kernels_idle_memory([kernel], {110: session}, 3600.0)]
     assert control_characters(figures) == []
     assert "\\x1b" in json.dumps(figures)  # shown escaped, not dropped
+
+
+CONFIRM_IN_ANOTHER_PROCESS = r"""
+import json, os, sys
+sys.path[:0] = [os.path.join(sys.argv[1], p) for p in ("python-lib", "tests", "")]
+from dev.dss_runtime import load_webapp
+from test_webapp_backend import CSRF, WEBAPP, Browser, as_user
+app = load_webapp(WEBAPP, config={"historyDir": sys.argv[2], "allowedGroups": ["ops_team"]}).application
+client = Browser(app)
+print("ready", flush=True)
+sys.stdin.readline()
+response = client.post("/api/actions/apply", json={"kind": "future", "id": "fut-1", "confirm": True},
+                       headers=dict(as_user("admin"), **CSRF))
+print(json.dumps([response.status_code, response.get_json()]), flush=True)
+app.extensions["process_tracker"].sampler.stop()
+"""
+
+
+def test_two_confirms_in_two_real_processes_send_one_stop(backend, sim):
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sim.set_abort_delay(2.0, kind="future", task_id="fut-1")
+    env = dict(os.environ, DKU_DSS_URL=sim.url, DKU_API_KEY=sim.admin_key)
+    env.pop("DIP_HOME", None)
+    other = subprocess.Popen([sys.executable, "-c", CONFIRM_IN_ANOTHER_PROCESS, root, backend.dir], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        answers = []
+        here = threading.Thread(target=lambda: answers.append(backend.client.post(
+            "/api/actions/apply", json={"kind": "future", "id": "fut-1", "confirm": True},
+            headers=dict(as_user("admin"), **CSRF)).get_json()))
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        here.start()
+        status, theirs = json.loads(other.stdout.readline())
+        here.join(120)
+    finally:
+        other.stdin.close()
+        other.wait(60)
+    assert status == 200 and answers, (status, theirs, answers)
+    assert [r.path for r in sim.requests if r.method == "DELETE"] == ["/futures/fut-1"]
+    assert one_acted_and_one_was_told((theirs, answers[0]))
+
+
+def one_acted_and_one_was_told(answers):
+    """One confirm stopped it; the other got its outcome (it waited on the claim) or was told DSS already stops it
+    (it came once the first stop was sent): either way, not a second stop."""
+    told = [a for a in answers if a.get("shared") or "already stopping" in (a.get("message") or "")]
+    return len(told) == 1 and all(a["outcome"] in ("aborted", "abort_requested") for a in answers)
