@@ -307,10 +307,10 @@ def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, prote
     parent); `describe(activity)` builds the preview's table row. Returns the JSON answer (a dict)."""
     from . import actions, policy
 
-    if not identity.can_act:
-        raise ApiError(403, "not_allowed", "%s: only DSS administrators and the groups allowed by the webapp may "
-                       "act" % identity.reason)
     try:
+        if not identity.can_act:
+            raise ApiError(403, "not_allowed", "%s: only DSS administrators and the groups allowed by the webapp "
+                           "may act" % identity.reason)
         request = parse_action(body, apply)
         activity = find_listed(client, request, now=now)
     except (ConfigError, ApiError, DSSError) as e:
