@@ -50,7 +50,7 @@ class ListingStatus:
 class ListingCache:
     """`list_fn()` -> Inventory, run in a background thread; `clock()` gives epoch seconds for `listed_at`."""
 
-    def __init__(self, list_fn: Callable[[], object], ttl_seconds=10.0, wait_seconds=1.0, first_wait_seconds=10.0,
+    def __init__(self, list_fn: Callable[[], object], ttl_seconds=10.0, wait_seconds=1.0, first_wait_seconds=5.0,
                  clock=time.time, name="process-tracker-listing"):
         self.list_fn = list_fn
         self.ttl_seconds = float(ttl_seconds)

@@ -76,7 +76,7 @@ class WebappOptions:
     start_sampler: bool = True
     inventory_ttl_s: float = 10.0  # listing DSS activities is shared by requests for this long
     listing_wait_s: float = 1.0  # the longest a view waits for a DSS listing (the snapshot: always)
-    first_listing_wait_s: float = 10.0  # the table's, while nothing was ever listed; an apply's, after acting
+    first_listing_wait_s: float = 5.0  # the table's, while nothing was ever listed; an apply's, after acting
     identity_ttl_s: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
     group_ttl_s: float = 60.0  # group definitions (admin flag) are reused for this long
     action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
