@@ -3,6 +3,7 @@ damaged (issue 12.5), and the versions in its footer. The webapp is served the w
 (dev/webapp_server.py) in this process, against a simulated DSS whose `GET /futures/` takes 45 s."""
 import os
 import sqlite3
+import time
 from urllib.parse import quote
 
 import pytest
@@ -32,7 +33,12 @@ def served(tmp_path_factory):
         mp.delenv("DIP_HOME", raising=False)
         config = {"historyDir": str(tmp_path_factory.mktemp("h")), "samplingIntervalSeconds": 2}
         backend = load_webapp_app(WEBAPP_DIR, config)
+        state = backend.extensions["process_tracker"]
         try:
+            deadline = time.monotonic() + 120  # the sampler scans this whole (busy, shared) host: its first sample
+            while state.store.latest_taken_at() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert state.store.latest_taken_at() is not None, state.sampler.status()
             with WebappServer(build_app(backend, config), port=0) as server:
                 yield server, sim, backend.extensions["process_tracker"]
         finally:
