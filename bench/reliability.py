@@ -110,16 +110,9 @@ class Obj:
     def reads(self, face_type) -> List[Tuple[str, str]]:
         """The reads a run needs to succeed before it may stop this object (listing, re-check)."""
         pk, i = self.project, self.id
-        if face_type == "webapp":  # identity, then the activity fetched by id, then the re-check
-            common = [("POST", "/auth/info-from-browser-headers"), ("GET", "/admin/groups/administrators")]
-            own = {
-                "notebook_session": [("GET", "/projects/%s/jupyter-notebooks/" % pk),
-                                     ("GET", "/projects/%s/jupyter-notebooks/%s/sessions" % (pk, self.notebook))],
-                "job": [("GET", "/projects/%s/jobs/%s/" % (pk, i))],
-                "future": [("GET", "/futures/%s" % i)],
-            }[self.kind]
-            return common + own
         common = [("GET", "/auth/info"), ("GET", "/admin/groups/")]
+        if face_type == "webapp":  # identity, then a fresh listing of the kind (and project), then the re-check
+            common = [("POST", "/auth/info-from-browser-headers"), ("GET", "/admin/groups/administrators")]
         own = {
             "notebook_session": [("GET", "/admin/notebooks/"),
                                  ("GET", "/projects/%s/jupyter-notebooks/%s/sessions" % (pk, self.notebook))],

@@ -87,13 +87,15 @@ def test_hostile_names_render_as_text_in_the_table_and_the_dialog(browser, serve
         for payload in (NOTEBOOK, PROJECT, USER, JOB):
             assert payload in text, payload
         page.click('#pt-table tr[data-id="s-hostile"] button')
-        page.wait_for_selector("#pt-dialog[data-phase=confirm]")
+        # a project key DSS could not have (issue 10.1): the dry run is refused at the body, naming the field
+        page.wait_for_selector("#pt-dialog[data-phase=refused]")
         dialog = page.inner_text("#pt-dialog")
         assert NOTEBOOK in dialog and PROJECT in dialog
+        assert "project_key: not a valid project key" in dialog
         page.click("#pt-dialog-cancel")
         assert injected_nodes(page) == 0
         assert page.evaluate("() => window.__ptInjected") is None
-        assert errors == []
+        assert [e for e in errors if "status of 400" not in e] == []  # Chromium logs the refused preview's 400
         assert "s-hostile" in sim.session_ids()  # the dry run changed nothing
     finally:
         context.close()

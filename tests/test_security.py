@@ -137,10 +137,14 @@ def test_no_output_shows_a_secret_a_key_a_command_line_or_a_traceback(fleet, dss
         for name, response in answers.items():
             assert response.mimetype == "application/json", name  # never text/html
             texts["webapp " + name] = response.get_data(as_text=True)
-        assert answers["apply"].get_json()["outcome"] == "aborted"
+        # a project key DSS could not have is refused at the body (issue 10.1), naming the field
+        for name in ("preview", "apply"):
+            assert answers[name].status_code == 400
+            assert answers[name].get_json()["error"]["message"].startswith("project_key: ")
         table = answers["/api/table"].get_json()
         assert rows_with(table["rows"] + table["activities_without_process"], NOTEBOOK)
-        assert answers["preview"].get_json()["activity"]["owner"] == USER
+        assert [r["owner"] for r in table["rows"] + table["activities_without_process"]
+                if r["activity_name"] == NOTEBOOK] == [USER]
     finally:
         state.sampler.stop()
     for suffix in ("", "-wal"):
@@ -149,7 +153,8 @@ def test_no_output_shows_a_secret_a_key_a_command_line_or_a_traceback(fleet, dss
             with open(path, "rb") as f:
                 texts["history " + suffix] = f.read().decode("latin-1")
     texts["logs"] = "\n".join(r.getMessage() for r in caplog.records)
-    assert any("apply by admin" in r.getMessage() for r in caplog.records)  # actions are logged, with who
+    assert any('"event": "apply"' in r.getMessage() and '"user": "admin"' in r.getMessage()
+               for r in caplog.records)  # actions are logged (one JSON object per line), with who, refused ones too
     assert_clean(texts, dss.keys)
 
 

@@ -259,14 +259,14 @@ def test_bad_action_bodies_name_the_parameter(backend, sim, body, param):
     assert sim.actions == [] or all("abort" not in r.path and r.method != "DELETE" for r in sim.actions)
 
 
-def test_apply_needs_confirm_and_unknown_activities_are_404(backend, sim):
+def test_apply_needs_confirm_and_unlisted_activities_are_404(backend, sim):
     c = backend.client
     admin = dict(as_user("admin"), **CSRF)
     payload = {"kind": "notebook_session", "project_key": "PRJ", "id": "sess-1"}
     assert error_of(c.post("/api/actions/apply", json=payload, headers=admin), 400, "bad_parameter").startswith(
         "confirm:")
     error_of(c.post("/api/actions/apply", json=dict(payload, id="nope", confirm=True), headers=admin), 404,
-             "not_found")
+             "not_listed")
     assert "sess-1" in sim.session_ids()
 
 
@@ -563,7 +563,7 @@ def test_when_nobody_watches_a_sample_lists_nothing_and_computes_nothing(sim, tm
 
 
 def test_a_failing_warm_up_is_counted_and_never_stops_the_sampler(sim, tmp_path, monkeypatch, caplog):
-    import process_tracker.webapp as webapp
+    import process_tracker.webapp_state as webapp_state
 
     t = Ticked(sim, tmp_path)
     try:
@@ -574,7 +574,7 @@ def test_a_failing_warm_up_is_counted_and_never_stops_the_sampler(sim, tmp_path,
             raise RuntimeError("a bug in a view")
 
         with monkeypatch.context() as patch:
-            patch.setattr(webapp, "join_table", broken)  # a bug in one view: the others are still warmed
+            patch.setattr(webapp_state, "join_table", broken)  # a bug in one view: the others are still warmed
             with caplog.at_level(logging.WARNING, logger="process_tracker.webapp"):
                 t.sample()
         assert t.state.warm_errors == 1 and dict(t.state.computations) == {"snapshot": 2, "table": 1,
@@ -609,3 +609,11 @@ def test_a_revoked_run_as_key_is_told_apart_from_an_unknown_session(backend, sim
     sim.revoke_key(sim.admin_key)
     revoked = error_of(backend.client.get("/api/table", headers=as_user("alice")), 403, "identity_unknown")
     assert "this webapp's own API key" in revoked and sim.admin_key not in revoked
+
+
+def test_the_footer_versions_come_from_dss_and_the_installed_client(backend):
+    from importlib import metadata
+
+    assert backend.client.get("/api/table", headers=as_user("admin")).status_code == 200  # the first listing
+    body = backend.client.get("/api/snapshot", headers=as_user("admin")).get_json()
+    assert body["versions"] == {"dss": "15.2.0", "dataikuapi": metadata.version("dataiku-api-client")}

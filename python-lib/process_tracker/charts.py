@@ -10,6 +10,7 @@ import functools
 import html
 
 from . import roles as catalogue
+from .identifiers import safe_text
 
 MIB = 1024.0 * 1024.0
 HIDDEN_ROLES = ("not_dss",)  # processes that are not DSS's: scanned, stored, not charted
@@ -35,7 +36,8 @@ def role_style(role):
 
 
 def _esc(value):
-    return html.escape("" if value is None else str(value), quote=False)
+    """Text from DSS or the host for a figure: control and bidi characters escaped, cut, then HTML-escaped."""
+    return html.escape(safe_text("" if value is None else str(value), 120), quote=False)
 
 
 def _mib(value):

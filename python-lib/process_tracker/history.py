@@ -17,17 +17,30 @@ Layout (schema version `SCHEMA_VERSION`, in table `meta`):
 Concurrency: WAL journal, `busy_timeout`; writes are short `BEGIN IMMEDIATE` transactions, readers never block
 the writer. Only one sampler writes (see `sampler.py`: an exclusive `flock` on `<db>.lock` elects it).
 A window query returns at most a few hundred points per series (`WINDOWS`).
+
+Damage and unavailability (issue 12.5): the file is checked with `PRAGMA quick_check` when the store opens, and
+every read and write classifies the SQLite errors it meets. A damaged file (corrupt, truncated, not a database) is
+moved aside as `history.sqlite.damaged-<UTC timestamp>` (under an exclusive lock, after checking it again, so two
+backend processes never move a fresh file) and a new one is started; the new file's `meta` holds a notice that
+every backend process shows for a day (`health()`), and the log says so. A read-only or full folder (or a busy
+one) raises `HistoryUnavailable` with the reason (the webapp answers 503 and shows it); each operation opens its
+own connection, so the store recovers as soon as the folder does, without a restart.
 """
 import contextlib
+import fcntl
+import functools
 import json
+import logging
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
-from .errors import ConfigError
+from .errors import ConfigError, ProcessTrackerError
 from .host import ProcessRecord
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_FILENAME = "history.sqlite"
@@ -43,6 +56,10 @@ WINDOWS = {
     "24h": (24 * 3600, 300, "bucket"),
     "7d": (7 * 24 * 3600, 1800, "bucket"),
 }
+
+NOTICE_SECONDS = 24 * 3600  # how long a "the history was damaged and restarted" notice is shown
+QUARANTINE_LOCK = "history.quarantine.lock"
+FULL_BELOW_BYTES = 1 << 20  # an I/O error with less free space than this is reported as a full disk
 
 _SECRET_HINTS = ("secret", "password", "passwd", "token", "apikey", "api_key", "credential", "cmdline", "argv")
 _MAX_ID_CHARS = 200
@@ -71,6 +88,61 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS latest_cgroups (path TEXT PRIMARY KEY, usage_bytes INTEGER, limit_bytes INTEGER,"
     " version INTEGER)",
 )
+
+
+class HistoryUnavailable(ProcessTrackerError):
+    """The history cannot be read or written now (read-only or full folder, busy, damaged beyond repair);
+    the message says why and what to do. The store recovers by itself when the cause goes away."""
+
+
+class _Damaged(sqlite3.DatabaseError):
+    """`PRAGMA quick_check` did not answer "ok"."""
+
+
+# SQLite's messages (stable since SQLite 3.x; Python < 3.11 has no error codes on exceptions) -> what happened
+_KINDS = (
+    ("database disk image is malformed", "damaged"),
+    ("file is not a database", "damaged"),
+    ("file is encrypted", "damaged"),
+    ("database or disk is full", "full"),
+    ("attempt to write a readonly database", "read_only"),
+    ("unable to open database file", "cannot_open"),
+    ("database is locked", "busy"),
+    ("database table is locked", "busy"),
+    ("disk i/o error", "io_error"),
+)
+
+
+def _error_kind(exc):
+    if isinstance(exc, _Damaged):
+        return "damaged"
+    text = str(exc).lower()
+    for needle, kind in _KINDS:
+        if needle in text:
+            return kind
+    return "damaged" if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.ProgrammingError)) else "error"
+
+
+def _free_bytes(directory):
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return FULL_BELOW_BYTES  # unknown: do not claim the disk is full
+    return st.f_bavail * st.f_frsize
+
+
+def _guarded(what, write=False):
+    """Run a store method through HistoryStore._guard (classify SQLite errors, repair a damaged file once)."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapped(self, *args, **kwargs):
+            return self._guard(what, lambda: method(self, *args, **kwargs), write=write)
+
+        return wrapped
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -205,26 +277,123 @@ class HistoryStore:
         self.clock = clock
         self.top_n = int(top_n)
         self._last_prune = 0.0
+        self._ready = False  # schema checked and created
+        self._errors = {False: None, True: None}  # write? -> why the last read / write failed, None after a success
+        self._notice = None  # (epoch s, text): the history was damaged and restarted (from meta, shared)
+        self._pending_notice = None  # the notice to write in the new file's meta
+        self.journal_mode = None
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
             raise ConfigError("historyDir", "cannot create %s (%s)" % (directory, e.__class__.__name__)) from None
-        self._init_schema()
+        try:
+            self._guard("opening the history", lambda: None)
+        except HistoryUnavailable as e:  # a read-only or full folder: said at each use, retried at each use
+            logger.warning("%s", e)
 
     # -- connections ----------------------------------------------------------------------------------------
     def connect(self):
         """A new connection in autocommit mode (transactions are explicit), WAL, with a busy timeout."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None)
-        except sqlite3.Error as e:
-            raise ConfigError("historyDir", "cannot open %s (%s)" % (self.path, e.__class__.__name__)) from None
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = %d" % BUSY_TIMEOUT_MS)
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
+    # -- damage and unavailability ------------------------------------------------------------------------------
+    def _guard(self, what, op, write=False):
+        """Run `op()` with the schema ready; a damaged file is moved aside and `op` run once more on a new one;
+        other SQLite failures raise HistoryUnavailable saying why."""
+        for attempt in (0, 1):
+            try:
+                if not self._ready:
+                    self._init_schema()
+                    self._ready = True
+                result = op()
+            except sqlite3.Error as e:
+                kind = _error_kind(e)
+                if kind == "damaged" and attempt == 0:
+                    self._ready = False
+                    self._move_aside(what, e)
+                    continue
+                self._ready = self._ready and kind not in ("cannot_open", "read_only")
+                self._errors[write] = reason = self._reason(kind, what, e)
+                raise HistoryUnavailable(reason) from None
+            self._errors[write] = None
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reason(self, kind, what, exc):
+        where = self.directory
+        if kind in ("read_only", "cannot_open") and not os.access(where, os.W_OK):
+            kind = "read_only"
+        if kind in ("io_error", "cannot_open") and _free_bytes(where) < FULL_BELOW_BYTES:
+            kind = "full"  # SQLite says "disk I/O error" when the WAL index cannot grow on a full disk
+        text = {
+            "read_only": "the history folder %s is read-only: the history can be neither read nor recorded (make "
+                         "it writable; no restart is needed)" % where,
+            "full": "the disk holding the history folder %s is full: samples cannot be recorded (free some space; "
+                    "no restart is needed)" % where,
+            "cannot_open": "the history file %s cannot be opened (missing folder or permissions)" % self.path,
+            "busy": "the history is busy (locked by another process for more than %d s)" % (BUSY_TIMEOUT_MS // 1000),
+            "io_error": "a disk I/O error on %s (a full or failing disk?)" % where,
+            "damaged": "the history file %s is damaged and could not be replaced" % self.path,
+        }.get(kind, "the history could not be used (%s)" % exc.__class__.__name__)
+        return "%s, while %s" % (text, what)
+
+    def _still_damaged(self):
+        if not os.path.exists(self.path):
+            return False
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None)
+            return conn.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+        except sqlite3.Error as e:
+            return _error_kind(e) == "damaged"
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _move_aside(self, what, exc):
+        """Move a damaged file aside (`.damaged-<UTC stamp>`, with its WAL and SHM) unless another process did."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        target = "%s.damaged-%s" % (self.path, stamp)
+        try:
+            lock_fd = os.open(os.path.join(self.directory, QUARANTINE_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise HistoryUnavailable("the history file %s is damaged and its folder cannot be written (%s), "
+                                     "while %s" % (self.path, e.__class__.__name__, what)) from None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if not self._still_damaged():
+                return
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, target + suffix)
+        except OSError as e:
+            raise HistoryUnavailable("the history file %s is damaged and cannot be moved aside (%s), while %s"
+                                     % (self.path, e.__class__.__name__, what)) from None
+        finally:
+            os.close(lock_fd)
+        text = ("The history file was damaged (%s) and was moved aside to %s; a new history started at %s UTC."
+                % (_error_kind(exc) if not str(exc) else str(exc)[:80], os.path.basename(target), stamp))
+        logger.error("history: %s (noticed while %s)", text, what)
+        self._notice = self._pending_notice = (self.clock(), text)
+
+    def health(self):
+        """{"ok": bool, "reason": why the last operation failed or None, "notice": the damage notice of the last
+        day or None}: what the page shows about its history. Never raises, never touches the file."""
+        notice = self._notice
+        if notice is not None and self.clock() - notice[0] > NOTICE_SECONDS:
+            notice = None
+        reason = self._errors[True] or self._errors[False]  # a failed write stays said until a write succeeds
+        return {"ok": reason is None, "reason": reason, "notice": notice[1] if notice else None}
+
     def _init_schema(self):
         conn = self.connect()
         try:
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise _Damaged("quick_check: %s" % (check[0] if check else "no answer"))
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self.journal_mode = str(mode).lower()
             conn.execute("BEGIN IMMEDIATE")
@@ -242,13 +411,20 @@ class HistoryStore:
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+                pending = self._pending_notice
+                if pending is not None:
+                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('notice', ?)",
+                                 (json.dumps({"at": pending[0], "text": pending[1]}),))
+                    self._pending_notice = None
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
         finally:
             conn.close()
 
+    @_guarded("reading the schema version")
     def schema_version(self):
         conn = self.connect()
         try:
@@ -257,6 +433,7 @@ class HistoryStore:
             conn.close()
 
     # -- writing --------------------------------------------------------------------------------------------
+    @_guarded("recording a sample", write=True)
     def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None):
         """Write one sample from a host.Snapshot: series, top processes, cgroups, and the whole last sample.
 
@@ -313,6 +490,7 @@ class HistoryStore:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
             )
 
+    @_guarded("recording series", write=True)
     def record_series(self, samples):
         """Write series only, for backfills and benchmarks: `samples` is an iterable of
         `(ts, [RoleSample], [(cgroup_path, usage_bytes, limit_bytes)])`, written in one transaction."""
@@ -331,7 +509,8 @@ class HistoryStore:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
             self._maybe_prune(conn)
         finally:
@@ -378,6 +557,7 @@ class HistoryStore:
             self._prune(conn, now)
             self._last_prune = now
 
+    @_guarded("pruning old rows", write=True)
     def prune(self, now=None):
         """Drop raw rows older than 24 h and buckets older than the retention. Returns rows deleted."""
         conn = self.connect()
@@ -398,7 +578,8 @@ class HistoryStore:
                 deleted += conn.execute("DELETE FROM %s WHERE bucket < ?" % table, (bucket_cutoff,)).rowcount  # noqa: S608
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                conn.execute("ROLLBACK")
             raise
         return deleted
 
@@ -412,6 +593,7 @@ class HistoryStore:
             shown = repr(window) if len(repr(window)) <= 40 else repr(window)[:37] + "..."
             raise ConfigError("window", "must be one of %s, got %s" % (", ".join(WINDOWS), shown)) from None
 
+    @_guarded("reading the role series")
     def role_series(self, window="24h", now=None):
         """Per-role averages over `window` ("1h", "24h", "7d"), one point per display step."""
         seconds, step, source = self.window(window)
@@ -456,6 +638,7 @@ class HistoryStore:
             roles={role: {name: tuple(vals) for name, vals in series.items()} for role, series in sorted(roles.items())},
         )
 
+    @_guarded("reading the cgroup series")
     def cgroup_series(self, window="24h", now=None):
         """Per-cgroup average usage over `window`, one point per display step, and each cgroup's last limit."""
         seconds, step, source = self.window(window)
@@ -490,6 +673,7 @@ class HistoryStore:
             limit_bytes=limits,
         )
 
+    @_guarded("reading the top processes")
     def top_processes(self, since, until=None):
         """Top processes per role stored between `since` and `until` (epoch s): (ts, role, pid, label, user,
         rss_anon_bytes, rss_bytes) tuples, oldest first. Kept 24 h."""
@@ -504,15 +688,20 @@ class HistoryStore:
         finally:
             conn.close()
 
+    @_guarded("reading the last sample's time")
     def latest_taken_at(self):
         """Epoch seconds of the last sample written, or None (one small read: a cache key for the views)."""
         conn = self.connect()
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'latest'").fetchone()
+            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('latest', 'notice')").fetchall())
         finally:
             conn.close()
-        return None if row is None else float(json.loads(row[0])["taken_at"])
+        if "notice" in rows:  # written by whichever process replaced a damaged file: every process shows it
+            notice = json.loads(rows["notice"])
+            self._notice = (float(notice["at"]), str(notice["text"]))
+        return None if "latest" not in rows else float(json.loads(rows["latest"])["taken_at"])
 
+    @_guarded("reading the last sample")
     def latest(self):
         """The last sample written, or None when the sampler has not written one yet."""
         conn = self.connect()
@@ -539,6 +728,7 @@ class HistoryStore:
             degraded_reason=meta.get("degraded_reason"),
         )
 
+    @_guarded("measuring the history")
     def size(self):
         """(rows in the series tables, bytes on disk including the WAL)."""
         conn = self.connect()
@@ -564,6 +754,7 @@ def role_samples(values):
 
 __all__ = [
     "HistoryStore",
+    "HistoryUnavailable",
     "LatestSample",
     "RoleSample",
     "RoleSeries",

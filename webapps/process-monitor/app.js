@@ -90,7 +90,8 @@
         plotly: null, // a promise, resolved when plotly.js is loaded
         timer: null,
         busy: false,
-        dialogBusy: false
+        dialogBusy: false,
+        listingRetry: null // a timer: the DSS views are loaded again while DSS is still listing
     };
 
     // ---------------------------------------------------------------- helpers
@@ -391,7 +392,33 @@
                 (st.access_denied ? ", " + st.access_denied + " unreadable" : "") +
                 (st.vanished ? ", " + st.vanished + " vanished during the scan" : ""));
         }
+        var v = snap.versions || {};
+        if (v.dss) parts.push("DSS " + v.dss);
+        if (v.dataikuapi) parts.push("dataikuapi " + v.dataikuapi);
         $("pt-footer").textContent = parts.join(" \u00b7 ");
+    }
+
+    /** How old the DSS listing is, when it matters (a slow call, a failed refresh): from the latest answer. */
+    function renderListingAge(listing) {
+        if (listing && listing.note) setBanner("listing-age", "info", listing.note + ".");
+        else clearBanner("listing-age");
+    }
+
+    /** DSS is still listing: the host views are shown now, the joined ones again a few seconds later (once). */
+    function retryWhileListing(listing) {
+        if (!listing || !listing.refreshing || state.listingRetry) return;
+        state.listingRetry = setTimeout(function () {
+            state.listingRetry = null;
+            if (!state.dialogBusy) Promise.all([loadSnapshot(), loadTable()]);
+        }, 3000);
+    }
+
+    /** The history store's state: a notice when a damaged file was replaced, a reason when it cannot be written. */
+    function renderHistoryState(history) {
+        if (history && history.notice) setBanner("history-notice", "warning", history.notice);
+        else clearBanner("history-notice");
+        if (history && history.reason) setBanner("history-state", "error", "The history cannot be used: " + history.reason);
+        else clearBanner("history-state");
     }
 
     function renderSnapshot() {
@@ -420,6 +447,9 @@
         return api("/api/snapshot").then(function (snap) {
             state.snapshot = snap;
             clearBanner("snapshot");
+            renderListingAge(snap.listing);
+            retryWhileListing(snap.listing);
+            renderHistoryState(snap.history_state);
             renderSnapshot();
             if (state.table) renderTable();
         }, failed("the host snapshot", "snapshot"));
@@ -668,6 +698,8 @@
         return api("/api/table").then(function (table) {
             state.table = table;
             clearBanner("table");
+            renderListingAge(table.listing);
+            retryWhileListing(table.listing);
             renderTable();
             renderOrphans();
             renderTableErrors();
