@@ -55,17 +55,35 @@ def sim(simulator, manual_clock):
 def test_futures_list_with_scenario_filters_and_shapes(sim, manual_clock):
     client = sim.client()
     futures = client.list_futures(all_users=True)
-    assert [f["jobId"] for f in futures] == ["f1", "f2"]
+    # as on DSS, the futures running webapp backends and continuous activities' main loops are listed too
+    assert [f["jobId"] for f in futures] == ["f1", "ca-stream", "wb-w-run", "f2"]
     f1 = futures[0]
     assert (f1["owner"], f1["jobDisplayName"], f1["alive"], f1["aborted"], f1["hasResult"]) == (
         "bob", "Computing metrics", True, False, False)
     assert f1["runningTime"] == 9 * 86400 * 1000 and f1["startTime"] == int((manual_clock() - 9 * 86400) * 1000)
     assert f1["payload"]["targets"][0]["projectKey"] == "CHURN" and f1["progress"]["states"][0]["cur"] == 1
     assert [f["jobId"] for f in client.list_futures(all_users=False)] == []  # admin owns none
+    # their payloads say nothing invented: no action, no targets
+    assert [f["payload"] for f in futures[1:3]] == [{"targets": [], "extras": {}}, {"targets": [], "extras": {"pid": 301}}]
     running = client.list_running_scenarios(all_users=True)
-    assert [(r["jobId"], r["payload"]["action"], r["payload"]["targets"][0]["objectId"]) for r in running] == [
-        ("run-1", "run_scenario", "NIGHTLY")]
-    assert [f.job_id for f in client.list_futures(as_objects=True, all_users=True)] == ["f1", "f2"]
+    # a scenario run: its scenario as the first target (documented by the client), no action string
+    assert [(r["jobId"], "action" in r["payload"], r["payload"]["targets"][0]["objectId"]) for r in running] == [
+        ("run-1", False, "NIGHTLY")]
+    every = client._perform_json("GET", "/futures/", params={"allUsers": True})  # both flags default to true
+    assert sorted(f["jobId"] for f in every) == ["ca-stream", "f1", "f2", "run-1", "wb-w-run"]
+    assert [f.job_id for f in client.list_futures(as_objects=True, all_users=True)] == [f["jobId"] for f in futures]
+
+
+def test_aborting_the_future_of_a_webapp_backend_or_a_continuous_activity_stops_it(sim, manual_clock):
+    client = sim.client()
+    assert client.get_future("wb-w-run").peek_state()["alive"] is True
+    client.get_future("wb-w-run").abort()
+    client.get_future("ca-stream").abort()
+    manual_clock.advance(10)
+    assert sim.phase("webapp", "w-run") == "ABORTED" and sim.phase("continuous_activity", "stream") == "ABORTED"
+    state = client.get_project("CHURN").get_webapp("w-run").get_state().state
+    assert state["futureInfo"]["alive"] is False and state["futureInfo"]["jobId"] == "wb-w-run"
+    assert [f["jobId"] for f in client.list_futures(all_users=True)] == ["f1", "f2"]
 
 
 def test_future_abort_goes_aborting_then_dead_after_the_delay(sim, manual_clock):

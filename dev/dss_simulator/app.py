@@ -57,7 +57,9 @@ def create_app(state):
         except ValueError:
             major = 0
         if major < 15:
-            raise SimError(404, NOT_FOUND, "No such API endpoint: %s" % request.path)
+            status = state.missing_endpoint_status
+            raise SimError(status, NOT_FOUND if status == 404 else BAD_REQUEST,
+                           "No such API endpoint: %s" % request.path)
 
     @app.before_request
     def _before():

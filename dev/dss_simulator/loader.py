@@ -153,7 +153,7 @@ class _Loader:
                 s.scenario_scripts[(pk, sc["id"])] = sc["script"]
             run = sc.get("running")
             if run:
-                data = {"displayName": "Scenario %s" % definition["name"], "action": "run_scenario", "scenario": sc["id"],
+                data = {"displayName": "Scenario %s" % definition["name"], "scenario": sc["id"],
                         "targets": [{"objectType": "SCENARIO", "projectKey": pk, "objectId": sc["id"]}],
                         "extras": {"scenarioRunId": run.get("runId", "run-%s" % sc["id"].lower())}}
                 self.future(dict(run, owner=run["by"]), pk, data)
@@ -163,18 +163,16 @@ class _Loader:
             b = w.get("backend")
             if b:
                 extras = {k: int(b[k]) for k in ("pid", "port") if b.get(k) is not None}
-                data = {"futureId": b.get("futureId") or uuid.uuid4().hex[:8], "action": "run_webapp_backend",
-                        "displayName": "Webapp backend %s" % w.get("name", w["id"]), "extras": extras,
-                        "targets": [{"objectType": "WEB_APP", "projectKey": pk, "objectId": w["id"]}]}
+                data = {"futureId": b.get("futureId") or uuid.uuid4().hex[:8],
+                        "displayName": "Webapp backend %s" % w.get("name", w["id"]), "extras": extras}
                 self.task("webapp", w["id"], pk, b.get("owner", s.projects[pk]["owner"]), b, data,
                           "%s.webapps[%s]" % (what, w["id"]))
         for ca in p.get("continuousActivities", []):
             rid = ca["recipeId"]
             s.continuous_activities[(pk, rid)] = {"recipeType": ca.get("recipeType", "cpython")}
             if ca.get("state", "STARTED") == "STARTED" or "endedAgo" in ca:
-                data = {"futureId": ca.get("futureId") or uuid.uuid4().hex[:8], "action": "continuous_activity",
-                        "displayName": "Continuous activity %s" % rid,
-                        "targets": [{"objectType": "CONTINUOUS_ACTIVITY", "projectKey": pk, "objectId": rid}]}
+                data = {"futureId": ca.get("futureId") or uuid.uuid4().hex[:8],
+                        "displayName": "Continuous activity %s" % rid}
                 self.task("continuous_activity", rid, pk, ca.get("owner", s.projects[pk]["owner"]), ca, data,
                           "%s.continuousActivities[%s]" % (what, rid))
         for cs in p.get("codeStudios", []):

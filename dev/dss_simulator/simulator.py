@@ -11,11 +11,25 @@ import threading
 import time
 from contextlib import contextmanager
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import create_app
+from .app import PREFIX, create_app
 from .loader import fault_from_spec, load, parse_duration
 from .state import INHERIT, State
+
+
+# The simulator's routes (app.py view names) by activity kind: what acting on or listing a kind may call.
+KIND_ROUTES = {
+    "future": ("futures", "future", "abort_future"),
+    "scenario": ("futures", "future", "abort_future", "scenarios", "scenario_light", "abort_scenario"),
+    "notebook_session": ("running_notebooks", "notebooks", "sessions", "unload", "legacy_notebook"),
+    "job": ("jobs", "project_running_jobs", "running_jobs", "job_status", "abort_job"),
+    "webapp": ("webapps", "webapp", "webapp_state", "stop_webapp"),
+    "continuous_activity": ("continuous_activities", "continuous_activity", "stop_continuous_activity"),
+    "code_studio": ("code_studios", "code_studio", "code_studio_status", "stop_code_studio"),
+}
+COMMON_ROUTES = ("instance_info", "auth_info", "projects")
 
 
 class ManualClock:
@@ -220,6 +234,32 @@ class Simulator:
         """Every request received, oldest first (`Request(method, path, user, time, status)`)."""
         with self.state.lock:
             return list(self.state.log)
+
+    def unrouted_requests(self, kinds=None):
+        """The logged requests outside the route table: matching no route at all (a path steered elsewhere, or
+        an unquoted id that split a segment), or, with `kinds`, matching none of those kinds' routes
+        (`KIND_ROUTES`) and the common ones (instance info, identity, projects)."""
+        adapter = self.app.url_map.bind("localhost")
+        allowed = None if kinds is None else set(COMMON_ROUTES).union(*(KIND_ROUTES[k] for k in kinds))
+        out = []
+        for r in self.requests:
+            try:
+                endpoint, _ = adapter.match(PREFIX + r.path, method=r.method)
+            except HTTPException:
+                out.append(r)
+                continue
+            if allowed is not None and endpoint not in allowed:
+                out.append(r)
+        return out
+
+    @property
+    def missing_endpoint_status(self):
+        """What a DSS older than 15 answers on `/jobs/running/` (404 by default; 400 and 405 seen as well)."""
+        return self.state.missing_endpoint_status
+
+    @missing_endpoint_status.setter
+    def missing_endpoint_status(self, status):
+        self.state.missing_endpoint_status = int(status)
 
     @property
     def actions(self):

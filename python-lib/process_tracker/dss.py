@@ -9,9 +9,11 @@ Errors from the client become a few typed exceptions where they enter the code (
 This module never imports `dataiku` at module level: the plugin code must import outside DSS too.
 """
 import json
+import logging
 import math
 import os
 import threading
+from contextlib import contextmanager
 
 from .errors import (
     ConfigError,
@@ -208,3 +210,24 @@ def translate_error(exc, what):
             return DSSNotFound("%s: %s" % (what, message), status=status)
         return DSSError("%s: %s" % (what, message), status=status)
     return exc
+
+
+@contextmanager
+def calling(what):
+    """The one translation point: `with dss.calling("listing webapps of project X"): client...`.
+
+    Inside the block, an error from dataikuapi, requests or the JSON parser is raised as the typed error of
+    `translate_error` (a DSSError or, for an invalid URL, a ConfigError) `from` the original; an error already
+    typed passes unchanged; any other exception (one rule for the unknown) is logged with its traceback and
+    raised as a DSSError naming `what`, so call sites catch only the typed errors they handle.
+    """
+    try:
+        yield
+    except ProcessTrackerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated here, once
+        err = translate_error(exc, what)
+        if err is exc:
+            logging.getLogger(__name__).warning("%s: unexpected %s", what, exc.__class__.__name__, exc_info=True)
+            err = DSSError("%s: unexpected answer from DSS (%s)" % (what, exc.__class__.__name__))
+        raise err from exc
