@@ -105,8 +105,8 @@ class _Loader:
         job_id = f.get("jobId") or uuid.uuid4().hex[:8]
         targets = f.get("targets", [])
         project_key = project_key or f.get("projectKey") or (targets[0].get("projectKey") if targets else None)
-        data = data or {k: f[k] for k in ("displayName", "action", "targets", "extras", "progress", "result", "error")
-                        if k in f}
+        data = data or {k: f[k] for k in ("displayName", "action", "targets", "extras", "progress", "result", "error",
+                                           "raw") if k in f}
         return self.task("future", job_id, project_key, f["owner"], f, data, "futures[%s]" % job_id)
 
     def project(self, p):
@@ -124,14 +124,14 @@ class _Loader:
                 sid = se.get("sessionId") or _uuid()
                 data = {"notebook": nb["name"], "kernelId": se.get("kernelId") or _uuid(),
                         "state": se.get("state", "idle"), "connections": int(se.get("connections", 0)),
-                        "unixOwner": se.get("unixOwner", "dataiku")}
+                        "unixOwner": se.get("unixOwner", "dataiku"), "raw": se.get("raw", {})}
                 if se.get("kernelPid") is not None:
                     data["kernelPid"] = int(se["kernelPid"])
                 t = self.task("session", sid, pk, se["creator"], se, data, "%s.sessions[%s]" % (what, sid))
                 data["lastActivity"] = self.ago(se, "idleFor", what, default=self.now - t.started_at)
         for j in p.get("jobs", []):
             state = j.get("state", "RUNNING")
-            data = {k: j[k] for k in ("name", "type", "kernelPid", "scenarioId", "scenarioRunId") if k in j}
+            data = {k: j[k] for k in ("name", "type", "kernelPid", "scenarioId", "scenarioRunId", "raw") if k in j}
             spec = dict(j)
             if state in FINISHED:
                 spec.setdefault("endedAgo", 0)

@@ -7,6 +7,7 @@
         sim.clock.advance(30)                      # time passes (with a ManualClock)
         assert sim.phase("future", "abc") == "ABORTED"
 """
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -186,6 +187,12 @@ class Simulator:
             self.state.faults.append(fault)
         return fault
 
+    def replace_answer(self, path, value):
+        """Successful answers on paths matching the regex `path` become the JSON `value` (odd shapes and values
+        DSS could send: an object for a list, NaN, 1e999 written as Infinity...). Removed by `clear_faults`."""
+        with self.state.lock:
+            self.state.answers.append((re.compile(path), value))
+
     def remove_fault(self, fault):
         with self.state.lock:
             self.state.faults.remove(fault)
@@ -194,6 +201,7 @@ class Simulator:
         with self.state.lock:
             self.state.faults.clear()
             self.state.failing_projects.clear()
+            self.state.answers.clear()
 
     def fail_project(self, project_key, failing=True):
         """Every call under /projects/<project_key>/ answers 500 (or works again with failing=False)."""

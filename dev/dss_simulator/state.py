@@ -140,6 +140,7 @@ class State:
         self.tasks: Dict[tuple, Task] = {}  # (kind, id) -> Task
         self.faults: List[Fault] = []
         self.failing_projects = set()
+        self.answers: List[tuple] = []  # (regex on the path, JSON value): a successful answer replaced by the value
         self.rng = random.Random(0)
         self.hang_s = 60.0
         self.log: List[Request] = []
@@ -286,6 +287,7 @@ class State:
         }
         if phase == "DONE" and not peek:
             out["result"] = d.get("result", {})
+        out.update(d.get("raw", {}))
         return out
 
     FUTURE_KINDS = ("future", "webapp", "continuous_activity")  # tasks that run as a future DSS lists
@@ -343,6 +345,7 @@ class State:
                "kernelExecutionState": d.get("state", "idle"), "kernelConnections": int(d.get("connections", 0))}
         if d.get("kernelPid") is not None:
             out["kernelPid"] = d["kernelPid"]
+        out.update(d.get("raw", {}))
         return out
 
     def _sessions(self, user, project_key, notebook=None):
@@ -416,6 +419,7 @@ class State:
         for name in ("kernelPid", "scenarioId", "scenarioRunId"):
             if d.get(name) is not None and (name != "kernelPid" or state not in FINISHED):
                 out[name] = d[name]
+        out.update(d.get("raw", {}))
         return out
 
     def list_jobs(self, user, project_key=None, running=False, all_users=False):
@@ -651,6 +655,14 @@ class State:
     def record(self, method, path, user, status):
         with self.lock:
             self.log.append(Request(method, path, user, self.now(), status))
+
+    def answer_for(self, path):
+        """(True, value) when a successful answer on `path` is to be replaced by `value` (the last match wins)."""
+        with self.lock:
+            for regex, value in reversed(self.answers):
+                if regex.search(path):
+                    return True, value
+            return False, None
 
     def faults_for(self, method, path):
         """(latency seconds, hang, error, malformed) for this request, drawing error rates from the seeded RNG."""
