@@ -52,6 +52,7 @@ code_studio          code studio id   RUNNING | STARTING          code_studio_id
 `futureInfo.payload.extras.pid`, when DSS gives them. Absent values are None or missing keys, never guesses.
 """
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -139,14 +140,23 @@ def _run_steps(client, steps, max_workers):
 class _Lister:
     """Builds the steps of one listing from the kinds table. Holds no client: each step receives it."""
 
-    def __init__(self, kinds_needed, projects, project_keys, all_users, now):
+    def __init__(self, kinds_needed, projects, all_users, now):
         self.kinds = kinds_needed  # the selected kinds and those needed to check them (kinds.Kind.checked_against)
         self.projects = projects  # None (all) or a frozenset used to filter instance-wide answers
-        self.project_keys = project_keys  # the keys to fan out over (explicit, or listed)
         self.all_users = all_users
         self.now = now
+        self._keys = tuple(projects) if projects is not None else None  # listed once, when first needed
+        self._keys_lock = threading.Lock()
+        self.key_errors = []
 
-    def initial_steps(self):
+    def project_keys(self, client):
+        """The keys to fan out over: the ones asked for, or every project's (listed once, on first need)."""
+        with self._keys_lock:
+            if self._keys is None:
+                self._keys, self.key_errors = _project_keys(client)
+            return self._keys
+
+    def initial_steps(self, client):
         steps = []
         for name in KINDS:
             if name not in self.kinds:
@@ -156,7 +166,7 @@ class _Lister:
             if k.instance is not None and (self.all_users or not admin_only):
                 steps.append(_Step(name, None, "listing %s" % k.listing, self._instance_runner(name)))
             else:
-                steps.extend(self._project_step(name, pk) for pk in self.project_keys)
+                steps.extend(self._project_step(name, pk) for pk in self.project_keys(client))
         return steps
 
     # ---- instance-wide listings, with their fallbacks
@@ -169,23 +179,23 @@ class _Lister:
         if inst.min_major is not None:
             major = kinds.dss_major(client)
             if major is not None and major < inst.min_major:
-                return self._per_project(name, out, "%s listed project by project (DSS %d has no instance-wide "
-                                                    "list)" % (k.listing, major))
+                return self._per_project(client, name, out, "%s listed project by project (DSS %d has no "
+                                                            "instance-wide list)" % (k.listing, major))
         try:
             answer = call(client, inst.route, what, params=self._all_users_param(inst, self.all_users))
         except DSSForbidden:
             if not (self.all_users and inst.all_users) and inst.on_forbidden != "projects":
                 raise
             if inst.on_forbidden == "projects":
-                return self._per_project(name, out, "%s listed project by project (listing all of them needs "
-                                                    "admin)" % k.listing.replace("running ", ""))
+                return self._per_project(client, name, out, "%s listed project by project (listing all of them "
+                                                            "needs admin)" % k.listing.replace("running ", ""))
             out.notes.append("%s: only your own are listed (all users' needs admin)" % k.listing)
             answer = call(client, inst.route, what, params=self._all_users_param(inst, False))
         except DSSError as err:
             if inst.min_major is None or err.status not in MISSING_ENDPOINT_STATUSES:
                 raise
-            return self._per_project(name, out, "%s listed project by project (this DSS has no instance-wide "
-                                                "list: HTTP %s)" % (k.listing, err.status))
+            return self._per_project(client, name, out, "%s listed project by project (this DSS has no "
+                                                        "instance-wide list: HTTP %s)" % (k.listing, err.status))
         self._read_all(name, answer_list(answer, what), None, out, inline=inst.inline)
         return out
 
@@ -193,8 +203,8 @@ class _Lister:
     def _all_users_param(inst, value):
         return {inst.all_users: value} if inst.all_users else None
 
-    def _per_project(self, name, out, note):
-        out.followups.extend(self._project_step(name, pk) for pk in self.project_keys)
+    def _per_project(self, client, name, out, note):
+        out.followups.extend(self._project_step(name, pk) for pk in self.project_keys(client))
         out.notes.append(note)
         return out
 
@@ -222,8 +232,8 @@ class _Lister:
                 continue
             listed = Item(obj, kinds.item_label(name, obj.get(k.follow_id)))
             try:
-                pk = project_key or kinds._required(listed, "project_key", "projectKey")
-                follow_id = kinds._required(listed, self._follow_kind(k), k.follow_id)
+                pk = project_key or kinds.required(listed, "project_key", "projectKey")
+                follow_id = kinds.required(listed, self._follow_kind(k), k.follow_id)
             except BadValue as bad:
                 out.errors.append(ListingError(name, project_key, str(bad)))
                 continue
@@ -319,7 +329,7 @@ def _project_keys(client):
     keys, errors = [], []
     for obj in items:
         try:
-            keys.append(kinds._required(Item(obj, "project %s" % identifiers.shown(obj.get("projectKey"), 80)),
+            keys.append(kinds.required(Item(obj, "project %s" % identifiers.shown(obj.get("projectKey"), 80)),
                                         "project_key", "projectKey"))
         except BadValue as bad:
             errors.append(ListingError("projects", None, str(bad)))
@@ -377,16 +387,10 @@ def list_activities(
     project_keys = _check_projects(projects)
     max_workers = _check_workers(max_workers)
     now = time.time() if now is None else float(now)
-    needed = _needed(kind_set)
-    errors = []
     project_filter = frozenset(project_keys) if project_keys is not None else None
-    if project_keys is None:
-        project_keys = ()
-        if any(KIND[k].project is not None for k in needed):
-            project_keys, errors = _project_keys(client)
-    lister = _Lister(needed, project_filter, project_keys, bool(all_users), now)
-    out, failed = _run_steps(client, lister.initial_steps(), max_workers)
-    errors.extend(failed + out.errors)
+    lister = _Lister(_needed(kind_set), project_keys, bool(all_users), now)
+    out, failed = _run_steps(client, lister.initial_steps(client), max_workers)
+    errors = lister.key_errors + failed + out.errors
     checks = frozenset(c for k in kind_set for c in KIND[k].checked_against)
     unchecked = [e.message for e in errors if e.kind in checks or (checks and e.kind == "projects")]
     unique = {}

@@ -94,7 +94,7 @@ class Ctx:
     listed: Item = field(default_factory=lambda: Item({}, ""))  # the list item a follow-up came from
 
 
-def _required(item, kind, name):
+def required(item, kind, name):
     value = item.ident(kind, name)
     if value is None:
         raise item.bad(name, "is missing")
@@ -119,7 +119,7 @@ def _targets(item):
 
 def read_future(item, ctx, kind="future"):
     """A future (GET /futures/) -> Activity of `kind` ("scenario" when the scenarios' call returned it)."""
-    future_id = _required(item, "future_id", "jobId")
+    future_id = required(item, "future_id", "jobId")
     if item.flag("alive") is False:
         return None
     start, running = item.epoch("startTime"), item.duration("runningTime")
@@ -151,7 +151,7 @@ def read_scenario(item, ctx):
 
 def read_session(item, ctx):
     """A notebook session (GET .../jupyter-notebooks/{nb}/sessions, or a running notebook's activeSessions)."""
-    session_id = _required(item, "session_id", "sessionId")
+    session_id = required(item, "session_id", "sessionId")
     notebook = item.ident("notebook_name", "notebookName") or ctx.listed.ident("notebook_name", "name")
     start = item.epoch("sessionStartTime")
     state = item.text("kernelExecutionState", 100) or "unknown"
@@ -169,7 +169,7 @@ def read_session(item, ctx):
 
 def read_job(item, ctx):
     """A job list item (GET /jobs/running/, /projects/{pk}/jobs/[running/]) -> Activity, None when finished."""
-    job_id = item.ident("job_id", "def.id") or _required(item, "job_id", "jobId")
+    job_id = item.ident("job_id", "def.id") or required(item, "job_id", "jobId")
     state = item.text("state", 100) or "RUNNING"
     stable = item.flag("stableState")
     if stable is True or (stable is None and state in FINISHED_JOB_STATES):
@@ -191,7 +191,7 @@ def read_job(item, ctx):
 def read_webapp(item, ctx):
     """A webapp backend state (GET .../webapps/{id}/backend/state; name and type from the list item or settings)."""
     info = item.sub("futureInfo")
-    webapp_id = ctx.listed.ident("webapp_id", "id") or _required(item, "webapp_id", "webAppId")
+    webapp_id = ctx.listed.ident("webapp_id", "id") or required(item, "webapp_id", "webAppId")
     if not info.flag("alive"):
         return None
     start, running = info.epoch("startTime"), info.duration("runningTime")
@@ -206,7 +206,7 @@ def read_webapp(item, ctx):
 
 def read_continuous(item, ctx):
     """A continuous activity (GET .../continuous-activities/[{id}/]) -> Activity, None when not started."""
-    recipe_id = _required(item, "recipe_id", "recipeId")
+    recipe_id = required(item, "recipe_id", "recipeId")
     desired = item.text("desiredState", 100)
     loop = item.sub("mainLoopState")
     info = loop.sub("futureInfo")
@@ -225,7 +225,7 @@ def read_continuous(item, ctx):
 
 def read_code_studio(item, ctx):
     """A code studio status (GET .../code-studios/{id}/status; name, owner, template from the list item)."""
-    studio_id = _required(ctx.listed, "code_studio_id", "id")
+    studio_id = required(ctx.listed, "code_studio_id", "id")
     state = item.text("state", 100)
     since = item.epoch("lastStateChange")
     if state not in RUNNING_CODE_STUDIO_STATES:
