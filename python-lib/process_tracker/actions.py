@@ -158,43 +158,41 @@ def perform(
     pending = []
     for i, d in enumerate(decisions):
         a, reason = d.activity, str(d.reason or "")
-        verb = VERBS[a.kind]
         if not d.act:
             done(i, a, "spared", "spared: nothing done", reason)
-            continue
-        if not apply:
-            done(i, a, "would_act", "dry run: would %s" % verb, reason)
-            continue
-        try:
-            fresh = probe(client, a)
-        except DSSError as e:
-            done(i, a, "failed", "could not re-check it before acting, nothing done: %s" % e, reason)
-            continue
-        if fresh.status not in LIVE_STATUSES:
-            done(i, a, "already_finished", "no longer running when re-checked: nothing done", reason)
-            continue
-        current = fresh.activity or a
-        if recheck is not None:
-            still_act, why = recheck(current)
-            if not still_act:
-                done(i, current, "spared", "re-checked just before acting: spared", str(why or ""))
-                continue
-        logger.info("requesting: %s %s by %s (%s)", verb, _where(current), actor or "unknown user", reason or "-")
-        try:
-            _stop(client, current)
-        except DSSNotFound:
-            done(i, current, "finished_before_abort", "it ended before the stop reached DSS (not found)", reason)
-            continue
-        except DSSError as err:  # an action is never retried
-            if _is_uncertain(err):
-                pending.append(_Pending(i, current, reason, note=str(err)))
-            else:
-                done(i, current, "failed", str(err), reason)
-            continue
-        pending.append(_Pending(i, current, reason))
+        elif not apply:
+            done(i, a, "would_act", "dry run: would %s" % VERBS[a.kind], reason)
+        else:
+            _act(client, i, a, reason, recheck, actor, done, pending)
 
     _verify(client, pending, wait_seconds, poll_seconds, clock, sleep, done)
     return results  # type: ignore[return-value]
+
+
+def _act(client, i, a, reason, recheck, actor, done, pending):
+    """Re-check one activity, stop it, and leave it to verify (in `pending`) or say why not (`done`)."""
+    verb = VERBS[a.kind]
+    try:
+        fresh = probe(client, a)
+    except DSSError as e:
+        return done(i, a, "failed", "could not re-check it before acting, nothing done: %s" % e, reason)
+    if fresh.status not in LIVE_STATUSES:
+        return done(i, a, "already_finished", "no longer running when re-checked: nothing done", reason)
+    current = fresh.activity or a
+    if recheck is not None:
+        still_act, why = recheck(current)
+        if not still_act:
+            return done(i, current, "spared", "re-checked just before acting: spared", str(why or ""))
+    logger.info("requesting: %s %s by %s (%s)", verb, _where(current), actor or "unknown user", reason or "-")
+    try:
+        _stop(client, current)
+    except DSSNotFound:
+        return done(i, current, "finished_before_abort", "it ended before the stop reached DSS (not found)", reason)
+    except DSSError as err:  # an action is never retried
+        if not _is_uncertain(err):
+            return done(i, current, "failed", str(err), reason)
+        return pending.append(_Pending(i, current, reason, note=str(err)))
+    pending.append(_Pending(i, current, reason))
 
 
 def _verify(client, pending, wait_seconds, poll_seconds, clock, sleep, done):
