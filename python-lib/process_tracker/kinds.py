@@ -8,7 +8,7 @@ depend on which client DSS ships (`list_running_jobs` and `list_jobs(as_type=...
 id, from a user or read back from DSS, can steer a call elsewhere. Every value read goes through `reading.Item`.
 
 A new kind or a version difference is one entry (and its tests). `activities` runs the listings, `actions` the
-stops; `ROUTES` lists every endpoint the plugin calls, by kind (docs/dss-calls.md shows the same table).
+stops; `ROUTES` lists every endpoint the plugin calls, by kind (docs/dss-calls.md gives each its source).
 """
 import string
 from dataclasses import dataclass, field, replace
