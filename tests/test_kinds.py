@@ -285,3 +285,16 @@ def test_docs_list_every_route_of_the_kinds_table():
     routes = [r for rs in kinds.ROUTES.values() for r in rs] + list(kinds.COMMON_ROUTES) + [actions.AUTH_INFO]
     missing = [(r.method, r.path) for r in routes if "`%s %s" % (r.method, r.path) not in doc]
     assert missing == []
+
+
+@pytest.mark.parametrize("login", ["admin", "alice"])  # the admin list of running notebooks, or project by project
+def test_a_notebook_name_that_would_steer_a_path_is_an_error_row_and_its_sessions_are_not_called(simulator, login):
+    inst = services()
+    inst["projects"][0]["notebooks"].append(notebook("a/../b", [session("alice", session_id="s-odd")]))
+    sim = simulator(inst)
+    inv = list_activities(client_for(sim, login), kinds=["notebook_session"])
+    assert [(e.kind, e.project_key, e.message) for e in inv.errors] == [
+        ("notebook_session", "CHURN" if login == "alice" else None,
+         "notebook 'a/../b': field name is not a valid notebook name: 'a/../b'")]
+    assert [a.id for a in inv.activities] == ["s1"]
+    assert sim.unrouted_requests(["notebook_session"]) == [] and not any("a/" in r.path for r in sim.requests)

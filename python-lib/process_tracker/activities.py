@@ -230,7 +230,7 @@ class _Lister:
             if k.follow is None:
                 self._read_one(name, obj, Ctx(self.now, project_key), out)
                 continue
-            listed = Item(obj, kinds.item_label(name, obj.get(k.follow_id)))
+            listed = Item(obj, "%s %s" % (k.follow_what.split(" of ", 1)[-1], identifiers.shown(obj.get(k.follow_id), 80)))
             try:
                 pk = project_key or kinds.required(listed, "project_key", "projectKey")
                 follow_id = kinds.required(listed, self._follow_kind(k), k.follow_id)

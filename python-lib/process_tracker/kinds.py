@@ -377,7 +377,7 @@ KIND = {k.name: k for k in (
          _ABORT_FUTURE, in_project=False, checked_against=("scenario", "webapp", "continuous_activity"),
          instance=Instance(Route("GET", _FUTURES, {"withScenarios": False, "withNotScenarios": True}), "allUsers"),
          id_field="jobId", listing="background tasks"),
-    Kind("scenario", "future_id", "running scenario", "abort the scenario run", read_scenario, _FUTURE,
+    Kind("scenario", "future_id", "scenario run", "abort the scenario run", read_scenario, _FUTURE,
          judge_future, _ABORT_FUTURE, in_project=False, claims=("jobId",),
          instance=Instance(Route("GET", _FUTURES, {"withScenarios": True, "withNotScenarios": False}), "allUsers"),
          id_field="jobId", listing="running scenarios"),
