@@ -323,3 +323,18 @@ def test_started_alone_it_prints_url_and_admin_key_and_stops_on_ctrl_c():
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_the_route_table_flags_requests_steered_outside_a_kind_and_unknown_paths(simulator):
+    sim = simulator(small())
+    client = sim.client()
+    client._perform_json("GET", "/futures/../admin/users/")  # requests removes the dot segment: /admin/users/
+    with pytest.raises(DataikuException):
+        client._perform_json("GET", "/no/such/route")
+    client.list_futures(all_users=True)
+    assert [r.path for r in sim.unrouted_requests()] == ["/no/such/route"]
+    assert [r.path for r in sim.unrouted_requests(["future"])] == ["/admin/users/", "/no/such/route"]
+    sim.replace_answer("^/futures/$", {"not": "a list"})
+    assert client._perform_json("GET", "/futures/") == {"not": "a list"}
+    sim.clear_faults()
+    assert isinstance(client._perform_json("GET", "/futures/"), list)
