@@ -298,3 +298,27 @@ def test_a_notebook_name_that_would_steer_a_path_is_an_error_row_and_its_session
          "notebook 'a/../b': field name is not a valid notebook name: 'a/../b'")]
     assert [a.id for a in inv.activities] == ["s1"]
     assert sim.unrouted_requests(["notebook_session"]) == [] and not any("a/" in r.path for r in sim.requests)
+
+
+def test_any_id_either_is_refused_or_stays_within_its_kinds_routes(simulator):
+    """Property: whatever the id (dot segments, encoded ones, slashes, query and fragment marks, newlines, NUL,
+    unicode, long strings), get_activity makes no request outside the routes of the kind asked for."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    sim = simulator(services())
+    client = client_for(sim)
+    pieces = st.sampled_from(["..", "%2e%2e", "/", "?", "#", "%", "\n", "\x00", "é", "a", "CHURN", "f-stuck", " "])
+    ids = st.one_of(st.text(max_size=40), st.lists(pieces, max_size=8).map("".join), st.just("x" * 500))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from(KINDS), id_=ids, project_key=st.sampled_from(["CHURN", "../CHURN", "A/B"]))
+    def check(kind, id_, project_key):
+        sim.state.log.clear()
+        try:
+            get_activity(client, kind, id_, project_key=project_key)
+        except ConfigError:
+            assert sim.requests == []
+        assert sim.unrouted_requests([kind]) == [] and sim.actions == []
+
+    check()
