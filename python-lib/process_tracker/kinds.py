@@ -75,11 +75,11 @@ def dss_major(client):
 
 
 def ids_of(kind, activity):
-    """The identifiers an activity's routes need: its project key, its id (as its kind's identifier) and, for a
-    session, its notebook name."""
+    """The identifiers an activity's routes need: its project key, its id (as its kind's identifier) and the
+    details its kind names (`Kind.detail_ids`: a session's notebook name)."""
     ids = {"project_key": activity.project_key, KIND[kind].id_kind: activity.id}
-    if kind == "notebook_session":
-        ids["notebook_name"] = activity.details.get("notebook_name") or activity.name
+    for name in KIND[kind].detail_ids:
+        ids[name] = (activity.details or {}).get(name)
     return ids
 
 
@@ -353,6 +353,7 @@ class Kind:
     id_field: str = "id"  # the field of a listed item holding its id (names the item in error rows)
     listing: str = ""  # what its listing is called in messages: "listing <listing> [of project X]"
     follow_what: str = ""  # what its follow call reads: "reading <follow_what> <id> in project X"
+    detail_ids: Tuple[str, ...] = ()  # identifiers its routes need beyond project and id, from the details
 
     @property
     def routes(self):
@@ -372,7 +373,8 @@ KIND = {k.name: k for k in (
          instance=Instance(Route("GET", "/admin/notebooks/"), on_forbidden="projects", inline="activeSessions"),
          project=Route("GET", _P + "/jupyter-notebooks/", {"active": True}),
          follow=Route("GET", _P + "/jupyter-notebooks/{notebook_name}/sessions"), follow_id="name",
-         id_field="sessionId", listing="running notebooks", follow_what="the sessions of notebook"),
+         id_field="sessionId", listing="running notebooks", follow_what="the sessions of notebook",
+         detail_ids=("notebook_name",)),
     Kind("future", "future_id", "background task", "abort the task", read_future, _FUTURE, judge_future,
          _ABORT_FUTURE, in_project=False, checked_against=("scenario", "webapp", "continuous_activity"),
          instance=Instance(Route("GET", _FUTURES, {"withScenarios": False, "withNotScenarios": True}), "allUsers"),
