@@ -453,7 +453,7 @@ def get_activity(client, kind, id, project_key=None, notebook_name=None) -> Opti
         return None
     if k.settings is not None:
         return _with_settings(client, result.activity)
-    if kind == "job":
+    if k.pid_from_list:
         return _with_job_pid(client, result.activity)
     return result.activity
 
@@ -486,16 +486,13 @@ def _with_settings(client, activity):
     try:
         raw = Item(answer_object(call(client, k.settings, what, **kinds.ids_of(activity.kind, activity)), what),
                    "%s %s" % (k.label, activity.id))
-        name, owner, kind_type, template = (raw.text("name", 300), raw.text("owner", 300), raw.text("type", 300),
-                                            raw.text("templateId", 300))
+        name, owner = raw.text("name", 300), raw.text("owner", 300)
+        details = dict(activity.details)
+        for key, settings_field in k.settings_details:
+            details[key] = raw.text(settings_field, 300) or details.get(key)
     except DSSError as err:  # the name is a nicety, the state is what matters
         logger.debug("%s", err)
         return activity
-    details = dict(activity.details)
-    if activity.kind == "webapp" and kind_type:
-        details["webapp_type"] = kind_type
-    if activity.kind == "code_studio" and template:
-        details["template_id"] = template
     return replace(activity, name=name or activity.name, owner=activity.owner or owner, details=details)
 
 

@@ -354,6 +354,8 @@ class Kind:
     listing: str = ""  # what its listing is called in messages: "listing <listing> [of project X]"
     follow_what: str = ""  # what its follow call reads: "reading <follow_what> <id> in project X"
     detail_ids: Tuple[str, ...] = ()  # identifiers its routes need beyond project and id, from the details
+    settings_details: Tuple[Tuple[str, str], ...] = ()  # (details key, settings field) read with `settings`
+    pid_from_list: bool = False  # a single activity's pid is read from its project's (running) list
 
     @property
     def routes(self):
@@ -386,12 +388,13 @@ KIND = {k.name: k for k in (
     Kind("job", "job_id", "job", "abort the job", read_job, Route("GET", _P + "/jobs/{job_id}/"), judge_job,
          Route("POST", _P + "/jobs/{job_id}/abort"),
          instance=Instance(Route("GET", "/jobs/running/"), "allUsers", min_major=15),
-         project=Route("GET", _P + "/jobs/"), id_field="def.id", listing="running jobs"),
+         project=Route("GET", _P + "/jobs/"), id_field="def.id", listing="running jobs", pid_from_list=True),
     Kind("webapp", "webapp_id", "webapp", "stop the backend", read_webapp,
          Route("GET", _P + "/webapps/{webapp_id}/backend/state"), judge_webapp,
          Route("PUT", _P + "/webapps/{webapp_id}/backend/actions/stop", json=False),
          project=Route("GET", _P + "/webapps/"), follow=Route("GET", _P + "/webapps/{webapp_id}/backend/state"),
          follow_id="id", claims=("futureInfo.jobId", "futureId"), settings=Route("GET", _P + "/webapps/{webapp_id}"),
+         settings_details=(("webapp_type", "type"),),
          listing="webapps", follow_what="the backend state of webapp"),
     Kind("continuous_activity", "recipe_id", "continuous activity", "stop the continuous activity", read_continuous,
          Route("GET", _P + "/continuous-activities/{recipe_id}/"), judge_continuous,
@@ -404,6 +407,7 @@ KIND = {k.name: k for k in (
          Route("POST", _P + "/code-studios/{code_studio_id}/stop"),
          project=Route("GET", _P + "/code-studios/"), follow=Route("GET", _P + "/code-studios/{code_studio_id}/status"),
          follow_id="id", settings=Route("GET", _P + "/code-studios/{code_studio_id}"),
+         settings_details=(("template_id", "templateId"),),
          listing="code studios", follow_what="the status of code studio"),
 )}
 assert tuple(KIND) == KINDS  # noqa: S101 - the table covers every kind, in KINDS' order
