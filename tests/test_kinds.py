@@ -322,3 +322,14 @@ def test_any_id_either_is_refused_or_stays_within_its_kinds_routes(simulator):
         assert sim.unrouted_requests([kind]) == [] and sim.actions == []
 
     check()
+
+
+def test_one_background_task_can_be_fetched_with_what_it_runs(sim):
+    client = client_for(sim)
+    webapp_future = get_activity(client, "future", "wb-w-dash", check_runs=True)
+    assert (webapp_future.project_key, webapp_future.details["runs"]) == ("CHURN", "webapp CHURN/w-dash")
+    assert policy.protection_reason(webapp_future, policy.NO_PROTECTION).startswith("spared: runs webapp CHURN/w-dash")
+    stuck = get_activity(client, "future", "f-stuck", check_runs=True)
+    assert "runs" not in stuck.details and "unchecked" not in stuck.details
+    assert policy.protection_reason(stuck, policy.NO_PROTECTION) is None
+    assert "runs" not in get_activity(client, "future", "wb-w-dash").details  # one read only, without it

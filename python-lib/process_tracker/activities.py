@@ -427,12 +427,14 @@ def probe(client, activity, now=None) -> Probe:
     return k.judge(answer, activity, now)
 
 
-def get_activity(client, kind, id, project_key=None, notebook_name=None) -> Optional[Activity]:
+def get_activity(client, kind, id, project_key=None, notebook_name=None, check_runs=False) -> Optional[Activity]:
     """The fresh record of one activity, or None when it no longer runs (finished, stopped or unknown to DSS).
 
     Futures and scenarios need only their future id; other kinds need `project_key`. A notebook session is
     found in `notebook_name` when given, else among the project's active notebooks. Every identifier is checked
     first (ConfigError naming it: no call is made). Failures other than "not found" raise a DSSError.
+    `check_runs`: for a background task, also list what futures run (webapps, continuous activities, scenarios:
+    a listing of its own) and mark it `details["runs"]` / `["unchecked"]` as `list_activities` does.
     """
     if kind not in KINDS:
         raise ConfigError("kind", "unknown kind %s; accepted: %s" % (identifiers.shown(kind, 40), ", ".join(KINDS)))
@@ -451,11 +453,25 @@ def get_activity(client, kind, id, project_key=None, notebook_name=None) -> Opti
     result = probe(client, stub)
     if result.status not in LIVE_STATUSES:
         return None
+    if check_runs and k.checked_against:
+        return _with_runs(client, result.activity)
     if k.settings is not None:
         return _with_settings(client, result.activity)
     if k.pid_from_list:
         return _with_job_pid(client, result.activity)
     return result.activity
+
+
+def _with_runs(client, activity):
+    """A background task marked as list_activities marks it: what it runs, or why that is unknown."""
+    inventory = list_activities(client, kinds=[activity.kind])
+    listed = next((a for a in inventory.activities if a.id == activity.id), None)
+    details = dict(activity.details)
+    if listed is None:
+        details["unchecked"] = "not among the background tasks DSS lists"
+    else:
+        details.update({k: listed.details[k] for k in ("runs", "unchecked") if k in listed.details})
+    return replace(activity, details=details, project_key=activity.project_key or (listed and listed.project_key))
 
 
 def _with_job_pid(client, activity):
