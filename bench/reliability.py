@@ -116,7 +116,12 @@ class Obj:
         own = {
             "notebook_session": [("GET", "/admin/notebooks/"),
                                  ("GET", "/projects/%s/jupyter-notebooks/%s/sessions" % (pk, self.notebook))],
-            "future": [("GET", "/futures/"), ("GET", "/futures/%s" % i)],
+            # a background task is acted on only once what every future runs is known: the webapps' backend
+            # states and the continuous activities of every project (A and B)
+            "future": [("GET", "/futures/"), ("GET", "/futures/%s" % i), ("GET", "/projects/")]
+            + [r for p in "AB" for r in (("GET", "/projects/%s/webapps/" % p),
+                                         ("GET", "/projects/%s/webapps/w-%s/backend/state" % (p, p)),
+                                         ("GET", "/projects/%s/continuous-activities/" % p))],
             "scenario": [("GET", "/futures/"), ("GET", "/futures/%s" % i)],
             "job": [("GET", "/jobs/running/"), ("GET", "/projects/%s/jobs/%s/" % (pk, i))],
             "webapp": [("GET", "/projects/"), ("GET", "/projects/%s/webapps/" % pk),

@@ -32,8 +32,9 @@ DEFAULT_MEMORY_MIB = 1200
 USERS = ("admin", "alice", "bob", "ops")
 ALLOWED_GROUPS = ["ops_team"]  # the webapp's "groups allowed to act" example: ops may act without being admin
 # A notebook whose name is HTML: DSS accepts such names, and the webapp must show them as text (the browser tests
-# check that nothing runs). Its session has no kernel pid, so it shows as an activity without a process.
-HOSTILE_NOTEBOOK = '<img src=x onerror="window.__ptInjected=1"><script>window.__ptInjected=1</script> scratch'
+# check that nothing runs). Its session has no kernel pid, so it shows as an activity without a process. No "/" in
+# it: a notebook name with one could steer a path, and is an error row instead (identifiers.notebook_name).
+HOSTILE_NOTEBOOK = '<img src=x onerror="window.__ptInjected=1"><script>window.__ptInjected=1<script> scratch'
 HOSTILE_FRAGMENT = {"projects": [{"projectKey": "SANDBOX", "notebooks": [
     {"name": HOSTILE_NOTEBOOK, "language": "python", "sessions": [
         {"sessionId": "0f0f0f0f-7777-4777-8777-777777777777", "creator": "ops", "startedAgo": "3d",

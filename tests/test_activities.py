@@ -14,9 +14,10 @@ from dev.dss_simulator.builders import (
     session,
     webapp,
 )
-from process_tracker import activities, dss
+from process_tracker import dss, kinds
 from process_tracker.activities import KINDS, Activity, get_activity, list_activities
 from process_tracker.errors import ConfigError
+from process_tracker.reading import Item
 
 NOW = 1_800_000_000.0
 
@@ -69,12 +70,15 @@ def small(**settings):
 
 
 def ids(inventory, kind=None):
-    return sorted((a.kind, a.project_key, a.id) for a in inventory.activities if kind in (None, a.kind))
+    return sorted((a.kind, a.project_key or "", a.id) for a in inventory.activities if kind in (None, a.kind))
 
 
+# /futures/ also lists the futures running webapp backends and continuous activities' main loops (as DSS does):
+# they are listed as futures, in the project of what they run, and say what they run (details["runs"])
+SERVICE_FUTURES = [("future", "CHURN", "wb-w-run"), ("future", "FRAUD", "ca-stream")]
 ALL_SMALL = sorted([
     ("notebook_session", "CHURN", "s1"), ("notebook_session", "CHURN", "s2"), ("notebook_session", "CHURN", "s3"),
-    ("future", "FRAUD", "f1"), ("future", "CHURN", "f2"),
+    ("future", "FRAUD", "f1"), ("future", "CHURN", "f2"), *SERVICE_FUTURES,
     ("scenario", "CHURN", "run-1"),
     ("job", "CHURN", "j-run"), ("job", "FRAUD", "j-bob"),
     ("webapp", "CHURN", "w-run"),
@@ -91,17 +95,23 @@ def sim(simulator, manual_clock):
 
 # ----- records from DSS's JSON (pure) ---------------------------------------------------------------------------
 
-def test_records_are_built_defensively_from_partial_json():
-    s = activities.session_activity({"sessionId": "x", "projectKey": "P"}, NOW)
+def read(kind, obj, project_key=None, listed=None):
+    activity, bad = kinds.read_item(kind, obj, kinds.Ctx(NOW, project_key, Item(listed or {}, "listed")))
+    assert bad is None
+    return activity
+
+
+def test_records_are_built_from_partial_json_absent_values_are_none():
+    s = read("notebook_session", {"sessionId": "x", "projectKey": "P"})
     assert (s.kind, s.id, s.name, s.state, s.pid, s.start_time, s.owner) == (
         "notebook_session", "x", "?", "unknown", None, None, None)
-    f = activities.future_activity({"jobId": "f", "runningTime": 60000, "aborted": True, "payload": None}, NOW)
+    f = read("future", {"jobId": "f", "runningTime": 60000, "aborted": True, "payload": None})
     assert (f.kind, f.state, f.start_time, f.details["running_seconds"]) == ("future", "aborting", NOW - 60, 60.0)
-    j = activities.job_activity({"def": {"id": "j", "projectKey": "P"}, "kernelPid": "not a pid"}, NOW)
+    j = read("job", {"def": {"id": "j", "projectKey": "P"}})
     assert (j.id, j.project_key, j.state, j.pid) == ("j", "P", "RUNNING", None)
-    assert activities.webapp_activity("P", "w", "W", {"futureInfo": {"alive": False}}, NOW) is None
-    assert activities.continuous_activity({"recipeId": "r", "desiredState": "STOPPED"}, NOW) is None
-    assert activities.code_studio_activity("P", "c", "C", None, None, {"state": "STOPPED"}, NOW) is None
+    assert read("webapp", {"futureInfo": {"alive": False}}, "P", {"id": "w", "name": "W"}) is None
+    assert read("continuous_activity", {"recipeId": "r", "desiredState": "STOPPED"}) is None
+    assert read("code_studio", {"state": "STOPPED"}, "P", {"id": "c"}) is None
 
 
 @pytest.mark.parametrize("kwargs, param", [
@@ -174,7 +184,7 @@ def test_instance_wide_calls_are_used_for_admins(sim):
 
 def test_kinds_and_projects_restrict_the_listing(sim):
     inv = list_activities(client_for(sim), kinds=["job", "future"], projects=["FRAUD"])
-    assert ids(inv) == [("future", "FRAUD", "f1"), ("job", "FRAUD", "j-bob")]
+    assert ids(inv) == [("future", "FRAUD", "ca-stream"), ("future", "FRAUD", "f1"), ("job", "FRAUD", "j-bob")]
     paths = {r.path for r in sim.requests}
     assert not any("CHURN" in p for p in paths) and "/projects/" not in paths
 
@@ -184,7 +194,8 @@ def test_non_admin_lists_what_they_may_and_says_how(sim):
     assert inv.errors == ()
     assert ids(inv) == sorted([
         ("notebook_session", "CHURN", "s1"), ("notebook_session", "CHURN", "s2"),
-        ("future", "CHURN", "f2"), ("scenario", "CHURN", "run-1"), ("job", "CHURN", "j-run"),
+        ("future", "CHURN", "f2"), ("future", "CHURN", "wb-w-run"), ("scenario", "CHURN", "run-1"),
+        ("job", "CHURN", "j-run"),
         ("webapp", "CHURN", "w-run"), ("continuous_activity", "FRAUD", "stream"), ("code_studio", "CHURN", "cs-run"),
     ])
     assert any("notebooks listed project by project" in n for n in inv.notes)
@@ -214,8 +225,12 @@ def test_a_failing_project_is_an_error_row_and_the_rest_lists(sim):
     assert {e.project_key for e in inv.errors} == {"CHURN"}
     assert {e.kind for e in inv.errors} == {"webapp", "code_studio", "continuous_activity"}
     assert all("CHURN" in e.message and "Simulated failure" in e.message for e in inv.errors)
-    # instance-wide calls still list CHURN's sessions, futures and jobs; FRAUD is complete
-    assert ids(inv) == [a for a in ALL_SMALL if a[0] not in ("webapp", "code_studio")]
+    # instance-wide calls still list CHURN's sessions, futures and jobs; FRAUD is complete. CHURN's webapps are
+    # unknown: the future of its backend is listed without a project, and every future says it is unchecked
+    assert ids(inv) == sorted([a for a in ALL_SMALL if a[0] not in ("webapp", "code_studio") and a[2] != "wb-w-run"]
+                              + [("future", "", "wb-w-run")])
+    futures = [a for a in inv.activities if a.kind == "future"]
+    assert all("listing webapps of project CHURN" in a.details["unchecked"] for a in futures)
 
 
 def test_malformed_json_and_500_on_one_call_are_error_rows(sim):
@@ -226,7 +241,8 @@ def test_malformed_json_and_500_on_one_call_are_error_rows(sim):
     assert set(rows) == {("webapp", "CHURN"), ("job", None)}
     assert rows[("webapp", "CHURN")].startswith("listing webapps of project CHURN: ")
     assert rows[("job", None)].startswith("listing running jobs: ")
-    assert ids(inv) == [a for a in ALL_SMALL if a[0] not in ("webapp", "job")]
+    assert ids(inv) == sorted([a for a in ALL_SMALL if a[0] not in ("webapp", "job") and a[2] != "wb-w-run"]
+                              + [("future", "", "wb-w-run")])
 
 
 def test_unlisted_projects_and_a_failing_project_list(sim):
@@ -237,7 +253,9 @@ def test_unlisted_projects_and_a_failing_project_list(sim):
     sim.add_fault(path="^/projects/$", error_rate=1.0)
     inv = list_activities(client_for(sim), kinds=["future", "webapp"])
     assert [e.kind for e in inv.errors] == ["projects"]
-    assert ids(inv) == [("future", "CHURN", "f2"), ("future", "FRAUD", "f1")]
+    assert ids(inv) == [("future", "", "ca-stream"), ("future", "", "wb-w-run"), ("future", "CHURN", "f2"),
+                        ("future", "FRAUD", "f1")]
+    assert all(a.details["unchecked"].startswith("listing projects: ") for a in inv.activities)
 
 
 def test_the_same_records_whatever_the_concurrency_bound(sim):

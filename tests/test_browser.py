@@ -148,14 +148,14 @@ def test_a_notebook_named_with_html_renders_as_text(open_page):
     p.page.fill("#pt-filter", "scratch")
     rows = p.rows()
     assert len(rows) == 1
-    assert '<script>window.__ptInjected=1</script>' in rows[0]["text"]
+    assert '<script>window.__ptInjected=1<script>' in rows[0]["text"]
     assert '<img src=x onerror="window.__ptInjected=1">' in rows[0]["text"]
     assert p.page.locator("#pt-app script, #pt-app img").count() == 0
     assert p.page.evaluate("() => window.__ptInjected") is None
     # The dry-run dialog shows the name as text too.
     p.page.click("#pt-table tbody tr[data-pid] button[data-kind]")
     p.page.wait_for_selector("#pt-dialog[data-phase]:not([data-phase=preview])")
-    assert "<script>window.__ptInjected=1</script>" in p.page.inner_text("#pt-dialog")
+    assert "<script>window.__ptInjected=1<script>" in p.page.inner_text("#pt-dialog")
     assert p.page.evaluate("() => window.__ptInjected") is None
     p.page.click("#pt-dialog-cancel")
     assert p.errors == []

@@ -4,6 +4,7 @@ import pytest
 from process_tracker.activities import Activity
 from process_tracker.policy import (
     NO_PROTECTION,
+    PLUGIN_ID,
     Decision,
     JobRules,
     KernelRules,
@@ -166,10 +167,18 @@ def test_protection_wins_over_every_other_rule():
     assert one(k, rules, protected=Protection(pids=frozenset([7]))).reason == "spared: runs this macro (pid 7)"
 
 
-def test_future_known_to_run_this_macro_is_spared():
-    f = future("me")
-    assert one(f, TaskRules(), Protection(future_ids=frozenset(["me"]))).reason == "spared: runs this macro"
-    assert one(future("other"), TaskRules(), Protection(future_ids=frozenset(["me"]))).act
+def test_a_future_or_scenario_run_started_around_or_after_this_run_may_be_this_run_and_is_spared():
+    rules = TaskRules(min_running_hours=0)
+    # the run began at NOW (decide's `now`): its own future started a little before, so within the margin
+    assert one(future("me", running_h=60 / H), rules).reason == "spared: started less than 5 min before this run " \
+                                                                "(it may be this run)"
+    assert not one(scenario("sc", running_h=4 / 60), rules).act
+    assert one(future("old", running_h=6 / 60), rules).act
+    # an explicit start of the run: a task started after it is spared whatever `now` says
+    started = Protection(run_started_at=NOW - 2 * H)
+    assert not one(future("young", running_h=1.5), rules, started).act
+    assert one(future("older", running_h=3), rules, started).act
+    assert protection_from({}, run_started_at=NOW).run_started_at == NOW
 
 
 def test_future_running_any_process_tracker_macro_is_spared_from_its_payload():
@@ -193,6 +202,22 @@ def test_scenario_running_this_macro_and_its_jobs_are_spared():
 def test_scenario_protected_in_any_project_when_project_unknown():
     protected = Protection(scenarios=frozenset([(None, "CLEANUP")]))
     assert not one(scenario(scenario_id="CLEANUP", project="X"), TaskRules(), protected).act
+
+
+def test_a_future_running_a_webapp_a_continuous_activity_or_a_scenario_or_unchecked_is_spared():
+    runs = future(details={"runs": "webapp CHURN/w1"})
+    assert one(runs, TaskRules(min_running_hours=0)).reason == "spared: runs webapp CHURN/w1 (aborting it would stop it)"
+    unchecked = future(details={"unchecked": "listing webapps of project CHURN: boom"})
+    assert one(unchecked, TaskRules()).reason == ("spared: cannot tell whether it runs a webapp, a continuous "
+                                                  "activity or a scenario (listing webapps of project CHURN: boom)")
+
+
+def test_the_plugin_id_comes_from_plugin_json():
+    import json
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    assert PLUGIN_ID == json.loads((root / "plugin.json").read_text())["id"] == "process-tracker"
 
 
 def test_the_plugins_own_webapp_is_spared():
@@ -253,10 +278,14 @@ def test_abort_in_progress_is_not_requested_again():
     assert one(job(state="aborting"), JobRules()).reason == "spared: abort already in progress"
 
 
-def test_unknown_running_time_spares_unless_no_minimum():
+def test_unknown_running_time_spares_even_with_no_minimum():
+    # a task whose start is unknown may be this very run (DSS gives a macro no id of its own future): spared
     f = Activity(kind="future", id="f", project_key="P", name="t", owner="o", state="running", details={})
-    assert one(f, TaskRules()).reason == "spared: running time unknown"
-    assert one(f, TaskRules(min_running_hours=0)).reason == "running for an unknown time (no minimum)"
+    assert one(f, TaskRules()).reason == "spared: start time unknown (it may be this run)"
+    assert one(f, TaskRules(min_running_hours=0)).reason == "spared: start time unknown (it may be this run)"
+    j = Activity(kind="job", id="j", project_key="P", name="t", owner="o", state="RUNNING", details={})
+    assert one(j, JobRules()).reason == "spared: running time unknown"
+    assert one(j, JobRules(min_running_hours=0)).reason == "running for an unknown time (no minimum)"
 
 
 # --- jobs and services ---

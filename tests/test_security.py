@@ -32,8 +32,9 @@ CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")
 MACROS = sorted(os.listdir(RUNNABLES))
 CSRF = {"X-Process-Tracker-CSRF": "1"}
 
-NOTEBOOK = '<script>window.__ptInjected=1</script>notes'
-PROJECT = "<img src=x onerror=window.__ptInjected=2>"
+NOTEBOOK = '<img src=x onerror=window.__ptInjected=1>notes'  # a notebook name holds no "/" (identifiers)
+PROJECT = "<img src=x onerror=window.__ptInjected=2>"  # not a valid project key: its items are error rows
+HOSTILE_KEY = "HOSTILE"  # the project holding the hostile notebook, session, user and job
 USER = "<svg onload=window.__ptInjected=3>"
 USER_KEY = "dkuaps-hostile-user-1d3f5a7c9e0b2d4f"
 HOSTILE_SESSION = "0badf00d-0000-4000-8000-000000000001"
@@ -46,7 +47,8 @@ CMDLINE_FRAGMENTS = ("-Ddku.", "ipykernel_launcher", "dkulauncher.py", " -cp ", 
 def hostile_instance():
     inst = load_demo()
     inst["users"].append({"login": USER, "displayName": USER, "groups": ["data_scientists"], "apiKeys": [USER_KEY]})
-    inst["projects"].append({"projectKey": PROJECT, "name": PROJECT, "owner": USER, "notebooks": [
+    inst["projects"].append({"projectKey": PROJECT, "name": PROJECT, "owner": USER})
+    inst["projects"].append({"projectKey": HOSTILE_KEY, "name": PROJECT, "owner": USER, "notebooks": [
         {"name": NOTEBOOK, "language": "python", "sessions": [
             {"sessionId": HOSTILE_SESSION, "creator": USER, "startedAgo": "3d", "idleFor": "2d", "state": "idle",
              "connections": 0}]}],
@@ -130,7 +132,7 @@ def test_no_output_shows_a_secret_a_key_a_command_line_or_a_traceback(fleet, dss
         client.set_cookie("dss_sim_user", "admin")
         answers = {p: client.get(p) for p in ("/api/whoami", "/api/snapshot", "/api/history?window=1h",
                                               "/api/history?window=7d", "/api/table")}
-        target = {"kind": "notebook_session", "project_key": PROJECT, "id": HOSTILE_SESSION}
+        target = {"kind": "notebook_session", "project_key": HOSTILE_KEY, "id": HOSTILE_SESSION}
         answers["preview"] = client.post("/api/actions/preview", json=target, headers=CSRF)
         answers["apply"] = client.post("/api/actions/apply", json=dict(target, confirm=True), headers=CSRF)
         answers["bad body"] = client.post("/api/actions/preview", json={"kind": NOTEBOOK}, headers=CSRF)

@@ -27,6 +27,19 @@ from dev.dss_simulator.loader import parse_duration
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+
+def running_jobs(client, all_users=True, project_key=None):
+    """Running jobs through their endpoint: the client methods for it exist in dataikuapi 15.x only, and these
+    tests run with the clients of DSS 12 to 15."""
+    if project_key:
+        return client._perform_json("GET", "/projects/%s/jobs/running/" % project_key)
+    return client._perform_json("GET", "/jobs/running/", params={"allUsers": all_users})
+
+
+def job_ids(items):
+    """Ids of job list items: raw dicts (dataikuapi < 15) or DSSJobListItems (15.x) alike."""
+    return [j["def"]["id"] for j in items]
+
 def small():
     return instance(
         projects=[
@@ -134,7 +147,7 @@ def test_admin_only_calls_refuse_non_admins_with_403(simulator):
     sim = simulator(small())
     alice = sim.client("alice")
     for call in (lambda: alice.list_futures(all_users=True), lambda: alice.list_running_scenarios(all_users=True),
-                 lambda: alice.list_running_jobs(all_users=True), alice.list_running_notebooks, alice.list_users,
+                 lambda: running_jobs(alice, all_users=True), alice.list_running_notebooks, alice.list_users,
                  alice.list_groups, lambda: alice.get_group("administrators").get_definition()):
         with pytest.raises(DataikuException, match="UnauthorizedException"):
             call()
@@ -145,9 +158,9 @@ def test_non_admins_list_and_act_on_their_own_objects_only(simulator):
     sim = simulator(small())
     alice = sim.client("alice")
     assert [f["jobId"] for f in alice.list_futures()] == ["f-alice"]
-    assert [j["def"]["id"] for j in alice.list_running_jobs(all_users=False)] == ["j-alice"]
-    assert [j.job_id for j in alice.get_project("CHURN").list_jobs()] == ["j-alice"]
-    assert {j.job_id for j in sim.client().get_project("CHURN").list_jobs()} == {"j-alice", "j-bob"}
+    assert job_ids(running_jobs(alice, all_users=False)) == ["j-alice"]
+    assert job_ids(alice.get_project("CHURN").list_jobs()) == ["j-alice"]
+    assert set(job_ids(sim.client().get_project("CHURN").list_jobs())) == {"j-alice", "j-bob"}
     with pytest.raises(DataikuException, match="UnauthorizedException"):
         alice.get_future("f-bob").abort()
     with pytest.raises(DataikuException, match="UnauthorizedException"):
@@ -166,15 +179,18 @@ def test_non_admins_list_and_act_on_their_own_objects_only(simulator):
 def test_before_dss_15_running_job_endpoints_are_404_and_project_job_lists_still_work(simulator):
     sim = simulator(small())
     client = sim.client()
-    assert len(client.list_running_jobs()) == 3
+    assert len(running_jobs(client)) == 3
     sim.dss_version = "14.3.1"
     assert client.get_instance_info().raw["dssVersion"] == "14.3.1"
     with pytest.raises(DataikuException, match="NotFoundException"):
-        client.list_running_jobs()
+        running_jobs(client)
     with pytest.raises(DataikuException, match="NotFoundException"):
-        client.get_project("CHURN").list_running_jobs()
+        running_jobs(client, project_key="CHURN")
     assert_dss_error(requests.get(api(sim, "/jobs/running/"), auth=(sim.admin_key, "")), 404, "NotFoundException")
-    assert {j.job_id for j in client.get_project("CHURN").list_jobs()} == {"j-alice", "j-bob"}
+    assert set(job_ids(client.get_project("CHURN").list_jobs())) == {"j-alice", "j-bob"}
+    sim.missing_endpoint_status = 405  # some DSS answer 400 or 405 for a route they lack
+    assert_dss_error(requests.get(api(sim, "/jobs/running/"), auth=(sim.admin_key, "")), 405,
+                     "DKUIllegalArgumentException")
 
 
 # ----- faults ------------------------------------------------------------------------------------------------
@@ -271,7 +287,7 @@ def test_instance_times_are_relative_to_the_clock_and_fleet_pids_resolve(simulat
     assert now_ms - s["kernelLastActivityTime"] == 8 * 86400 * 1000
     (fraud,) = client.get_project("FRAUD").get_jupyter_notebook("Fraud features").get_sessions()
     assert "kernelPid" not in fraud  # kernel-2 not given: the field is absent
-    pids = {j.job_id: j.get("kernelPid") for j in client.list_running_jobs()}
+    pids = {j["def"]["id"]: j.get("kernelPid") for j in running_jobs(client)}
     assert sorted(pids.values(), key=str) == [4343, None]
     assert churn.get_webapp("Xb3k9Qa").get_state().state["futureInfo"]["payload"]["extras"]["pid"] == 77
     manual_clock.advance(3600)
@@ -312,3 +328,18 @@ def test_started_alone_it_prints_url_and_admin_key_and_stops_on_ctrl_c():
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_the_route_table_flags_requests_steered_outside_a_kind_and_unknown_paths(simulator):
+    sim = simulator(small())
+    client = sim.client()
+    client._perform_json("GET", "/futures/../admin/users/")  # requests removes the dot segment: /admin/users/
+    with pytest.raises(DataikuException):
+        client._perform_json("GET", "/no/such/route")
+    client.list_futures(all_users=True)
+    assert [r.path for r in sim.unrouted_requests()] == ["/no/such/route"]
+    assert [r.path for r in sim.unrouted_requests(["future"])] == ["/admin/users/", "/no/such/route"]
+    sim.replace_answer("^/futures/$", {"not": "a list"})
+    assert client._perform_json("GET", "/futures/") == {"not": "a list"}
+    sim.clear_faults()
+    assert isinstance(client._perform_json("GET", "/futures/"), list)

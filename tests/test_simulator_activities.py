@@ -20,6 +20,19 @@ from dev.dss_simulator.builders import (
 )
 
 
+
+def running_jobs(client, all_users=True, project_key=None):
+    """Running jobs through their endpoint: the client methods for it exist in dataikuapi 15.x only, and these
+    tests run with the clients of DSS 12 to 15."""
+    if project_key:
+        return client._perform_json("GET", "/projects/%s/jobs/running/" % project_key)
+    return client._perform_json("GET", "/jobs/running/", params={"allUsers": all_users})
+
+
+def job_ids(items):
+    """Ids of job list items: raw dicts (dataikuapi < 15) or DSSJobListItems (15.x) alike."""
+    return [j["def"]["id"] for j in items]
+
 def rich(**settings):
     return instance(
         projects=[
@@ -55,17 +68,35 @@ def sim(simulator, manual_clock):
 def test_futures_list_with_scenario_filters_and_shapes(sim, manual_clock):
     client = sim.client()
     futures = client.list_futures(all_users=True)
-    assert [f["jobId"] for f in futures] == ["f1", "f2"]
+    # as on DSS, the futures running webapp backends and continuous activities' main loops are listed too
+    assert [f["jobId"] for f in futures] == ["f1", "ca-stream", "wb-w-run", "f2"]
     f1 = futures[0]
     assert (f1["owner"], f1["jobDisplayName"], f1["alive"], f1["aborted"], f1["hasResult"]) == (
         "bob", "Computing metrics", True, False, False)
     assert f1["runningTime"] == 9 * 86400 * 1000 and f1["startTime"] == int((manual_clock() - 9 * 86400) * 1000)
     assert f1["payload"]["targets"][0]["projectKey"] == "CHURN" and f1["progress"]["states"][0]["cur"] == 1
     assert [f["jobId"] for f in client.list_futures(all_users=False)] == []  # admin owns none
+    # their payloads say nothing invented: no action, no targets
+    assert [f["payload"] for f in futures[1:3]] == [{"targets": [], "extras": {}}, {"targets": [], "extras": {"pid": 301}}]
     running = client.list_running_scenarios(all_users=True)
-    assert [(r["jobId"], r["payload"]["action"], r["payload"]["targets"][0]["objectId"]) for r in running] == [
-        ("run-1", "run_scenario", "NIGHTLY")]
-    assert [f.job_id for f in client.list_futures(as_objects=True, all_users=True)] == ["f1", "f2"]
+    # a scenario run: its scenario as the first target (documented by the client), no action string
+    assert [(r["jobId"], "action" in r["payload"], r["payload"]["targets"][0]["objectId"]) for r in running] == [
+        ("run-1", False, "NIGHTLY")]
+    every = client._perform_json("GET", "/futures/", params={"allUsers": True})  # both flags default to true
+    assert sorted(f["jobId"] for f in every) == ["ca-stream", "f1", "f2", "run-1", "wb-w-run"]
+    assert [f.job_id for f in client.list_futures(as_objects=True, all_users=True)] == [f["jobId"] for f in futures]
+
+
+def test_aborting_the_future_of_a_webapp_backend_or_a_continuous_activity_stops_it(sim, manual_clock):
+    client = sim.client()
+    assert client.get_future("wb-w-run").peek_state()["alive"] is True
+    client.get_future("wb-w-run").abort()
+    client.get_future("ca-stream").abort()
+    manual_clock.advance(10)
+    assert sim.phase("webapp", "w-run") == "ABORTED" and sim.phase("continuous_activity", "stream") == "ABORTED"
+    state = client.get_project("CHURN").get_webapp("w-run").get_state().state
+    assert state["futureInfo"]["alive"] is False and state["futureInfo"]["jobId"] == "wb-w-run"
+    assert [f["jobId"] for f in client.list_futures(all_users=True)] == ["f1", "f2"]
 
 
 def test_future_abort_goes_aborting_then_dead_after_the_delay(sim, manual_clock):
@@ -246,12 +277,15 @@ def test_a_session_unload_can_take_time_or_be_ignored(sim, manual_clock):
 def test_job_lists_status_and_abort(sim, manual_clock):
     client = sim.client()
     churn = client.get_project("CHURN")
-    jobs = {j.job_id: j for j in churn.list_jobs()}
+    jobs = {j["def"]["id"]: j for j in churn.list_jobs()}
     assert (jobs["j-run"]["state"], jobs["j-run"]["stableState"], jobs["j-run"]["kernelPid"]) == ("RUNNING", False, 201)
     assert (jobs["j-done"]["state"], jobs["j-done"]["stableState"]) == ("DONE", True)
-    assert jobs["j-done"].end_time is not None and jobs["j-run"]["def"]["initiator"] == "alice"
-    assert [j.job_id for j in churn.list_running_jobs()] == ["j-run"]
-    assert [(j.project_key, j.id) for j in client.list_running_jobs(as_type="objects")] == [("CHURN", "j-run")]
+    assert jobs["j-done"]["endTime"] > 0 and jobs["j-run"]["def"]["initiator"] == "alice"
+    assert job_ids(running_jobs(client, project_key="CHURN")) == ["j-run"] == job_ids(running_jobs(client))
+    if hasattr(client, "list_running_jobs"):  # dataikuapi 15.x: its DSSJobListItem reads the items' def.*
+        assert [j.job_id for j in churn.list_running_jobs()] == ["j-run"]
+        assert jobs["j-done"].end_time is not None and jobs["j-run"].start_time is not None
+        assert [(j.project_key, j.id) for j in client.list_running_jobs(as_type="objects")] == [("CHURN", "j-run")]
     status = churn.get_job("j-run").get_status()["baseStatus"]
     assert status["state"] == "RUNNING" and status["def"]["id"] == "j-run"
     assert "msg" in churn.get_job("j-run").abort()
@@ -259,7 +293,7 @@ def test_job_lists_status_and_abort(sim, manual_clock):
     manual_clock.advance(10)
     status = churn.get_job("j-run").get_status()["baseStatus"]
     assert status["state"] == "ABORTED" and status["jobEndTime"] == int(manual_clock() * 1000)
-    assert churn.list_running_jobs() == [] and client.list_running_jobs() == []
+    assert running_jobs(client, project_key="CHURN") == [] and running_jobs(client) == []
     churn.get_job("j-done").abort()
     manual_clock.advance(10)
     assert churn.get_job("j-done").get_status()["baseStatus"]["state"] == "DONE"
@@ -268,7 +302,7 @@ def test_job_lists_status_and_abort(sim, manual_clock):
 def test_objects_added_while_running_are_listed(sim):
     sim.extend({"projects": [{"projectKey": "CHURN", "jobs": [job("j-new", "bob", started_ago="1m")]},
                              project("NEW", owner="bob")]})
-    assert {j["def"]["id"] for j in sim.client().list_running_jobs()} == {"j-run", "j-new"}
+    assert set(job_ids(running_jobs(sim.client()))) == {"j-run", "j-new"}
     assert "NEW" in sim.client().list_project_keys()
 
 

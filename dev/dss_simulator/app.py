@@ -58,7 +58,9 @@ def create_app(state):
         except ValueError:
             major = 0
         if major < 15:
-            raise SimError(404, NOT_FOUND, "No such API endpoint: %s" % request.path)
+            status = state.missing_endpoint_status
+            raise SimError(status, NOT_FOUND if status == 404 else BAD_REQUEST,
+                           "No such API endpoint: %s" % request.path)
 
     @app.before_request
     def _before():
@@ -83,6 +85,9 @@ def create_app(state):
     def _after(response):
         if g.get("malformed") and response.status_code < 400:
             response = Response('{"broken": [1, 2', status=200, mimetype="application/json")
+        replaced, value = state.answer_for(request.path[len(PREFIX):])
+        if replaced and response.status_code < 400:
+            response = _js(value)
         login = g.user.login if g.get("user") is not None else None
         state.record(request.method, request.path[len(PREFIX):], login, response.status_code)
         return response

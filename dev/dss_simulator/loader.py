@@ -107,84 +107,105 @@ class _Loader:
         job_id = f.get("jobId") or uuid.uuid4().hex[:8]
         targets = f.get("targets", [])
         project_key = project_key or f.get("projectKey") or (targets[0].get("projectKey") if targets else None)
-        data = data or {k: f[k] for k in ("displayName", "action", "targets", "extras", "progress", "result", "error")
-                        if k in f}
+        data = data or {k: f[k] for k in ("displayName", "action", "targets", "extras", "progress", "result", "error",
+                                           "raw") if k in f}
         return self.task("future", job_id, project_key, f["owner"], f, data, "futures[%s]" % job_id)
 
     def project(self, p):
         s, pk = self.state, p["projectKey"]
-        what = "projects[%s]" % pk
         if pk not in s.projects:
             s.projects[pk] = {"projectKey": pk, "name": p.get("name", pk), "owner": p.get("owner", "admin"),
                               "shortDesc": p.get("shortDesc", ""), "tags": p.get("tags", [])}
+        what = "projects[%s]" % pk
         for nb in p.get("notebooks", []):
-            s.notebooks[(pk, nb["name"])] = {"language": nb.get("language", "python"), "tags": nb.get("tags", []),
-                                              "kernelSpec": nb.get("kernelSpec", {"name": "py-dku-venv-python3",
-                                                                                  "display_name": "Python 3",
-                                                                                  "language": "python"})}
-            for se in nb.get("sessions", []):
-                sid = se.get("sessionId") or _uuid()
-                data = {"notebook": nb["name"], "kernelId": se.get("kernelId") or _uuid(),
-                        "state": se.get("state", "idle"), "connections": int(se.get("connections", 0)),
-                        "unixOwner": se.get("unixOwner", "dataiku")}
-                if se.get("kernelPid") is not None:
-                    data["kernelPid"] = int(se["kernelPid"])
-                t = self.task("session", sid, pk, se["creator"], se, data, "%s.sessions[%s]" % (what, sid))
-                data["lastActivity"] = self.ago(se, "idleFor", what, default=self.now - t.started_at)
+            self.notebook(pk, nb, what)
         for j in p.get("jobs", []):
-            state = j.get("state", "RUNNING")
-            data = {k: j[k] for k in ("name", "type", "kernelPid", "scenarioId", "scenarioRunId") if k in j}
-            spec = dict(j)
-            if state in FINISHED:
-                spec.setdefault("endedAgo", 0)
-                spec["endState"] = state
-            else:
-                data["state"] = state
-            self.task("job", j["id"], pk, j["initiator"], spec, data, "%s.jobs[%s]" % (what, j["id"]))
+            self.job(pk, j, what)
         for sc in p.get("scenarios", []):
-            definition = {k: v for k, v in sc.items() if k not in ("running", "script")}
-            definition.setdefault("name", sc["id"])
-            definition.setdefault("type", "step_based")
-            definition.setdefault("active", False)
-            definition.setdefault("triggers", [])
-            definition.setdefault("reporters", [])
-            definition.setdefault("params", {"steps": []} if definition["type"] == "step_based" else {})
-            definition["projectKey"] = pk
-            s.scenarios[(pk, sc["id"])] = definition
-            if "script" in sc:
-                s.scenario_scripts[(pk, sc["id"])] = sc["script"]
-            run = sc.get("running")
-            if run:
-                data = {"displayName": "Scenario %s" % definition["name"], "action": "run_scenario", "scenario": sc["id"],
-                        "targets": [{"objectType": "SCENARIO", "projectKey": pk, "objectId": sc["id"]}],
-                        "extras": {"scenarioRunId": run.get("runId", "run-%s" % sc["id"].lower())}}
-                self.future(dict(run, owner=run["by"]), pk, data)
+            self.scenario(pk, sc)
         for w in p.get("webapps", []):
-            s.webapps[(pk, w["id"])] = {"name": w.get("name", w["id"]), "type": w.get("type", "STANDARD"),
-                                        "tags": w.get("tags", [])}
-            b = w.get("backend")
-            if b:
-                extras = {k: int(b[k]) for k in ("pid", "port") if b.get(k) is not None}
-                data = {"futureId": b.get("futureId") or uuid.uuid4().hex[:8], "action": "run_webapp_backend",
-                        "displayName": "Webapp backend %s" % w.get("name", w["id"]), "extras": extras,
-                        "targets": [{"objectType": "WEB_APP", "projectKey": pk, "objectId": w["id"]}]}
-                self.task("webapp", w["id"], pk, b.get("owner", s.projects[pk]["owner"]), b, data,
-                          "%s.webapps[%s]" % (what, w["id"]))
+            self.webapp(pk, w, what)
         for ca in p.get("continuousActivities", []):
-            rid = ca["recipeId"]
-            s.continuous_activities[(pk, rid)] = {"recipeType": ca.get("recipeType", "cpython")}
-            if ca.get("state", "STARTED") == "STARTED" or "endedAgo" in ca:
-                data = {"futureId": ca.get("futureId") or uuid.uuid4().hex[:8], "action": "continuous_activity",
-                        "displayName": "Continuous activity %s" % rid,
-                        "targets": [{"objectType": "CONTINUOUS_ACTIVITY", "projectKey": pk, "objectId": rid}]}
-                self.task("continuous_activity", rid, pk, ca.get("owner", s.projects[pk]["owner"]), ca, data,
-                          "%s.continuousActivities[%s]" % (what, rid))
+            self.continuous_activity(pk, ca, what)
         for cs in p.get("codeStudios", []):
-            s.code_studios[(pk, cs["id"])] = {"name": cs.get("name", cs["id"]), "owner": cs.get("owner"),
-                                              "templateId": cs.get("templateId", "vscode"),
-                                              "desc": {"label": cs.get("templateLabel", "VS Code")}}
-            if cs.get("state", "RUNNING") == "RUNNING" or "endedAgo" in cs:
-                self.task("code_studio", cs["id"], pk, cs["owner"], cs, {}, "%s.codeStudios[%s]" % (what, cs["id"]))
+            self.code_studio(pk, cs, what)
+
+    def notebook(self, pk, nb, what):
+        s = self.state
+        s.notebooks[(pk, nb["name"])] = {"language": nb.get("language", "python"), "tags": nb.get("tags", []),
+                                          "kernelSpec": nb.get("kernelSpec", {"name": "py-dku-venv-python3",
+                                                                              "display_name": "Python 3",
+                                                                              "language": "python"})}
+        for se in nb.get("sessions", []):
+            sid = se.get("sessionId") or _uuid()
+            data = {"notebook": nb["name"], "kernelId": se.get("kernelId") or _uuid(),
+                    "state": se.get("state", "idle"), "connections": int(se.get("connections", 0)),
+                    "unixOwner": se.get("unixOwner", "dataiku"), "raw": se.get("raw", {})}
+            if se.get("kernelPid") is not None:
+                data["kernelPid"] = int(se["kernelPid"])
+            t = self.task("session", sid, pk, se["creator"], se, data, "%s.sessions[%s]" % (what, sid))
+            data["lastActivity"] = self.ago(se, "idleFor", what, default=self.now - t.started_at)
+
+    def job(self, pk, j, what):
+        state = j.get("state", "RUNNING")
+        data = {k: j[k] for k in ("name", "type", "kernelPid", "scenarioId", "scenarioRunId", "raw") if k in j}
+        spec = dict(j)
+        if state in FINISHED:
+            spec.setdefault("endedAgo", 0)
+            spec["endState"] = state
+        else:
+            data["state"] = state
+        self.task("job", j["id"], pk, j["initiator"], spec, data, "%s.jobs[%s]" % (what, j["id"]))
+
+    def scenario(self, pk, sc):
+        s = self.state
+        definition = {k: v for k, v in sc.items() if k not in ("running", "script")}
+        definition.setdefault("name", sc["id"])
+        definition.setdefault("type", "step_based")
+        definition.setdefault("active", False)
+        definition.setdefault("triggers", [])
+        definition.setdefault("reporters", [])
+        definition.setdefault("params", {"steps": []} if definition["type"] == "step_based" else {})
+        definition["projectKey"] = pk
+        s.scenarios[(pk, sc["id"])] = definition
+        if "script" in sc:
+            s.scenario_scripts[(pk, sc["id"])] = sc["script"]
+        run = sc.get("running")
+        if run:
+            data = {"displayName": "Scenario %s" % definition["name"], "scenario": sc["id"],
+                    "targets": [{"objectType": "SCENARIO", "projectKey": pk, "objectId": sc["id"]}],
+                    "extras": {"scenarioRunId": run.get("runId", "run-%s" % sc["id"].lower())}}
+            self.future(dict(run, owner=run["by"]), pk, data)
+
+    def webapp(self, pk, w, what):
+        s = self.state
+        s.webapps[(pk, w["id"])] = {"name": w.get("name", w["id"]), "type": w.get("type", "STANDARD"),
+                                    "tags": w.get("tags", [])}
+        b = w.get("backend")
+        if b:
+            extras = {k: int(b[k]) for k in ("pid", "port") if b.get(k) is not None}
+            data = {"futureId": b.get("futureId") or uuid.uuid4().hex[:8],
+                    "displayName": "Webapp backend %s" % w.get("name", w["id"]), "extras": extras}
+            self.task("webapp", w["id"], pk, b.get("owner", s.projects[pk]["owner"]), b, data,
+                      "%s.webapps[%s]" % (what, w["id"]))
+
+    def continuous_activity(self, pk, ca, what):
+        s = self.state
+        rid = ca["recipeId"]
+        s.continuous_activities[(pk, rid)] = {"recipeType": ca.get("recipeType", "cpython")}
+        if ca.get("state", "STARTED") == "STARTED" or "endedAgo" in ca:
+            data = {"futureId": ca.get("futureId") or uuid.uuid4().hex[:8],
+                    "displayName": "Continuous activity %s" % rid}
+            self.task("continuous_activity", rid, pk, ca.get("owner", s.projects[pk]["owner"]), ca, data,
+                      "%s.continuousActivities[%s]" % (what, rid))
+
+    def code_studio(self, pk, cs, what):
+        s = self.state
+        s.code_studios[(pk, cs["id"])] = {"name": cs.get("name", cs["id"]), "owner": cs.get("owner"),
+                                          "templateId": cs.get("templateId", "vscode"),
+                                          "desc": {"label": cs.get("templateLabel", "VS Code")}}
+        if cs.get("state", "RUNNING") == "RUNNING" or "endedAgo" in cs:
+            self.task("code_studio", cs["id"], pk, cs["owner"], cs, {}, "%s.codeStudios[%s]" % (what, cs["id"]))
 
 
 def fault_from_spec(r):

@@ -7,13 +7,15 @@
         sim.clock.advance(30)                      # time passes (with a ManualClock)
         assert sim.phase("future", "abc") == "ABORTED"
 """
+import re
 import threading
 import time
 from contextlib import contextmanager
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import create_app
+from .app import PREFIX, create_app
 from .loader import fault_from_spec, load, parse_duration
 from .state import INHERIT, State
 
@@ -31,6 +33,19 @@ def serving_at(url):
         return None
     with _serving_lock:
         return _serving.get(port)
+
+
+# The simulator's routes (app.py view names) by activity kind: what acting on or listing a kind may call.
+KIND_ROUTES = {
+    "future": ("futures", "future", "abort_future"),
+    "scenario": ("futures", "future", "abort_future", "scenarios", "scenario_light", "abort_scenario"),
+    "notebook_session": ("running_notebooks", "notebooks", "sessions", "unload", "legacy_notebook"),
+    "job": ("jobs", "project_running_jobs", "running_jobs", "job_status", "abort_job"),
+    "webapp": ("webapps", "webapp", "webapp_state", "stop_webapp"),
+    "continuous_activity": ("continuous_activities", "continuous_activity", "stop_continuous_activity"),
+    "code_studio": ("code_studios", "code_studio", "code_studio_status", "stop_code_studio"),
+}
+COMMON_ROUTES = ("instance_info", "auth_info", "projects")
 
 
 class ManualClock:
@@ -219,6 +234,12 @@ class Simulator:
             self.state.faults.append(fault)
         return fault
 
+    def replace_answer(self, path, value):
+        """Successful answers on paths matching the regex `path` become the JSON `value` (odd shapes and values
+        DSS could send: an object for a list, NaN, 1e999 written as Infinity...). Removed by `clear_faults`."""
+        with self.state.lock:
+            self.state.answers.append((re.compile(path), value))
+
     def remove_fault(self, fault):
         with self.state.lock:
             self.state.faults.remove(fault)
@@ -227,6 +248,7 @@ class Simulator:
         with self.state.lock:
             self.state.faults.clear()
             self.state.failing_projects.clear()
+            self.state.answers.clear()
 
     def fail_project(self, project_key, failing=True):
         """Every call under /projects/<project_key>/ answers 500 (or works again with failing=False)."""
@@ -267,6 +289,32 @@ class Simulator:
         """Every request received, oldest first (`Request(method, path, user, time, status)`)."""
         with self.state.lock:
             return list(self.state.log)
+
+    def unrouted_requests(self, kinds=None):
+        """The logged requests outside the route table: matching no route at all (a path steered elsewhere, or
+        an unquoted id that split a segment), or, with `kinds`, matching none of those kinds' routes
+        (`KIND_ROUTES`) and the common ones (instance info, identity, projects)."""
+        adapter = self.app.url_map.bind("localhost")
+        allowed = None if kinds is None else set(COMMON_ROUTES).union(*(KIND_ROUTES[k] for k in kinds))
+        out = []
+        for r in self.requests:
+            try:
+                endpoint, _ = adapter.match(PREFIX + r.path, method=r.method)
+            except HTTPException:
+                out.append(r)
+                continue
+            if allowed is not None and endpoint not in allowed:
+                out.append(r)
+        return out
+
+    @property
+    def missing_endpoint_status(self):
+        """What a DSS older than 15 answers on `/jobs/running/` (404 by default; 400 and 405 seen as well)."""
+        return self.state.missing_endpoint_status
+
+    @missing_endpoint_status.setter
+    def missing_endpoint_status(self, status):
+        self.state.missing_endpoint_status = int(status)
 
     @property
     def actions(self):

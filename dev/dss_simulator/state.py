@@ -124,6 +124,7 @@ class State:
         self.clock = clock
         self.lock = threading.RLock()
         self.dss_version = "15.2.0"
+        self.missing_endpoint_status = 404  # what a DSS older than an endpoint answers for it (400, 404 or 405)
         self.node = {"nodeId": "dss-sim", "nodeName": "Simulated DSS", "nodeType": "DESIGN"}
         self.abort_delay = 0.0  # instance default, seconds; None = aborts are ignored
         self.users: Dict[str, User] = {}
@@ -141,6 +142,7 @@ class State:
         self.tasks: Dict[tuple, Task] = {}  # (kind, id) -> Task
         self.faults: List[Fault] = []
         self.failing_projects = set()
+        self.answers: List[tuple] = []  # (regex on the path, JSON value): a successful answer replaced by the value
         self.rng = random.Random(0)
         self.hang_s = 60.0
         self.log: List[Request] = []
@@ -276,32 +278,52 @@ class State:
         return {"name": group.name, "admin": group.admin, "description": group.description, "sourceType": "LOCAL"}
 
     # ----- futures and running scenarios ----------------------------------------------------------------------
+    @staticmethod
+    def future_id(task):
+        """The id of the future running `task`: its own id for a future, its `futureId` for a webapp backend or a
+        continuous activity's main loop."""
+        return task.id if task.kind == "future" else task.data.get("futureId")
+
     def future_json(self, task, peek=True, now=None):
+        """The future DSS shows for `task`. Payloads say only what the task was given: a webapp backend or a
+        continuous activity has no action and no targets (no public source gives them), a scenario run its
+        scenario as the first target (documented by the client: "a payload field with scenario identifiers")."""
         now = self.now() if now is None else now
         phase = self.phase(task, now)
         end = min(self._end(task)[0], now)
         d = task.data
+        payload = {"targets": d.get("targets", []), "extras": d.get("extras", {})}
+        if d.get("action"):
+            payload["action"] = d["action"]
         out = {
-            "jobId": task.id, "alive": phase in ("RUNNING", "ABORTING"),
+            "jobId": self.future_id(task), "alive": phase in ("RUNNING", "ABORTING"),
             "aborted": task.abort_requested_at is not None, "hasResult": phase == "DONE",
             "startTime": ms(task.started_at), "runningTime": ms(end - task.started_at),
             "owner": task.owner, "jobDisplayName": d.get("displayName", task.id),
             "progress": {"states": [dict(s, msSinceStart=ms(now - task.started_at)) for s in d.get("progress", [])]},
-            "payload": {"action": d.get("action", "unknown"), "targets": d.get("targets", []),
-                        "extras": d.get("extras", {})},
+            "payload": payload,
         }
         if phase == "DONE" and not peek:
             out["result"] = d.get("result", {})
+        out.update(d.get("raw", {}))
         return out
 
+    FUTURE_KINDS = ("future", "webapp", "continuous_activity")  # tasks that run as a future DSS lists
+
+    def _future_tasks(self):
+        tasks = [t for kind in self.FUTURE_KINDS for t in self._tasks(kind) if self.future_id(t)]
+        return sorted(tasks, key=lambda t: (t.started_at, self.future_id(t)))
+
     def list_futures(self, user, with_scenarios, with_not_scenarios, all_users):
+        """Every running future: background tasks, scenario runs (`withScenarios`), and the futures running webapp
+        backends and continuous activities' main loops (listed as not-scenarios, as DSS does)."""
         with self.lock:
             if all_users:
                 self.require_admin(user)
             now = self.now()
             out = []
-            for t in self._tasks("future"):
-                is_scenario = t.data.get("action") == "run_scenario"
+            for t in self._future_tasks():
+                is_scenario = t.kind == "future" and "scenario" in t.data
                 if (is_scenario and not with_scenarios) or (not is_scenario and not with_not_scenarios):
                     continue
                 if self.alive(t, now) and (t.owner == user.login or all_users):
@@ -310,6 +332,8 @@ class State:
 
     def _future(self, user, job_id):
         t = self.tasks.get(("future", job_id))
+        if t is None:
+            t = next((t for t in self._future_tasks() if t.kind != "future" and self.future_id(t) == job_id), None)
         if t is None:
             raise not_found("Future %s does not exist" % job_id)
         self._require_owner(user, t)
@@ -323,6 +347,7 @@ class State:
             return self.future_json(t, peek=peek)
 
     def abort_future(self, user, job_id):
+        """Aborting the future of a webapp backend or a continuous activity stops it (as DSS documents)."""
         with self.lock:
             self._request_abort(self._future(user, job_id))
 
@@ -338,6 +363,7 @@ class State:
                "kernelExecutionState": d.get("state", "idle"), "kernelConnections": int(d.get("connections", 0))}
         if d.get("kernelPid") is not None:
             out["kernelPid"] = d["kernelPid"]
+        out.update(d.get("raw", {}))
         return out
 
     def _sessions(self, user, project_key, notebook=None):
@@ -411,6 +437,7 @@ class State:
         for name in ("kernelPid", "scenarioId", "scenarioRunId"):
             if d.get(name) is not None and (name != "kernelPid" or state not in FINISHED):
                 out[name] = d[name]
+        out.update(d.get("raw", {}))
         return out
 
     def list_jobs(self, user, project_key=None, running=False, all_users=False):
@@ -559,7 +586,7 @@ class State:
             t = self.tasks.get(("webapp", webapp_id))
             if t is not None:
                 out["futureId"] = t.data["futureId"]
-                out["futureInfo"] = dict(self.future_json(t), jobId=t.data["futureId"])
+                out["futureInfo"] = self.future_json(t)
             return out
 
     def stop_webapp(self, user, project_key, webapp_id):
@@ -579,7 +606,7 @@ class State:
             alive = self.alive(t, now)
             out["desiredState"] = "STARTED" if alive and t.abort_requested_at is None else "STOPPED"
             out["mainLoopState"] = {"futureId": t.data["futureId"], "attemptCount": 1,
-                                    "futureInfo": dict(self.future_json(t, now=now), jobId=t.data["futureId"])}
+                                    "futureInfo": self.future_json(t, now=now)}
         return out
 
     def list_continuous_activities(self, project_key):
@@ -636,7 +663,7 @@ class State:
             self._request_abort(t)
             end = self._end(t)[0]
             fut = Task("future", self.new_id(), project_key, user.login, self.now(),
-                       {"displayName": "Stopping code studio %s" % cs_id, "action": "stop_code_studio",
+                       {"displayName": "Stopping code studio %s" % cs_id,
                         "targets": [{"objectType": "CODE_STUDIO", "projectKey": project_key, "objectId": cs_id}]},
                        ends_at=None if end == INF else end, abort_delay=None)
             self.tasks[("future", fut.id)] = fut
@@ -646,6 +673,14 @@ class State:
     def record(self, method, path, user, status):
         with self.lock:
             self.log.append(Request(method, path, user, self.now(), status))
+
+    def answer_for(self, path):
+        """(True, value) when a successful answer on `path` is to be replaced by `value` (the last match wins)."""
+        with self.lock:
+            for regex, value in reversed(self.answers):
+                if regex.search(path):
+                    return True, value
+            return False, None
 
     def faults_for(self, method, path):
         """(latency seconds, hang, error, malformed) for this request, drawing error rates from the seeded RNG."""

@@ -26,21 +26,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-from . import dss
+from . import identifiers, kinds
 from .activities import KINDS, LIVE_STATUSES, Activity, probe
 from .errors import ConfigError, DSSError, DSSNotFound
 
+AUTH_INFO = kinds.Route("GET", "/auth/info")
 OUTCOMES = ("aborted", "abort_requested", "already_finished", "finished_before_abort", "failed", "spared", "would_act")
-# what stopping means for each kind, for messages
-VERBS = {
-    "notebook_session": "unload the kernel",
-    "future": "abort the task",
-    "scenario": "abort the scenario run",
-    "job": "abort the job",
-    "webapp": "stop the backend",
-    "continuous_activity": "stop the continuous activity",
-    "code_studio": "stop the code studio",
-}
+# what stopping means for each kind, for messages (kinds.KIND[kind].verb)
+VERBS = {name: k.verb for name, k in kinds.KIND.items()}
 
 logger = logging.getLogger(__name__)
 
@@ -58,59 +51,22 @@ class ActionResult:
     reason: str
 
 
-# --------------------------------------------------------------------------------------------------------------
-# one stop call per kind, through dataikuapi
+def _stop(client, activity):
+    """The kind's stop call (kinds.KIND[kind].stop), its path built from checked, quoted ids."""
+    k = kinds.KIND[activity.kind]
+    kinds.call(client, k.stop, "trying to %s" % k.verb, **kinds.ids_of(activity.kind, activity))
 
 
-def _stop_session(client, a):
-    from dataikuapi.dss.jupyternotebook import DSSNotebookSession
-
-    notebook_name = a.details.get("notebook_name") or a.name
-    DSSNotebookSession(
-        client, {"projectKey": a.project_key, "notebookName": notebook_name, "sessionId": a.id}
-    ).unload()
-
-
-def _stop_future(client, a):
-    client.get_future(a.id).abort()
-
-
-def _stop_job(client, a):
-    client.get_project(a.project_key).get_job(a.id).abort()
-
-
-def _stop_webapp(client, a):
-    client.get_project(a.project_key).get_webapp(a.id).stop_backend()
-
-
-def _stop_continuous(client, a):
-    client.get_project(a.project_key).get_continuous_activity(a.id).stop()
-
-
-def _stop_code_studio(client, a):
-    client.get_project(a.project_key).get_code_studio(a.id).stop()
-
-
-_STOPS = {
-    "notebook_session": _stop_session,
-    "future": _stop_future,
-    "scenario": _stop_future,  # a running scenario is a future: aborting it aborts exactly this run
-    "job": _stop_job,
-    "webapp": _stop_webapp,
-    "continuous_activity": _stop_continuous,
-    "code_studio": _stop_code_studio,
-}
-
-
-def _is_uncertain(exc):
-    """The stop call may have been applied although it raised: a 2xx with a body that is not JSON, or no answer
-    in time. Those are verified by polling rather than reported as failures straight away."""
+def _is_uncertain(err):
+    """The stop call may have been applied although it failed: no answer in time, or a 2xx with a body that is
+    not JSON. Those are verified by polling rather than reported as failures straight away."""
     import requests
     from dataikuapi.utils import DataikuException
 
-    if isinstance(exc, requests.exceptions.Timeout):
+    cause = err.__cause__
+    if isinstance(cause, requests.exceptions.Timeout):
         return True
-    return isinstance(exc, ValueError) and not isinstance(exc, DataikuException)
+    return isinstance(cause, ValueError) and not isinstance(cause, DataikuException)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -131,18 +87,31 @@ def _validate(decisions, wait_seconds, poll_seconds):
         a = getattr(d, "activity", None)
         if not isinstance(a, Activity) or a.kind not in KINDS:
             raise ConfigError("decisions", "each decision needs an activity of a known kind (%s)" % ", ".join(KINDS))
-        if a.kind not in ("future", "scenario") and not a.project_key:
+        if kinds.KIND[a.kind].in_project and not a.project_key:
             raise ConfigError("decisions", "%s %s has no project key: cannot act on it" % (a.kind, a.id))
+        if getattr(d, "act", False):
+            _check_ids(a)
     return decisions
+
+
+def _check_ids(activity):
+    """Every id a stop of `activity` would put in a path is valid (else ConfigError before anything is done)."""
+    k = kinds.KIND[activity.kind]
+    ids = kinds.ids_of(activity.kind, activity)
+    for name in set(k.stop.placeholders) | set(k.probe.placeholders):
+        if not identifiers.is_valid(name, ids.get(name)):
+            raise ConfigError("decisions", "%s %s: not a valid %s, cannot act on it" % (
+                k.label, identifiers.shown(activity.id, 80), name.replace("_", " ")))
 
 
 def _actor(client):
     try:
-        info = client.get_auth_info()
-    except Exception as exc:  # noqa: BLE001 - who acts is for the log only: unknown is fine
-        logger.debug("could not read the acting identity: %s", dss.translate_error(exc, "reading identity"))
+        info = kinds.call(client, AUTH_INFO, "reading identity")
+    except DSSError as err:  # who acts is for the log only: unknown is fine
+        logger.debug("could not read the acting identity: %s", err)
         return None
-    return info.get("authIdentifier") if isinstance(info, dict) else None
+    login = info.get("authIdentifier") if isinstance(info, dict) else None
+    return identifiers.safe_text(login, 200) if isinstance(login, str) else None
 
 
 class _Pending:
@@ -189,45 +158,41 @@ def perform(
     pending = []
     for i, d in enumerate(decisions):
         a, reason = d.activity, str(d.reason or "")
-        verb = VERBS[a.kind]
         if not d.act:
             done(i, a, "spared", "spared: nothing done", reason)
-            continue
-        if not apply:
-            done(i, a, "would_act", "dry run: would %s" % verb, reason)
-            continue
-        try:
-            fresh = probe(client, a)
-        except DSSError as e:
-            done(i, a, "failed", "could not re-check it before acting, nothing done: %s" % e, reason)
-            continue
-        if fresh.status not in LIVE_STATUSES:
-            done(i, a, "already_finished", "no longer running when re-checked: nothing done", reason)
-            continue
-        current = fresh.activity or a
-        if recheck is not None:
-            still_act, why = recheck(current)
-            if not still_act:
-                done(i, current, "spared", "re-checked just before acting: spared", str(why or ""))
-                continue
-        logger.info("requesting: %s %s by %s (%s)", verb, _where(current), actor or "unknown user", reason or "-")
-        try:
-            _STOPS[a.kind](client, current)
-        except Exception as exc:  # noqa: BLE001 - translated; an action is never retried
-            err = dss.translate_error(exc, "trying to %s" % verb)
-            if isinstance(err, DSSNotFound):
-                done(i, current, "finished_before_abort", "it ended before the stop reached DSS (not found)", reason)
-            elif _is_uncertain(exc):
-                pending.append(_Pending(i, current, reason, note=str(err)))
-            elif isinstance(err, DSSError):
-                done(i, current, "failed", str(err), reason)
-            else:
-                raise
-            continue
-        pending.append(_Pending(i, current, reason))
+        elif not apply:
+            done(i, a, "would_act", "dry run: would %s" % VERBS[a.kind], reason)
+        else:
+            _act(client, i, a, reason, recheck, actor, done, pending)
 
     _verify(client, pending, wait_seconds, poll_seconds, clock, sleep, done)
     return results  # type: ignore[return-value]
+
+
+def _act(client, i, a, reason, recheck, actor, done, pending):
+    """Re-check one activity, stop it, and leave it to verify (in `pending`) or say why not (`done`)."""
+    verb = VERBS[a.kind]
+    try:
+        fresh = probe(client, a)
+    except DSSError as e:
+        return done(i, a, "failed", "could not re-check it before acting, nothing done: %s" % e, reason)
+    if fresh.status not in LIVE_STATUSES:
+        return done(i, a, "already_finished", "no longer running when re-checked: nothing done", reason)
+    current = fresh.activity or a
+    if recheck is not None:
+        still_act, why = recheck(current)
+        if not still_act:
+            return done(i, current, "spared", "re-checked just before acting: spared", str(why or ""))
+    logger.info("requesting: %s %s by %s (%s)", verb, _where(current), actor or "unknown user", reason or "-")
+    try:
+        _stop(client, current)
+    except DSSNotFound:
+        return done(i, current, "finished_before_abort", "it ended before the stop reached DSS (not found)", reason)
+    except DSSError as err:  # an action is never retried
+        if not _is_uncertain(err):
+            return done(i, current, "failed", str(err), reason)
+        return pending.append(_Pending(i, current, reason, note=str(err)))
+    pending.append(_Pending(i, current, reason))
 
 
 def _verify(client, pending, wait_seconds, poll_seconds, clock, sleep, done):

@@ -22,11 +22,13 @@ import heapq
 import inspect
 import itertools
 import json
+import logging
 import math
 import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
@@ -551,3 +553,24 @@ def translate_error(exc, what):
             return DSSNotFound("%s: %s" % (what, message), status=status)
         return DSSError("%s: %s" % (what, message), status=status)
     return exc
+
+
+@contextmanager
+def calling(what):
+    """The one translation point: `with dss.calling("listing webapps of project X"): client...`.
+
+    Inside the block, an error from dataikuapi, requests or the JSON parser is raised as the typed error of
+    `translate_error` (a DSSError or, for an invalid URL, a ConfigError) `from` the original; an error already
+    typed passes unchanged; any other exception (one rule for the unknown) is logged with its traceback and
+    raised as a DSSError naming `what`, so call sites catch only the typed errors they handle.
+    """
+    try:
+        yield
+    except ProcessTrackerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated here, once
+        err = translate_error(exc, what)
+        if err is exc:
+            logging.getLogger(__name__).warning("%s: unexpected %s", what, exc.__class__.__name__, exc_info=True)
+            err = DSSError("%s: unexpected answer from DSS (%s)" % (what, exc.__class__.__name__))
+        raise err from exc

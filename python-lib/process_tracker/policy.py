@@ -4,7 +4,10 @@ Pure: records in (`activities.Activity`), decisions out; the clock is injected (
 candidate (an activity of the rules' kinds) gets exactly one `Decision`, acted on and spared alike.
 
 The checks, in order (the first that spares wins):
-1. self-protection (`Protection`): never the activity running this macro or its scenario;
+1. self-protection (`Protection`): never the activity running this macro or its scenario, this plugin's webapp
+   and macro runs, nor a future that runs something else (a webapp backend, a continuous activity's main loop,
+   a scenario run: `details["runs"]`, written by the listing) or whose role could not be checked
+   (`details["unchecked"]`);
 2. scope: project / user include and exclude lists, task types;
 3. kind rules: busy or connected kernels (when asked), aborts already in progress;
 4. thresholds: idle time, age / running time (hours; for kernels 0 disables a rule, as in DSS's built-in
@@ -12,7 +15,9 @@ The checks, in order (the first that spares wins):
 5. for kernels, the optional "largest first until N bytes freed" mode keeps only as many of the kernels
    selected so far as needed, largest memory first.
 """
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import dataclass, field, replace
 from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .render import format_bytes, format_duration, format_hours
@@ -22,12 +27,28 @@ TASK_KINDS = ("future", "scenario")
 JOB_KINDS = ("job",)
 SERVICE_KINDS = ("webapp", "continuous_activity", "code_studio")
 
-PLUGIN_ID = "process-tracker"
+
+
+def _plugin_id(default="process-tracker"):
+    """This plugin's id, from plugin.json at the plugin's root (python-lib's parent), as DSS knows it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "plugin.json")
+    try:
+        with open(path) as f:
+            value = json.load(f).get("id")
+    except (OSError, ValueError, AttributeError):
+        return default
+    return value if isinstance(value, str) and value else default
+
+
+PLUGIN_ID = _plugin_id()
 RUNNABLE_PREFIX = "pyrunnable_%s_" % PLUGIN_ID  # runnableType of this plugin's macros in scenario steps/futures
 WEBAPP_PREFIX = "webapp_%s_" % PLUGIN_ID  # webapp type of this plugin's webapps
 CLEANUP_TAG = "process-tracker-cleanup"  # tag of the scenario installed by scheduling.py
 
 HOUR = 3600.0
+# a future or scenario run started less than this before the run (or after it) may be the run itself: DSS starts
+# a macro's future, then its process, which then lists; no public source gives a macro its own future id
+RUN_START_MARGIN_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -100,19 +121,21 @@ class Protection:
 
     - `pids`: this process and its ancestors; an activity whose pid is one of them runs this code (e.g. the CLI
       started from a notebook kernel, or a macro started by a job kernel);
-    - `future_ids`: futures known to run this macro;
+    - `run_started_at`: epoch seconds at which this run began (`decide` takes its `now` when None): futures and
+      scenario runs started less than RUN_START_MARGIN_SECONDS before it, or after it, may be this run: spared.
+      (DSS exposes no id of a macro's own future; that rule replaces one.)
     - `scenarios`: (project_key, scenario_id) of the scenario known to run this macro (its running instance and
       the jobs it started are spared); project_key None matches any project;
     - `plugin_scenarios`: (project_key, scenario_id) of scenarios whose steps call one of this plugin's macros
       (spared the same way: aborting them could abort the clean-up itself);
-    - futures whose payload names one of this plugin's runnables (`RUNNABLE_PREFIX`) and this plugin's own
-      webapps are always spared (no environment needed).
+    - this plugin's own webapps (their `type` is `webapp_<plugin id>_<webapp id>`) and futures whose payload
+      names one of this plugin's runnables (`RUNNABLE_PREFIX`, an unconfirmed field) are always spared.
     """
 
     pids: FrozenSet[int] = frozenset()
-    future_ids: FrozenSet[str] = frozenset()
     scenarios: FrozenSet[Tuple[Optional[str], str]] = frozenset()
     plugin_scenarios: FrozenSet[Tuple[Optional[str], str]] = frozenset()
+    run_started_at: Optional[float] = None
 
 
 NO_PROTECTION = Protection()
@@ -169,30 +192,52 @@ def _task_type(activity) -> str:
 # --- the checks ---
 
 
+def _future_reason(activity, protected):
+    """Why a future or scenario run must be spared: it runs something else, its role is unknown, or it may be
+    this run or another run of this plugin's macros."""
+    runs, unchecked = _detail(activity, "runs"), _detail(activity, "unchecked")
+    if runs:
+        return "spared: runs %s (aborting it would stop it)" % runs
+    if unchecked:
+        return "spared: cannot tell whether it runs a webapp, a continuous activity or a scenario (%s)" % unchecked
+    if activity.kind == "future" and any(s.startswith(RUNNABLE_PREFIX) for s in _strings(activity.details)):
+        return "spared: runs a %s macro" % PLUGIN_ID
+    started = protected.run_started_at
+    if started is not None:
+        if activity.start_time is None:
+            return "spared: start time unknown (it may be this run)"
+        if activity.start_time >= started - RUN_START_MARGIN_SECONDS:
+            return "spared: started less than %s before this run (it may be this run)" % format_duration(
+                RUN_START_MARGIN_SECONDS)
+    return None
+
+
+def _scenario_reason(activity, protected):
+    ref = _scenario_ref(activity)
+    if ref is None:
+        return None
+    if ref in protected.scenarios or (None, ref[1]) in protected.scenarios:
+        what = "the scenario running this macro"
+    elif ref in protected.plugin_scenarios or (None, ref[1]) in protected.plugin_scenarios:
+        what = "a scenario running a %s macro" % PLUGIN_ID
+    else:
+        return None
+    return ("spared: %s" if activity.kind == "scenario" else "spared: started by %s") % what
+
+
 def protection_reason(activity, protected: Protection) -> Optional[str]:
-    """Why `activity` must be spared because it runs this macro or its scenario; None when it may be touched."""
+    """Why `activity` must be spared because it runs this macro, its scenario, this plugin's webapp, or something
+    a background task must not be confused with; None when it may be touched."""
     if activity.pid is not None and activity.pid in protected.pids:
         return "spared: runs this macro (pid %d)" % activity.pid
-    if activity.kind == "future":
-        if activity.id in protected.future_ids:
-            return "spared: runs this macro"
-        if any(s.startswith(RUNNABLE_PREFIX) for s in _strings(activity.details)):
-            return "spared: runs a %s macro" % PLUGIN_ID
-    if activity.kind in ("scenario", "job"):
-        ref = _scenario_ref(activity)
-        if ref is not None:
-            if ref in protected.scenarios or (None, ref[1]) in protected.scenarios:
-                what = "the scenario running this macro"
-            elif ref in protected.plugin_scenarios or (None, ref[1]) in protected.plugin_scenarios:
-                what = "a scenario running a %s macro" % PLUGIN_ID
-            else:
-                what = None
-            if what:
-                return ("spared: %s" if activity.kind == "scenario" else "spared: started by %s") % what
-    if activity.kind == "webapp":
-        if any(s.startswith(WEBAPP_PREFIX) for s in _strings(activity.details)):
-            return "spared: the %s webapp" % PLUGIN_ID
-    return None
+    reason = None
+    if activity.kind in TASK_KINDS:
+        reason = _future_reason(activity, protected)
+    if reason is None and activity.kind in ("scenario", "job"):
+        reason = _scenario_reason(activity, protected)
+    if activity.kind == "webapp" and str(_detail(activity, "webapp_type", default="")).startswith(WEBAPP_PREFIX):
+        reason = "spared: the %s webapp" % PLUGIN_ID
+    return reason
 
 
 def scope_reason(activity, scope: Scope) -> Optional[str]:
@@ -327,10 +372,15 @@ def decide(activities: Sequence, rules: Rules, now: float, protected: Protection
     free-memory mode; without it that mode spares every kernel (memory unknown).
     """
     candidates = [a for a in activities if a.kind in rules.kinds]
+    protected = _with_run_start(protected, now)
     decisions = [judge(a, rules, now, protected) for a in candidates]
     if isinstance(rules, KernelRules) and rules.free_bytes:
         decisions = _select_largest(decisions, rules.free_bytes, memory or {})
     return decisions
+
+
+def _with_run_start(protected, now):
+    return protected if protected.run_started_at is not None else replace(protected, run_started_at=now)
 
 
 def make_recheck(rules: Rules, protected: Protection = NO_PROTECTION,
@@ -344,6 +394,7 @@ def make_recheck(rules: Rules, protected: Protection = NO_PROTECTION,
     import time
 
     clock = clock or time.time
+    protected = _with_run_start(protected, clock())
 
     def recheck(fresh_activity) -> Tuple[bool, str]:
         d = judge(fresh_activity, rules, clock(), protected)
@@ -354,7 +405,8 @@ def make_recheck(rules: Rules, protected: Protection = NO_PROTECTION,
 
 def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
                     trigger: Optional[Mapping] = None,
-                    plugin_scenarios: Sequence[Tuple[Optional[str], str]] = ()) -> Protection:
+                    plugin_scenarios: Sequence[Tuple[Optional[str], str]] = (),
+                    run_started_at: Optional[float] = None) -> Protection:
     """Build the Protection for a macro run from what DSS tells the macro process.
 
     - `pids`: this process and its ancestors (the caller reads them);
@@ -364,8 +416,9 @@ def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
       protected when present;
     - `plugin_scenarios`: (project_key, scenario_id) of scenarios whose steps call this plugin's macros (the
       caller finds them through the API).
+    - `run_started_at`: when this run began (epoch seconds; default: the `now` given to `decide`).
     No environment variable naming the running future is documented by DSS: a macro's own future is recognised
-    by its payload naming one of this plugin's runnables instead (see `protection_reason`).
+    by its start time instead (see `Protection`).
     """
     refs = set()
     if trigger:
@@ -376,4 +429,4 @@ def protection_from(environ: Mapping[str, str], pids: Sequence[int] = (),
                 project = c.get("projectKey") or environ.get("DKU_CURRENT_PROJECT_KEY")
                 refs.add((project, str(scenario_id)))
     return Protection(pids=frozenset(int(p) for p in pids), scenarios=frozenset(refs),
-                      plugin_scenarios=frozenset(plugin_scenarios))
+                      plugin_scenarios=frozenset(plugin_scenarios), run_started_at=run_started_at)
