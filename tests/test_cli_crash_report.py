@@ -4,7 +4,7 @@ It used to append to a fixed name in the shared temp folder: a symlink planted t
 root's CLI append to any file. Now: a private per-user directory ($XDG_STATE_HOME/process-tracker, else
 ~/.local/state/process-tracker) created 0700 and refused when it is not owned by this user, not private, or a
 symlink; one new file per crash opened with O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600. When no safe place exists,
-the traceback goes to the log only and the one line says so.
+the traceback is kept nowhere but a debug log record, and the one line says why.
 """
 import contextlib
 import io
@@ -65,7 +65,7 @@ def test_xdg_state_home_is_used_and_each_crash_gets_its_own_file(monkeypatch, tm
 
 
 @pytest.mark.parametrize("plant", ["world_writable", "symlink"])
-def test_an_unsafe_directory_is_refused_and_the_traceback_goes_to_the_log_only(monkeypatch, tmp_path, crashing_scan,
+def test_an_unsafe_directory_is_refused_and_the_line_says_why(monkeypatch, tmp_path, crashing_scan,
                                                                                 plant, caplog):
     state = tmp_path / "state"
     state.mkdir()
@@ -76,9 +76,11 @@ def test_an_unsafe_directory_is_refused_and_the_traceback_goes_to_the_log_only(m
         os.chmod(str(state / "process-tracker"), 0o777)
     else:
         os.symlink(str(elsewhere), str(state / "process-tracker"))
+    caplog.set_level("DEBUG", logger="process_tracker.cli")
     status, line = run_cli(monkeypatch, tmp_path, state)
     assert status == 1
-    assert line == "process-tracker: unexpected RuntimeError (no private folder for the traceback: it is in the log)"
+    assert line == ("process-tracker: unexpected RuntimeError (traceback not kept: %s is not a private folder of "
+                    "this user; set XDG_STATE_HOME)" % (state / "process-tracker"))
     assert os.listdir(str(elsewhere)) == []
     if plant == "world_writable":
         assert os.listdir(str(state / "process-tracker")) == []

@@ -8,11 +8,14 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
+import stat
+import time
 import traceback
 
 from . import __version__, commands
 from .errors import ProcessTrackerError
+
+logger = logging.getLogger("process_tracker.cli")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -52,14 +55,73 @@ def client_factory(args):
     return make
 
 
-def _log_unexpected():
-    path = os.path.join(tempfile.gettempdir(), "process-tracker-error.log")
+MAX_CRASH_REPORTS = 20  # older reports are removed when a new one is written
+
+
+def crash_dir():
+    """The private per-user folder for crash reports: $XDG_STATE_HOME/process-tracker (default
+    ~/.local/state/process-tracker). Never the shared temp folder, where another local user can plant a symlink."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "process-tracker")
+
+
+def _open_private_dir(path):
+    """A descriptor of `path`, created 0700 if missing; None unless it is a real directory (not a symlink) owned by
+    this user and closed to others."""
     try:
-        with open(path, "a") as f:
-            f.write(traceback.format_exc())
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
-    return path
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _prune(dir_fd):
+    names = sorted(n for n in os.listdir(dir_fd) if n.startswith("crash-") and n.endswith(".log"))
+    for name in names[: max(0, len(names) - MAX_CRASH_REPORTS)]:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def write_crash_report(text):
+    """Write `text` to a new file (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600) in `crash_dir()`; its path, or None
+    when no safe place exists (the caller logs the traceback instead)."""
+    path = crash_dir()
+    dir_fd = _open_private_dir(path)
+    if dir_fd is None:
+        return None
+    name = "crash-%s-%d-%s.log" % (time.strftime("%Y%m%dT%H%M%S", time.gmtime()), os.getpid(), os.urandom(4).hex())
+    try:
+        _prune(dir_fd)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    return os.path.join(path, name)
+
+
+def _report_unexpected(exc):
+    text = traceback.format_exc()
+    path = write_crash_report(text)
+    if path:
+        where = " (traceback in %s)" % path
+    else:
+        logger.debug("unexpected error:\n%s", text)  # shown only where debug logging is on, never by default
+        where = " (traceback not kept: %s is not a private folder of this user; set XDG_STATE_HOME)" % crash_dir()
+    print("process-tracker: unexpected %s%s" % (exc.__class__.__name__, where), file=sys.stderr)
 
 
 def main(argv=None):
@@ -82,7 +144,5 @@ def main(argv=None):
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # noqa: BLE001 - last resort: one line on the terminal, the traceback in a log
-        path = _log_unexpected()
-        where = (" (traceback in %s)" % path) if path else ""
-        print("process-tracker: unexpected %s%s" % (e.__class__.__name__, where), file=sys.stderr)
+        _report_unexpected(e)
         return EXIT_ERROR
