@@ -117,7 +117,7 @@ def test_install_cleanup_twice_is_one_scenario(simulator):
         (["stop-services", "--service-kinds", ","],
          "process-tracker: error: --service-kinds: select at least one of webapp, continuous_activity, code_studio"),
         (["install-cleanup"],
-         "process-tracker: error: projectKey: no project: run the macro from a project or set the project key"),
+         "process-tracker: error: --project: no project: run the macro from a project or set the project key"),
     ],
 )
 def test_bad_values_are_one_line_naming_the_option_and_nothing_is_done(simulator, argv, message):

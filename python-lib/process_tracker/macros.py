@@ -21,24 +21,17 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from . import dss, params, policy, render
-from .errors import DSSError, DSSForbidden, ProcessTrackerError
+from .errors import ConfigError, DSSError, DSSForbidden, ProcessTrackerError
 
 logger = logging.getLogger(__name__)
 
 STAGES = 4  # progress: listed, measured, decided, done
 MAX_SCENARIOS_INSPECTED = 50  # running scenarios whose steps are read to find this plugin's macros
 
-NAMES = {
-    "kill-idle-kernels": "Idle Jupyter kernels",
-    "abort-background-tasks": "Long-running background tasks",
-    "abort-long-jobs": "Long-running jobs",
-    "stop-idle-services": "Long-running services",
-    "running-activities": "Running activities",
-    "install-cleanup-scenario": "Scheduled clean-up",
-}
+NAMES = {macro_id: spec.name for macro_id, spec in params.MACROS.items()}  # the report titles
 
 
 class ThresholdExceeded(ProcessTrackerError):
@@ -224,11 +217,9 @@ def _check_listing(inventory, kinds):
 
 def _check_thresholds(plan, decisions, memory):
     acting = [d for d in decisions if d.act]
-    what = {"kill-idle-kernels": "kernels would be killed", "abort-background-tasks": "tasks would be aborted",
-            "abort-long-jobs": "jobs would be aborted", "stop-idle-services": "services would be stopped"}
     if plan.fail_above_count and len(acting) > plan.fail_above_count:
         raise ThresholdExceeded("failIfMoreThan: %d %s, more than the limit of %d; nothing was done" % (
-            len(acting), what[plan.macro_id], plan.fail_above_count))
+            len(acting), params.MACROS[plan.macro_id].acted_on, plan.fail_above_count))
     if plan.fail_above_bytes:
         total = sum(memory.get((d.activity.kind, d.activity.id), 0) for d in acting)
         if total > plan.fail_above_bytes:
@@ -244,6 +235,66 @@ def _notes(inventory, view):
     return " ".join(n if n.endswith(".") else n + "." for n in notes)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the scope lists, checked against what DSS knows
+
+
+def _known(what, read):
+    """The set DSS knows (project keys, logins), or an error text when it cannot be read."""
+    try:
+        return frozenset(read()), None
+    except Exception as exc:  # noqa: BLE001 - translated; the run goes on with a warning row
+        return None, "could not check the %s against DSS (%s): they are used as typed" % (
+            what, _translated(exc, "listing the %s" % what))
+
+
+def _plural(word, items):
+    return "%s%s: %s" % (word, "s"[: len(items) > 1], ", ".join(items))
+
+
+def check_scope(client, values) -> List[str]:
+    """Check the macro's project and user lists against DSS, before anything is listed: an unknown key or login in
+    an include list raises ConfigError naming the parameter; one in an exclude list gives a warning (returned, one
+    text each). Keys are compared exactly (they are already valid identifiers: `params`)."""
+    lists = (("projects", "excludedProjects", "project keys", "project key", "project", client.list_project_keys),
+             ("users", "excludedUsers", "users", "user", "user",
+              lambda: [u.get("login") for u in client.list_users() if isinstance(u, dict)]))
+    warnings = []
+    for include, exclude, plural, noun, what, read in lists:
+        wanted = list(values.get(include) or ()) + list(values.get(exclude) or ())
+        if not wanted:
+            continue
+        known, problem = _known(plural, read)
+        if problem:
+            warnings.append(problem)
+            continue
+        unknown = [k for k in values.get(include) or () if k not in known]
+        if unknown:
+            raise ConfigError(include, "unknown %s (not a %s of this DSS)" % (_plural(noun, unknown), what))
+        warnings += ["excluded %s %s is not a %s of this DSS (a typo?): nothing is excluded by it" % (
+            what, k, what) for k in values.get(exclude) or () if k not in known]
+    return warnings
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the run: one runner per shape of macro (params.MacroSpec.runner)
+
+
+@dataclass
+class _Run:
+    """What every runner gets: the parsed plan, the client and the run's context."""
+
+    plan: params.Plan
+    client: object
+    project_key: Optional[str]
+    progress: Callable[[int], None]
+    now: float
+    environ: Mapping[str, str]
+    scan: Optional[Callable[[], object]]
+    pids: Optional[Sequence[int]]
+    warnings: Sequence[str] = ()
+
+
 def run(macro_id: str, client, config, project_key: Optional[str] = None,
         progress: Optional[Callable[[int], None]] = None, now: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None, scan: Optional[Callable[[], object]] = None,
@@ -256,59 +307,86 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
     ListingFailed or ThresholdExceeded with a readable message.
     """
     plan = params.parse(macro_id, config)
-    progress = progress or (lambda i: None)
-    if macro_id == "install-cleanup-scenario":
-        from . import scheduling
+    spec = params.MACROS[macro_id]
+    require_admin(client, "the clean-up scenario installer" if spec.runner == "install"
+                  else "the %s macro" % macro_id)
+    warnings = check_scope(client, plan.values)
+    context = _Run(plan, client, project_key, progress or (lambda i: None), time.time() if now is None else float(now),
+                   os.environ if environ is None else environ, scan, pids, warnings)
+    return RUNNERS[spec.runner](context)
 
-        require_admin(client, "the clean-up scenario installer")
-        report = scheduling.install_report(client, plan.values, project_key)
-        progress(STAGES)
+
+def _run_install(run_: _Run) -> render.Report:
+    from . import scheduling, identifiers
+
+    project_key = run_.plan.values.get("projectKey") or run_.project_key
+    if project_key:
+        identifiers.check("project_key", project_key, "projectKey")
+    report = scheduling.install_report(run_.client, run_.plan.values, project_key)
+    run_.progress(STAGES)
+    return _with_warnings(report, run_.warnings)
+
+
+def _with_warnings(report, warnings):
+    if not warnings:
         return report
-    require_admin(client, "the %s macro" % macro_id)
-    from . import actions, activities
+    rows = render.warning_rows(warnings, report.columns) + list(report.rows)
+    return render.make_report(report.name, rows, report.columns)
 
-    now = time.time() if now is None else float(now)
-    inventory = activities.list_activities(client, kinds=plan.kinds, projects=plan.projects, all_users=True,
-                                           now=now)
+
+def _list(run_: _Run):
+    """List the plan's kinds and, where asked, scan the host: (inventory, host view)."""
+    from . import activities
+
+    plan = run_.plan
+    inventory = activities.list_activities(run_.client, kinds=plan.kinds, projects=plan.projects, all_users=True,
+                                           now=run_.now)
     _check_listing(inventory, plan.kinds)
-    progress(1)
-    environ = os.environ if environ is None else environ
-    dip_home = (environ.get("DIP_HOME") or "").rstrip("/") or None
-    view = host_view(inventory, scan, instance=dip_home) if plan.scan_host else HostView()
-    progress(2)
-    if macro_id == "running-activities":
-        return _inventory_report(plan, inventory, view, now, progress)
-    protected = current_protection(client, inventory.activities, environ, pids)
-    decisions = policy.decide(inventory.activities, plan.rules, now, protected=protected, memory=view.memory)
+    run_.progress(1)
+    dip_home = (run_.environ.get("DIP_HOME") or "").rstrip("/") or None
+    view = host_view(inventory, run_.scan, instance=dip_home) if plan.scan_host else HostView()
+    run_.progress(2)
+    return inventory, view
+
+
+def _run_act(run_: _Run) -> render.Report:
+    from . import actions
+
+    plan = run_.plan
+    inventory, view = _list(run_)
+    protected = current_protection(run_.client, inventory.activities, run_.environ, run_.pids)
+    decisions = policy.decide(inventory.activities, plan.rules, run_.now, protected=protected, memory=view.memory)
     _check_thresholds(plan, decisions, view.memory)
-    progress(3)
-    results = actions.perform(client, decisions, apply=plan.apply, wait_seconds=plan.wait_seconds,
+    run_.progress(3)
+    results = actions.perform(run_.client, decisions, apply=plan.apply, wait_seconds=plan.wait_seconds,
                               recheck=policy.make_recheck(plan.rules, protected))
-    progress(STAGES)
-    rows = render.result_rows(results, now, view.memory) + render.error_rows(inventory.errors)
-    return render.make_report(NAMES[macro_id], rows, render.ACTION_COLUMNS, applied=plan.apply,
+    run_.progress(STAGES)
+    rows = (render.warning_rows(run_.warnings) + render.result_rows(results, run_.now, view.memory)
+            + render.error_rows(inventory.errors))
+    return render.make_report(NAMES[plan.macro_id], rows, render.ACTION_COLUMNS, applied=plan.apply,
                               extra=_notes(inventory, view))
 
 
-def _inventory_report(plan, inventory, view, now, progress):
-    scope_spares = {}
-    for a in inventory.activities:
-        reason = policy.scope_reason(a, plan.scope)
-        if reason:
-            scope_spares[(a.kind, a.id)] = reason
-    shown = [a for a in inventory.activities if (a.kind, a.id) not in scope_spares]
-    rows = render.inventory_rows(shown, now, view.memory, view.roles)
+def _run_inventory(run_: _Run) -> render.Report:
+    plan = run_.plan
+    inventory, view = _list(run_)
+    shown = [a for a in inventory.activities if not policy.scope_reason(a, plan.scope)]
+    rows = render.warning_rows(run_.warnings, render.INVENTORY_COLUMNS)
+    rows += render.inventory_rows(shown, run_.now, view.memory, view.roles)
     if plan.show_orphans and plan.scan_host:
         from .joins import ORPHAN_ROLES
 
         # an orphan only means something when the kinds that would explain it were listed
         orphans = [p for p in view.orphans if set(ORPHAN_ROLES.get(p.role, ())) & set(plan.kinds)]
-        rows += render.orphan_rows(orphans, now, "no DSS activity explains this process")
+        rows += render.orphan_rows(orphans, run_.now, "no DSS activity explains this process")
     rows += render.error_rows(inventory.errors, render.INVENTORY_COLUMNS)
-    progress(3)
-    progress(STAGES)
-    return render.make_report(NAMES["running-activities"], rows, render.INVENTORY_COLUMNS,
-                              extra=_notes(inventory, view))
+    run_.progress(3)
+    run_.progress(STAGES)
+    return render.make_report(NAMES[plan.macro_id], rows, render.INVENTORY_COLUMNS, extra=_notes(inventory, view))
+
+
+# runner name (params.MacroSpec.runner) -> the function that runs a macro of that shape
+RUNNERS = {"act": _run_act, "inventory": _run_inventory, "install": _run_install}
 
 
 def run_in_dss(macro_id: str, config, project_key: Optional[str], progress_callback=None):
@@ -329,6 +407,7 @@ __all__ = [
     "plugin_scenarios",
     "own_pids",
     "host_view",
+    "check_scope",
     "run",
     "run_in_dss",
 ]

@@ -62,6 +62,7 @@ OUTCOME_ORDER = (
     "listed",
     "orphan",
     "error",
+    "warning",
 )
 
 _UNITS_S = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
@@ -182,6 +183,14 @@ def error_rows(errors: Sequence, columns=ACTION_COLUMNS) -> List[Dict[str, str]]
     return rows
 
 
+def warning_rows(messages: Sequence[str], columns=ACTION_COLUMNS) -> List[Dict[str, str]]:
+    """Rows for warnings about the run itself (an excluded project DSS does not know): outcome "warning" in action
+    tables, kind "warning" in the inventory; the text in the message (note) column."""
+    if columns is INVENTORY_COLUMNS or "outcome" not in dict(columns):
+        return [_row(columns, {"kind": "warning", "note": m}) for m in messages]
+    return [_row(columns, {"outcome": "warning", "message": m}) for m in messages]
+
+
 def inventory_rows(activities: Sequence, now: float, memory: Optional[Mapping] = None,
                    roles: Optional[Mapping] = None, notes: Optional[Mapping] = None) -> List[Dict[str, str]]:
     """Rows of the read-only inventory: one per activity, with its host role and memory where joined."""
@@ -220,7 +229,7 @@ def count_outcomes(rows: Sequence[Mapping[str, str]]) -> Dict[str, int]:
     """Rows per outcome (the "kind" of inventory rows: listed, orphan, error)."""
     counts = {}
     for row in rows:
-        key = row.get("outcome") or (row.get("kind") if row.get("kind") in ("error", "orphan") else "listed")
+        key = row.get("outcome") or (row.get("kind") if row.get("kind") in ("error", "orphan", "warning") else "listed")
         counts[key] = counts.get(key, 0) + 1
     return counts
 

@@ -5,6 +5,7 @@ checked by `params.parse` exactly as the macro checks its config, the run is `ma
 macro's rows: a plain-text table, or `--json`. Acting commands are dry runs unless `--apply` is given.
 A bad value ends with one line naming the option (exit 1) before anything is listed or done.
 """
+import contextlib
 import sys
 
 from .. import macros, params, render
@@ -21,13 +22,22 @@ def register_macro_command(subparsers, name, macro_id, help_text):
 
 
 def run_command(macro_id, args, make_client, out=None):
-    """Check the options, run the macro, print its report. Returns the exit status (0)."""
+    """Check the options, run the macro, print its report. Returns the exit status (0).
+
+    A ConfigError names the CLI option (`--exclude-projects`), not the macro parameter, whether it comes from the
+    options' check (before connecting: a bad option never reaches DSS) or from DSS (an unknown project key)."""
     out = out or sys.stdout
     config = params.config_from_args(macro_id, args)
-    try:
-        params.parse(macro_id, config)  # before connecting: a bad option never reaches DSS
-    except ConfigError as e:
-        raise ConfigError(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
-    report = macros.run(macro_id, make_client(), config)
+    with _named_by_flags(macro_id):
+        params.parse(macro_id, config)
+        report = macros.run(macro_id, make_client(), config)
     out.write((render.to_json(report) if args.json else render.to_text(report)) + "\n")
     return 0
+
+
+@contextlib.contextmanager
+def _named_by_flags(macro_id):
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
