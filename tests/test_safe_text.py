@@ -1,0 +1,105 @@
+"""Text from DSS reaches a terminal, a macro table or a log only as safe text (issue 10, finding 7).
+
+A notebook named `report\\r\\x1b[2K...` used to rewrite a `would_act` row into "spared" on the admin's terminal and
+retitle the window; an HTML 502 page from a proxy was printed as 2,000 lines. Now every cell, header and error
+line goes through `identifiers.safe_text` (control and bidi characters escaped, length bounded), and an error
+body that is an HTML page reads "DSS answered an HTML page (HTTP 502)". Tested on a real pseudo-terminal, with the
+console script against the simulator over HTTP, and with macros run as DSS runs them.
+"""
+import json
+import os
+import re
+import sys
+
+from dev.dss_runtime import MacroFailed, run_macro
+from dev.dss_simulator.builders import future, instance, job, notebook, project, session, user, default_users
+from tests.hostile_dss import html_errors, run_in_pty
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNABLES = os.path.join(ROOT, "python-runnables")
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "process-tracker")
+
+FORGED = "report\r\x1b[2Kspared  \x1b]0;pwned\x07\u202enoitca"
+EVIL_LOGIN = "eve\x1b[31m"
+RAW = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")  # what must never reach the terminal
+
+
+def hostile():
+    users = default_users() + [user(EVIL_LOGIN, ["data_scientists"], keys=["eve-key"])]
+    return instance(users=users, projects=[project("P", notebooks=[
+        notebook(FORGED, [session("alice", session_id="s-forged", started_ago="3d", idle_for="2d")]),
+        notebook("plain", [session("alice", session_id="s-plain", started_ago="3d", idle_for="2d")])],
+        jobs=[job("j-evil", EVIL_LOGIN, started_ago="3d")])],
+        futures=[future("f-evil", "bob", display_name="train\x1b]0;title\x07\nforged line", started_ago="3d")],
+        abortDelay=0)
+
+
+def env_without_dss():
+    return {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
+
+
+def test_names_with_escape_sequences_are_escaped_on_a_real_terminal(simulator):
+    sim = simulator(hostile())
+    for command in (["kill-kernels", "--no-scan-host"], ["abort-jobs"], ["abort-tasks", "--min-running-hours", "0"],
+                    ["activities", "--no-scan-host"]):
+        status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key] + command,
+                                    env=env_without_dss())
+        assert status == 0, output
+        text = output.replace("\r\n", "\n")  # the terminal's own line endings
+        assert not RAW.search(text), (command, [m.group(0) for m in RAW.finditer(text)])
+        assert "\x1b" not in text and "\r" not in text
+        lines = text.splitlines()
+        assert not any(line.startswith("forged line") for line in lines)
+    assert "\\x1b" in output  # shown escaped, not dropped
+    assert sim.actions == []
+
+
+def test_the_would_act_row_stays_would_act(simulator):
+    sim = simulator(hostile())
+    status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "kill-kernels",
+                                 "--no-scan-host"], env=env_without_dss(), columns=400)
+    row = [line for line in output.splitlines() if "s-forged" in line]
+    assert row and row[0].startswith("would_act") or row[0].startswith("error"), output
+
+
+def test_json_output_carries_no_raw_control_characters(simulator):
+    sim = simulator(hostile())
+    status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "abort-tasks", "--json",
+                                 "--min-running-hours", "0"], env=env_without_dss())
+    assert status == 0
+    assert "\x1b" not in output and not RAW.search(output.replace("\r\n", "\n"))
+    rows = json.loads(output.replace("\r\n", "\n"))["rows"]
+    assert any("\\x1b" in r["name"] for r in rows)
+
+
+def test_macro_tables_hold_safe_text(simulator):
+    sim = simulator(hostile())
+    for macro_id in ("kill-idle-kernels", "abort-long-jobs", "abort-background-tasks", "running-activities"):
+        result = run_macro(os.path.join(RUNNABLES, macro_id), {"scanHost": False, "minRunningHours": 0},
+                           project_key="P", env={"DKU_DSS_URL": sim.url, "DKU_API_KEY": sim.admin_key})
+        table = result.table
+        texts = [table["header"], table["name"]] + [c for record in table["records"] for c in record]
+        assert not any(RAW.search(t or "") or "\n" in (t or "") for t in texts), macro_id
+
+
+def test_an_html_error_page_is_one_short_line(simulator):
+    sim = simulator(hostile())
+    html_errors(sim, r"^/projects/?$")
+    status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "--timeout", "5",
+                                 "abort-jobs"], env=env_without_dss())
+    assert "<html" not in output.lower() and "<!doctype" not in output.lower()
+    assert "DSS answered an HTML page (HTTP 502)" in output, output
+    assert len(output.splitlines()) < 20
+
+
+def test_an_html_error_page_in_a_macro_is_one_short_message(simulator):
+    sim = simulator(hostile())
+    html_errors(sim, r"^/admin/groups/?$", status=503)
+    try:
+        run_macro(os.path.join(RUNNABLES, "abort-long-jobs"), {}, project_key="P",
+                  env={"DKU_DSS_URL": sim.url, "DKU_API_KEY": sim.admin_key})
+    except MacroFailed as failed:
+        message = failed.message
+    else:
+        raise AssertionError("the macro should fail: DSS answers an HTML page to the admin check")
+    assert "DSS answered an HTML page (HTTP 503)" in message and "<" not in message and len(message) < 300
