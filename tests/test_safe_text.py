@@ -103,3 +103,24 @@ def test_an_html_error_page_in_a_macro_is_one_short_message(simulator):
     else:
         raise AssertionError("the macro should fail: DSS answers an HTML page to the admin check")
     assert "DSS answered an HTML page (HTTP 503)" in message and "<" not in message and len(message) < 300
+
+
+def test_readable_error_keeps_what_was_done_and_names_the_status():
+    from process_tracker.render import readable_error, safe
+
+    page = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>" + "<p>x</p>\n" * 2000
+    assert readable_error("listing jobs of P: Unknown error: " + page) == (
+        "listing jobs of P: DSS answered an HTML page (HTTP 502)")
+    assert readable_error("<html><body>down</body></html>", status=503) == "DSS answered an HTML page (HTTP 503)"
+    assert readable_error("a <b>bold</b> name") == "a <b>bold</b> name"  # HTML in a name is data, not a page
+    assert safe("a\x1b[2Kb\u202e", 10) == "a\\x1b[2..."
+
+
+def test_scan_table_escapes_host_text():
+    from process_tracker.commands.scan import format_table
+    from tests.sample_records import proc, snapshot
+
+    evil = proc(4242, "jupyter_kernel", "python3\x1b]0;pwned\x07", 100, user="ev\u202eil",
+                instance="/data/\x1b[2Kdss")
+    text = format_table(snapshot(1_700_000_000.0, processes=[evil]))
+    assert not RAW.search(text) and "\\x1b" in text

@@ -14,6 +14,7 @@ import traceback
 
 from . import __version__, commands
 from .errors import ProcessTrackerError
+from .render import error_text
 
 logger = logging.getLogger("process_tracker.cli")
 
@@ -136,7 +137,7 @@ def main(argv=None):
     try:
         return args.func(args, client_factory(args)) or EXIT_OK
     except ProcessTrackerError as e:
-        print("process-tracker: error: %s" % e, file=sys.stderr)
+        print("process-tracker: error: %s" % error_text(e), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("process-tracker: interrupted", file=sys.stderr)

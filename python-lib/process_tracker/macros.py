@@ -136,7 +136,7 @@ def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...
             definition = client.get_project(project_key).get_scenario(scenario_id).get_settings().get_raw()
         except Exception as exc:  # noqa: BLE001 - unreadable: not protected by this rule, logged
             logger.warning("cannot read scenario %s/%s: %s", project_key, scenario_id,
-                           dss.translate_error(exc, "reading the scenario"))
+                           render.error_text(dss.translate_error(exc, "reading the scenario")))
             continue
         if _steps_call_this_plugin(definition):
             found.append((project_key, scenario_id))
@@ -390,9 +390,14 @@ RUNNERS = {"act": _run_act, "inventory": _run_inventory, "install": _run_install
 
 
 def run_in_dss(macro_id: str, config, project_key: Optional[str], progress_callback=None):
-    """What a runnable.py returns: the macro's ResultTable, run with the client of the user running it."""
+    """What a runnable.py returns: the macro's ResultTable, run with the client of the user running it. An expected
+    error is raised again with its message as safe text (DSS shows it to the user as is)."""
     client = dss.get_client()
-    report = run(macro_id, client, config, project_key=project_key, progress=progress_callback)
+    try:
+        report = run(macro_id, client, config, project_key=project_key, progress=progress_callback)
+    except ProcessTrackerError as exc:
+        exc.args = (render.error_text(exc),)
+        raise
     return render.to_result_table(report)
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 from ..errors import ConfigError
-from ..render import format_bytes
+from ..render import format_bytes, safe
 
 
 def register(subparsers):
@@ -63,23 +63,23 @@ def format_table(snapshot, include_not_dss=False, top=3):
     order = sorted(by_role, key=lambda r: (-snapshot.roles[r].rss_anon_bytes, r))
     for role in order:
         totals = snapshot.roles[role]
-        lines.append("%-22s %6d %11s %11s %7s" % (role, totals.count, format_bytes(totals.rss_anon_bytes),
+        lines.append("%-22s %6d %11s %11s %7s" % (safe(role), totals.count, format_bytes(totals.rss_anon_bytes),
                                                   format_bytes(totals.rss_bytes), _cpu(totals.cpu_percent)))
         members = sorted(by_role[role], key=lambda p: (-(p.rss_anon_bytes or 0), p.pid))
         for p in members[:top]:
             lines.append("  %8d  %-28s %-12s %11s %11s" % (
-                p.pid, p.label[:28], (p.user or "?")[:12], format_bytes(p.rss_anon_bytes), format_bytes(p.rss_bytes)))
+                p.pid, safe(p.label, 28), safe(p.user or "?", 12), format_bytes(p.rss_anon_bytes), format_bytes(p.rss_bytes)))
         if len(members) > top:
             lines.append("  %8s  (%d more)" % ("", len(members) - top))
     if not by_role:
         lines.append("(no DSS process found on this host; --all lists every process)")
-    instances = sorted({p.instance for p in processes if p.instance})
+    instances = sorted({safe(p.instance) for p in processes if p.instance})
     stats = snapshot.stats
     lines.append("")
     lines.append("instances: %s" % (", ".join(instances) or "-"))
     lines.append("scan: %d processes, %d DSS, %.0f ms CPU, %d unreadable, %d vanished" % (
         stats.seen, stats.classified, stats.cpu_seconds * 1000, stats.access_denied, stats.vanished))
     for c in snapshot.cgroups:
-        lines.append("cgroup %s: %s of %s" % (c.path, format_bytes(c.usage_bytes),
+        lines.append("cgroup %s: %s of %s" % (safe(c.path), format_bytes(c.usage_bytes),
                                               format_bytes(c.limit_bytes) if c.limit_bytes else "no limit"))
     return "\n".join(lines) + "\n"
