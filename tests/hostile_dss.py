@@ -89,6 +89,7 @@ ALLOWED_ROUTES = [
     ("GET", r"/projects/(?P<project>%s)/(jupyter-notebooks|notebooks|jobs|jobs/running|scenarios|webapps|"
             r"continuous-activities|code-studios)/?" % SEG, None),
     ("GET", r"/projects/(?P<project>%s)/jupyter-notebooks/(?P<notebook>%s)/sessions/?" % (SEG, SEG), None),
+    ("POST", r"/projects/(?P<project>%s)/scenarios/?" % SEG, None),  # the installer creates its scenario
     # reads and stops of one activity: its ids must be ones the face listed
     ("GET|DELETE", r"/futures/(?P<id>%s)" % SEG, ("future", "scenario")),
     ("DELETE", r"/projects/(?P<project>%s)/jupyter-notebooks/(?P<notebook>%s)/sessions/(?P<id>%s)"

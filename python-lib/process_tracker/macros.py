@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
-from . import dss, params, policy, render
+from . import dss, identifiers, params, policy, render
 from .errors import ConfigError, DSSError, DSSForbidden, ProcessTrackerError
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,8 @@ def _steps_call_this_plugin(definition) -> bool:
 
 def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...]:
     """(project_key, scenario_id) of the scenarios that running scenarios and jobs belong to, whose steps call
-    one of this plugin's macros (read through the API; a scenario that cannot be read is not protected)."""
+    one of this plugin's macros (read through the API; a scenario that cannot be read is not protected; one whose
+    project key or id is not a valid identifier is never read, and protected)."""
     refs = []
     for a in activities:
         scenario_id = a.details.get("scenario_id") if a.details else None
@@ -132,6 +133,12 @@ def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...
                 refs.append(ref)
     found = []
     for project_key, scenario_id in refs[:MAX_SCENARIOS_INSPECTED]:
+        if not (identifiers.is_valid("project_key", project_key) and identifiers.is_valid("scenario_id", scenario_id)):
+            # a key DSS should never answer: not read (it could steer the call); protected, since not checkable
+            logger.warning("scenario %s/%s has an invalid key: not read, its runs are spared",
+                           identifiers.shown(project_key), identifiers.shown(scenario_id))
+            found.append((project_key, scenario_id))
+            continue
         try:
             definition = client.get_project(project_key).get_scenario(scenario_id).get_settings().get_raw()
         except Exception as exc:  # noqa: BLE001 - unreadable: not protected by this rule, logged
@@ -252,27 +259,37 @@ def _plural(word, items):
     return "%s%s: %s" % (word, "s"[: len(items) > 1], ", ".join(items))
 
 
+def _values_of(values, names):
+    out = []
+    for name in names:
+        value = values.get(name)
+        out += [(name, v) for v in ([value] if isinstance(value, str) else value or ()) if v]
+    return out
+
+
 def check_scope(client, values) -> List[str]:
-    """Check the macro's project and user lists against DSS, before anything is listed: an unknown key or login in
-    an include list raises ConfigError naming the parameter; one in an exclude list gives a warning (returned, one
-    text each). Keys are compared exactly (they are already valid identifiers: `params`)."""
-    lists = (("projects", "excludedProjects", "project keys", "project key", "project", client.list_project_keys),
-             ("users", "excludedUsers", "users", "user", "user",
-              lambda: [u.get("login") for u in client.list_users() if isinstance(u, dict)]))
+    """Check the macro's project keys and logins against DSS, before anything is listed: an unknown one in an
+    include list (or the installer's project) raises ConfigError naming the parameter; one in an exclude list
+    gives a warning (returned, one text each). Keys are compared exactly (already valid identifiers: `params`)."""
+    lists = (("project keys", "project key", "project", client.list_project_keys, ("projects", "projectKey"),
+              "excludedProjects"),
+             ("users", "user", "user", lambda: [u.get("login") for u in client.list_users() if isinstance(u, dict)],
+              ("users",), "excludedUsers"))
     warnings = []
-    for include, exclude, plural, noun, what, read in lists:
-        wanted = list(values.get(include) or ()) + list(values.get(exclude) or ())
-        if not wanted:
+    for plural, noun, what, read, includes, exclude in lists:
+        included, excluded = _values_of(values, includes), _values_of(values, (exclude,))
+        if not included and not excluded:
             continue
         known, problem = _known(plural, read)
         if problem:
             warnings.append(problem)
             continue
-        unknown = [k for k in values.get(include) or () if k not in known]
-        if unknown:
-            raise ConfigError(include, "unknown %s (not a %s of this DSS)" % (_plural(noun, unknown), what))
-        warnings += ["excluded %s %s is not a %s of this DSS (a typo?): nothing is excluded by it" % (
-            what, k, what) for k in values.get(exclude) or () if k not in known]
+        for name in includes:
+            unknown = [v for param, v in included if param == name and v not in known]
+            if unknown:
+                raise ConfigError(name, "unknown %s (not a %s of this DSS)" % (_plural(noun, unknown), what))
+        warnings += ["excluded %s %s is not a %s of this DSS (a typo?): nothing is excluded by it" % (what, v, what)
+                     for _, v in excluded if v not in known]
     return warnings
 
 
