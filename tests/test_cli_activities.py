@@ -109,9 +109,9 @@ def test_install_cleanup_twice_is_one_scenario(simulator):
     "argv, message",
     [
         (["kill-kernels", "--max-idle-hours", "abc"],
-         "process-tracker: error: --max-idle-hours: must be a number of hours >= 0, got 'abc'"),
+         "process-tracker: error: --max-idle-hours: must be a number of hours between 0 and 8760, got 'abc'"),
         (["kill-kernels", "--max-age-hours", "-3"],
-         "process-tracker: error: --max-age-hours: must be a number of hours >= 0, got -3.0"),
+         "process-tracker: error: --max-age-hours: must be a number of hours between 0 and 8760, got -3.0"),
         (["abort-tasks", "--task-kinds", "kernel"],
          "process-tracker: error: --task-kinds: unknown value 'kernel'; accepted: future, scenario"),
         (["stop-services", "--service-kinds", ","],
@@ -212,3 +212,17 @@ def test_any_option_value_is_a_result_or_one_line_naming_the_option_and_never_an
             assert named in chosen, (named, chosen)
     assert "Traceback" not in err.getvalue()
     assert [r for r in sim.actions if not r.path.endswith("/scenarios/") and "/scenarios/" not in r.path] == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["kill-kernels", "--max-idle-hours", "1e9"],
+     "process-tracker: error: --max-idle-hours: must be a number of hours between 0 and 8760, got 1000000000.0"),
+    (["kill-kernels", "--free-memory-gb", "-1"],
+     "process-tracker: error: --free-memory-gb: must be a number of GiB between 0 and 1048576, got -1.0"),
+    (["abort-jobs", "--fail-if-more-than", "-2"],
+     "process-tracker: error: --fail-if-more-than: must be a whole number between 0 and 1000000, got -2.0"),
+])
+def test_out_of_range_values_say_the_range(argv, message):
+    proc = subprocess.run([SCRIPT, "--url", "http://127.0.0.1:9", "--api-key", "k"] + argv, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip() == message

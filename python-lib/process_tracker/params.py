@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from . import identifiers, policy
 from .errors import ConfigError
 
-MAX_HOURS = 100000.0  # ~11 years: anything above is a typo
+MAX_HOURS = 8760.0  # a year: anything above is a typo
 MAX_GIB = 1024.0 * 1024.0
 MAX_COUNT = 1000000
 MAX_WAIT_SECONDS = 3600.0
@@ -290,11 +290,11 @@ def _by_name(check):
 
 # type -> how it is declared to DSS and checked. A new parameter type is one entry here.
 PARAM_TYPES: Dict[str, ParamType] = {
-    "hours": ParamType("DOUBLE", _bounded("a number of hours >= 0", 0.0, MAX_HOURS)),
-    "gib": ParamType("DOUBLE", _bounded("a number of GiB >= 0", 0.0, MAX_GIB)),
+    "hours": ParamType("DOUBLE", _bounded("a number of hours between 0 and %g" % MAX_HOURS, 0.0, MAX_HOURS)),
+    "gib": ParamType("DOUBLE", _bounded("a number of GiB between 0 and %d" % MAX_GIB, 0.0, MAX_GIB)),
     "seconds": ParamType("DOUBLE", _bounded("a number of seconds between 0 and %d" % MAX_WAIT_SECONDS, 0.0,
                                             MAX_WAIT_SECONDS)),
-    "count": ParamType("INT", _bounded("a whole number >= 0", 0, MAX_COUNT, integer=True)),
+    "count": ParamType("INT", _bounded("a whole number between 0 and %d" % MAX_COUNT, 0, MAX_COUNT, integer=True)),
     "hour_of_day": ParamType("INT", _bounded("a whole hour between 0 and 23", 0, 23, integer=True),
                              {"minI": 0, "maxI": 23}),
     "minute": ParamType("INT", _bounded("a whole minute between 0 and 59", 0, 59, integer=True),
