@@ -226,3 +226,15 @@ def test_out_of_range_values_say_the_range(argv, message):
     proc = subprocess.run([SCRIPT, "--url", "http://127.0.0.1:9", "--api-key", "k"] + argv, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.strip() == message
+
+
+def test_connection_options_are_accepted_after_the_sub_command(simulator):
+    sim = simulator(demo())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
+    proc = subprocess.run([SCRIPT, "abort-jobs", "--json", "--url", sim.url, "--api-key", sim.admin_key,
+                           "--timeout", "20"], capture_output=True, text=True, timeout=120, env=env)
+    assert rows(proc)["j-long"]["outcome"] == "would_act"
+    # before the sub-command still works, and a value given before is kept when not repeated after
+    proc = subprocess.run([SCRIPT, "--url", sim.url, "abort-jobs", "--json", "--api-key", sim.admin_key],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert rows(proc)["j-long"]["outcome"] == "would_act"

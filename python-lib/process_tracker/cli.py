@@ -30,17 +30,30 @@ def build_parser():
         "through the DSS public API. Actions are dry runs unless --apply is given.",
     )
     parser.add_argument("--version", action="version", version="process-tracker %s" % __version__)
-    conn = parser.add_argument_group("DSS connection (default: DKU_DSS_URL, DKU_API_KEY, ~/.dataiku/config.json)")
-    conn.add_argument("--url", help="DSS base URL, e.g. https://dss.example.com:11200")
-    conn.add_argument("--api-key", help="a DSS API key (prefer the DKU_API_KEY environment variable)")
-    conn.add_argument(
-        "--no-check-certificate", action="store_true", default=None, help="do not verify DSS's TLS certificate"
-    )
-    conn.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each DSS call (default 30)")
+    add_connection_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in commands.load():
         module.register(sub)
+    for command in sub.choices.values():  # the same options after the sub-command: `activities --url ...`
+        add_connection_options(command, after_command=True)
     return parser
+
+
+def add_connection_options(parser, after_command=False):
+    """--url, --api-key, --no-check-certificate, --timeout. After the sub-command they default to nothing, so that
+    a value given before it is kept unless given again."""
+    conn = parser.add_argument_group("DSS connection (default: DKU_DSS_URL, DKU_API_KEY, ~/.dataiku/config.json)")
+
+    def default(value):
+        return argparse.SUPPRESS if after_command else value
+
+    conn.add_argument("--url", default=default(None), help="DSS base URL, e.g. https://dss.example.com:11200")
+    conn.add_argument("--api-key", default=default(None),
+                      help="a DSS API key (prefer the DKU_API_KEY environment variable)")
+    conn.add_argument("--no-check-certificate", action="store_true", default=default(None),
+                      help="do not verify DSS's TLS certificate")
+    conn.add_argument("--timeout", type=float, default=default(30.0),
+                      help="seconds to wait for each DSS call (default 30)")
 
 
 def client_factory(args):
