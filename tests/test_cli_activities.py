@@ -238,3 +238,21 @@ def test_connection_options_are_accepted_after_the_sub_command(simulator):
     proc = subprocess.run([SCRIPT, "--url", sim.url, "abort-jobs", "--json", "--api-key", sim.admin_key],
                           capture_output=True, text=True, timeout=120, env=env)
     assert rows(proc)["j-long"]["outcome"] == "would_act"
+
+
+def test_tables_fit_a_terminal_of_100_columns_and_stay_plain_in_a_pipe(simulator):
+    from tests.hostile_dss import run_in_pty
+
+    sim = simulator(demo())
+    sim.extend(instance(projects=[project("LONG_NAMES", notebooks=[notebook("a notebook with a very long name " * 4, [
+        session("alice", session_id="s-long", started_ago="3d", idle_for="36h")])])], users=[], groups=[]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
+    for command in (["kill-kernels", "--no-scan-host"], ["abort-jobs"], ["abort-tasks"], ["stop-services"],
+                    ["activities", "--no-scan-host"], ["install-cleanup", "--project", "CHURN"], ["scan"]):
+        status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key] + command, env=env,
+                                    columns=100)
+        assert status == 0, output
+        lines = output.replace("\r\n", "\n").splitlines()
+        assert max(len(line) for line in lines) <= 100, (command, [line for line in lines if len(line) > 100])
+    plain = cli(sim, "kill-kernels", "--no-scan-host").stdout  # not a terminal: the plain table, every column
+    assert "Started (UTC)" in plain and "left out" not in plain

@@ -86,7 +86,7 @@ def test_an_html_error_page_is_one_short_line(simulator):
     sim = simulator(hostile())
     html_errors(sim, r"^/projects/?$")
     status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "--timeout", "5",
-                                 "abort-jobs"], env=env_without_dss())
+                                 "abort-jobs"], env=env_without_dss(), columns=400)
     assert "<html" not in output.lower() and "<!doctype" not in output.lower()
     assert "DSS answered an HTML page (HTTP 502)" in output, output
     assert len(output.splitlines()) < 20
