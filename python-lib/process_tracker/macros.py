@@ -339,7 +339,8 @@ def _run_install(run_: _Run) -> render.Report:
     project_key = run_.plan.values.get("projectKey") or run_.project_key
     if project_key:
         identifiers.check("project_key", project_key, "projectKey")
-    report = scheduling.install_report(run_.client, run_.plan.values, project_key)
+    report = scheduling.install_report(run_.client, run_.plan.values, project_key,
+                                       apply=run_.plan.apply)
     run_.progress(STAGES)
     return _with_warnings(report, run_.warnings)
 
@@ -348,7 +349,8 @@ def _with_warnings(report, warnings):
     if not warnings:
         return report
     rows = render.warning_rows(warnings, report.columns) + list(report.rows)
-    return render.make_report(report.name, rows, report.columns)
+    return render.make_report(report.name, rows, report.columns, applied=False if report.header.startswith("Dry")
+                              else None)
 
 
 def _list(run_: _Run):

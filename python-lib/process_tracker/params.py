@@ -33,6 +33,7 @@ class Param:
     label: str
     description: str
     choices: Tuple[Tuple[str, str], ...] = ()  # (value, label) for "choices"
+    in_dss: bool = True  # False: a CLI-only parameter, not in runnable.json (a macro always gets its default)
 
 
 def _scope(users_label):
@@ -165,6 +166,8 @@ _INSTALLER_PARAMS = (
           tuple((m, m) for m in ACTING_MACROS)),
     Param("hour", "hour", "hour_of_day", 2, "Hour (0-23)", "Hour of the daily run, DSS server time."),
     Param("minute", "minute", "minute", 0, "Minute (0-59)", "Minute of the daily run."),
+    Param("simulate", None, "bool", False, "Dry run", "CLI only: install-cleanup is a dry run unless --apply "
+          "(the macro installs when it is run).", in_dss=False),
     Param("act", "act", "bool", False, "Let the scheduled runs act",
           "Off (default): the scenario's steps are dry runs that only report. On: they abort/kill/stop."),
     _IDLE,
@@ -411,7 +414,7 @@ SPECS: Dict[str, Tuple[Param, ...]] = {macro_id: m.params for macro_id, m in MAC
 def dss_params(macro_id: str):
     """The `params` list of the macro's runnable.json, as declared here."""
     out = []
-    for p in SPECS[macro_id]:
+    for p in [p for p in SPECS[macro_id] if p.in_dss]:
         kind = PARAM_TYPES[p.type]
         d = {"name": p.name, "label": p.label, "type": kind.dss_type, "description": p.description,
              "mandatory": False, "defaultValue": p.default}
@@ -446,7 +449,7 @@ def parse(macro_id: str, config) -> Plan:
         macro_id=macro_id, projects=listing, scope=scope, values=v,
         kinds=tuple(v[spec.kinds_param]) if spec.kinds_param else spec.kinds,
         rules=spec.rules(v, scope) if spec.rules else None,
-        apply=acting and not v["simulate"],
+        apply=not v.get("simulate", True),
         fail_above_count=v["failIfMoreThan"] if acting else 0,
         fail_above_bytes=_gib_bytes(v.get("failIfMoreThanGB", 0.0)),
         wait_seconds=v["waitSeconds"] if acting else 10.0,
@@ -475,7 +478,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, macro_id: str) -> None:
                                 help=help_text)
         else:
             parser.add_argument("--" + p.flag, dest=p.name, default=None, metavar="VALUE", help=help_text)
-    if macro_id in ACTING_MACROS:
+    if _has_apply(macro_id):
         parser.add_argument("--apply", action="store_true", help="act; without it this is a dry run")
 
 
@@ -502,6 +505,11 @@ def config_from_args(macro_id: str, args) -> Dict[str, Any]:
         value = getattr(args, p.name, None)
         if value is not None:
             config[p.name] = value
-    if macro_id in ACTING_MACROS:
+    if _has_apply(macro_id):
         config["simulate"] = not getattr(args, "apply", False)
     return config
+
+
+def _has_apply(macro_id):
+    """The CLI mirror takes --apply (its `simulate` parameter) and is a dry run without it."""
+    return any(p.name == "simulate" for p in SPECS[macro_id])

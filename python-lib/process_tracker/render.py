@@ -66,6 +66,8 @@ OUTCOME_ORDER = (
     "spared",
     "created",
     "updated",
+    "would_create",
+    "would_update",
     "unchanged",
     "listed",
     "orphan",
