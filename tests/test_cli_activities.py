@@ -170,7 +170,8 @@ def test_unreachable_dss_is_one_line(simulator):
     assert proc.returncode == 1
     # the last line is the error; urllib3's retry warnings may precede it (cli.py's logging, reported to the lead)
     assert proc.stderr.strip().splitlines()[-1] == (
-        "process-tracker: error: checking who runs the abort-long-jobs macro: cannot reach DSS")
+        "process-tracker: error: checking who runs the abort-long-jobs macro: cannot reach DSS (connection refused) "
+        "at %s" % url)
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
@@ -271,3 +272,24 @@ def test_tables_fit_a_terminal_of_100_columns_and_stay_plain_in_a_pipe(simulator
         assert max(len(line) for line in lines) <= 100, (command, [line for line in lines if len(line) > 100])
     plain = cli(sim, "kill-kernels", "--no-scan-host").stdout  # not a terminal: the plain table, every column
     assert "Started (UTC)" in plain and "left out" not in plain
+
+
+@pytest.mark.parametrize("case, message", [
+    ("dns", "checking who runs the abort-long-jobs macro: cannot reach DSS (name not resolved) at "
+            "http://dss.invalid:11200"),
+    ("tls", "checking who runs the abort-long-jobs macro: cannot reach DSS (TLS error) at {https}"),
+    ("html", "checking who runs the abort-long-jobs macro: DSS answered an HTML page (HTTP 404) at {url}"),
+])
+def test_connection_errors_name_the_url_and_the_cause(simulator, case, message):
+    from tests.hostile_dss import html_errors
+
+    sim = simulator(demo())
+    https = sim.url.replace("http://", "https://")  # the simulator speaks plain HTTP: the TLS handshake fails
+    url = {"dns": "http://dss.invalid:11200", "tls": https, "html": sim.url}[case]
+    if case == "html":
+        html_errors(sim, r"^/auth/info", status=404, lines=50)
+    proc = subprocess.run([SCRIPT, "--url", url, "--api-key", sim.admin_key, "--timeout", "5", "abort-jobs"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "process-tracker: error: " + message.format(https=https,
+                                                                                               url=sim.url)

@@ -56,17 +56,59 @@ def add_connection_options(parser, after_command=False):
                       help="seconds to wait for each DSS call (default 30)")
 
 
-def client_factory(args):
-    """A zero-argument callable giving a DSSClient from the global connection options (created on demand)."""
+def client_factory(args, made=None):
+    """A zero-argument callable giving a DSSClient from the global connection options (created on demand).
+    `made`: a list the created clients are appended to (the error line names their URL)."""
 
     def make():
         from .dss import get_client
 
-        return get_client(
+        client = get_client(
             url=args.url, api_key=args.api_key, no_check_certificate=args.no_check_certificate, timeout=args.timeout
         )
+        if made is not None:
+            made.append(client)
+        return client
 
     return make
+
+
+# the cause of a failed connection, from the exceptions under the typed error (first match wins)
+_CAUSES = (
+    ("connection refused", ("connection refused", "errno 111")),
+    ("name not resolved", ("name or service not known", "nodename nor servname", "name resolution",
+                           "getaddrinfo failed")),
+    ("TLS error", ("ssl", "certificate")),
+    ("timeout", ("timed out", "timeout")),
+)
+
+
+def connection_cause(exc):
+    """"connection refused", "name not resolved", "TLS error" or "timeout" from the exception chain, else None."""
+    seen, texts = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        texts.append("%s %s" % (exc.__class__.__name__, exc))
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(texts).lower()
+    for cause, markers in _CAUSES:
+        if any(m in text for m in markers):
+            return cause
+    return None
+
+
+def error_line(exc, clients=()):
+    """The one line of an expected error: its safe text, and for a DSS error the cause and the URL."""
+    from .errors import DSSError, DSSUnreachable
+
+    line = error_text(exc)
+    if isinstance(exc, DSSUnreachable):
+        cause = connection_cause(exc.__cause__ or exc.__context__)
+        if cause and cause not in line:
+            line += " (%s)" % cause
+    if isinstance(exc, DSSError) and clients:
+        line += " at %s" % error_text(getattr(clients[-1], "host", "?"), 200)
+    return line
 
 
 MAX_CRASH_REPORTS = 20  # older reports are removed when a new one is written
@@ -147,10 +189,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # urllib3 warns on every retried read; the retries are expected and the final error is reported once.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    clients = []
     try:
-        return args.func(args, client_factory(args)) or EXIT_OK
+        return args.func(args, client_factory(args, clients)) or EXIT_OK
     except ProcessTrackerError as e:
-        print("process-tracker: error: %s" % error_text(e), file=sys.stderr)
+        print("process-tracker: error: %s" % error_line(e, clients), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("process-tracker: interrupted", file=sys.stderr)

@@ -55,7 +55,7 @@ def require_admin(client, what: str = "this macro") -> str:
     try:
         info = client.get_auth_info()
     except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
-        raise _translated(exc, "checking who runs %s" % what) from None
+        raise _translated(exc, "checking who runs %s" % what) from exc  # the cause: for the CLI's one line
     login = info.get("authIdentifier") if isinstance(info, dict) else None
     try:
         client.list_groups()
@@ -67,7 +67,7 @@ def require_admin(client, what: str = "this macro") -> str:
                 "Run it as an administrator, or with an administrator's API key." % (what, login or "(unknown)"),
                 status=403,
             ) from None
-        raise err from None
+        raise err from exc
     return login or "(unknown)"
 
 
