@@ -43,12 +43,14 @@ def html_errors(sim, path_regex, status=502, lines=2000):
     return undo
 
 
-def run_in_pty(argv, env=None, columns=100, rows=40, timeout_seconds=120):
-    """Run `argv` with stdout and stderr on a pseudo-terminal of `columns` x `rows`; (status, output text)."""
+def run_in_pty(argv, env=None, columns=100, rows=40, timeout_seconds=120, stderr=None):
+    """Run `argv` with stdout and stderr on a pseudo-terminal of `columns` x `rows`; (status, output text).
+    `stderr`: elsewhere (e.g. subprocess.DEVNULL) when only stdout is to be read on the terminal."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = dict(env or os.environ, COLUMNS=str(columns), LINES=str(rows), TERM="xterm")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave if stderr is None else stderr,
+                            env=env, close_fds=True)
     os.close(slave)
     chunks = []
     try:

@@ -293,3 +293,17 @@ def test_connection_errors_name_the_url_and_the_cause(simulator, case, message):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == "process-tracker: error: " + message.format(https=https,
                                                                                                url=sim.url)
+
+
+def test_a_slow_listing_shows_progress_on_a_terminal_only(simulator):
+    from tests.hostile_dss import run_in_pty
+
+    sim = simulator(demo())
+    sim.add_fault(r"^/projects/$", latency=2.5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
+    status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "abort-jobs"], env=env)
+    assert status == 0, output
+    assert "listing DSS activities..." in output
+    assert "would_act" in output.split("listing DSS activities...")[-1]  # the table, after the spinner
+    piped = cli(sim, "abort-jobs")
+    assert piped.returncode == 0 and piped.stderr == ""

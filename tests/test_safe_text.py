@@ -9,6 +9,7 @@ console script against the simulator over HTTP, and with macros run as DSS runs 
 import json
 import os
 import re
+import subprocess
 import sys
 
 from dev.dss_runtime import MacroFailed, run_macro
@@ -42,8 +43,9 @@ def test_names_with_escape_sequences_are_escaped_on_a_real_terminal(simulator):
     sim = simulator(hostile())
     for command in (["kill-kernels", "--no-scan-host"], ["abort-jobs"], ["abort-tasks", "--min-running-hours", "0"],
                     ["activities", "--no-scan-host"]):
+        # stdout on the terminal; stderr apart (a slow run shows a progress spinner there, escape codes of ours)
         status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key] + command,
-                                    env=env_without_dss())
+                                    env=env_without_dss(), stderr=subprocess.DEVNULL)
         assert status == 0, output
         text = output.replace("\r\n", "\n")  # the terminal's own line endings
         assert not RAW.search(text), (command, [m.group(0) for m in RAW.finditer(text)])
@@ -65,7 +67,7 @@ def test_the_would_act_row_stays_would_act(simulator):
 def test_json_output_carries_no_raw_control_characters(simulator):
     sim = simulator(hostile())
     status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "abort-tasks", "--json",
-                                 "--min-running-hours", "0"], env=env_without_dss())
+                                 "--min-running-hours", "0"], env=env_without_dss(), stderr=subprocess.DEVNULL)
     assert status == 0
     assert "\x1b" not in output and not RAW.search(output.replace("\r\n", "\n"))
     rows = json.loads(output.replace("\r\n", "\n"))["rows"]

@@ -99,14 +99,15 @@ def connection_cause(exc):
 
 def error_line(exc, clients=()):
     """The one line of an expected error: its safe text, and for a DSS error the cause and the URL."""
-    from .errors import DSSError, DSSUnreachable
+    from .errors import DSSNotFound, DSSUnreachable
 
     line = error_text(exc)
     if isinstance(exc, DSSUnreachable):
         cause = connection_cause(exc.__cause__ or exc.__context__)
         if cause and cause not in line:
             line += " (%s)" % cause
-    if isinstance(exc, DSSError) and clients:
+    # where it went, when the question is whether this URL is a DSS at all
+    if clients and (isinstance(exc, (DSSUnreachable, DSSNotFound)) or "answered an HTML page" in line):
         line += " at %s" % error_text(getattr(clients[-1], "host", "?"), 200)
     return line
 

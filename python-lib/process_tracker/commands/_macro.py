@@ -7,6 +7,7 @@ A bad value ends with one line naming the option (exit 1) before anything is lis
 """
 import contextlib
 import sys
+import threading
 
 from .. import macros, params, render
 from ..errors import ConfigError
@@ -30,7 +31,8 @@ def run_command(macro_id, args, make_client, out=None):
     config = params.config_from_args(macro_id, args)
     with _named_by_flags(macro_id):
         params.parse(macro_id, config)
-        report = macros.run(macro_id, make_client(), config)
+        with progress_indicator(sys.stderr) as progress:
+            report = macros.run(macro_id, make_client(), config, progress=progress)
     write_report(report, out, as_json=args.json)
     return 0
 
@@ -116,3 +118,38 @@ def _named_by_flags(macro_id):
         yield
     except ConfigError as e:
         raise ConfigError(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
+
+
+SHOW_PROGRESS_AFTER_SECONDS = 1.0
+_STAGE_TEXT = {0: "listing DSS activities", 1: "reading the host", 2: "deciding", 3: "acting (and verifying)"}
+
+
+@contextlib.contextmanager
+def progress_indicator(err):
+    """A `progress(stage)` callback for `macros.run` that shows a spinner with the current stage on `err`, only
+    when `err` is a terminal and the run takes longer than a second; it is erased when the run ends."""
+    status = None
+    if _is_terminal(err):
+        try:
+            from rich.console import Console
+
+            status = Console(file=err, highlight=False).status(_STAGE_TEXT[0] + "...")
+        except ImportError:
+            status = None
+    if status is None:
+        yield lambda stage: None
+        return
+    timer = threading.Timer(SHOW_PROGRESS_AFTER_SECONDS, status.start)
+    timer.daemon = True
+    timer.start()
+
+    def progress(stage):
+        if stage in _STAGE_TEXT:
+            status.update(_STAGE_TEXT[stage] + "...")
+
+    try:
+        yield progress
+    finally:
+        timer.cancel()
+        timer.join()
+        status.stop()
