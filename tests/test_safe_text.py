@@ -116,6 +116,7 @@ def test_readable_error_keeps_what_was_done_and_names_the_status():
     assert readable_error("<html><body>down</body></html>", status=503) == "DSS answered an HTML page (HTTP 503)"
     assert readable_error("a <b>bold</b> name") == "a <b>bold</b> name"  # HTML in a name is data, not a page
     assert safe("a\x1b[2Kb\u202e", 10) == "a\\x1b[2..."
+    assert safe("<html> notes") == "<html> notes"  # names are never read as pages
 
 
 def test_scan_table_escapes_host_text():

@@ -97,17 +97,28 @@ def readable_error(message: str, status: Optional[int] = None) -> str:
     return "%s: %s" % (what, said) if what else said
 
 
-def safe(value, limit: Optional[int] = MAX_CELL, status: Optional[int] = None) -> str:
-    """Any value as safe text for a terminal, a table cell or a log line: HTML pages told in one phrase, control
-    and bidi characters escaped, cut to `limit` characters. None is ""."""
+def safe(value, limit: Optional[int] = MAX_CELL) -> str:
+    """Any value as safe text for a terminal, a table cell or a log line: control and bidi characters escaped, cut
+    to `limit` characters. None is ""."""
     if value is None:
         return ""
-    return safe_text(readable_error(value if isinstance(value, str) else str(value), status), limit)
+    return safe_text(value if isinstance(value, str) else str(value), limit)
+
+
+def safe_message(value, limit: Optional[int] = MAX_CELL, status: Optional[int] = None) -> str:
+    """An error or note as safe text, an HTML page in it told in one phrase (`readable_error`). Only for messages:
+    a name that happens to hold "<html" is data, shown as is (escaped)."""
+    if value is None:
+        return ""
+    return safe(readable_error(value if isinstance(value, str) else str(value), status), limit)
 
 
 def error_text(exc, limit: Optional[int] = MAX_HEADER) -> str:
     """The message of an exception as safe text (its HTTP status, when known, names an HTML page's)."""
-    return safe(str(exc) or exc.__class__.__name__, limit, getattr(exc, "status", None))
+    return safe_message(str(exc) or exc.__class__.__name__, limit, getattr(exc, "status", None))
+
+
+_MESSAGE_COLUMNS = ("message", "note")
 
 
 _UNITS_S = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
@@ -188,8 +199,12 @@ def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role:
     }
 
 
+def _cell(name, value) -> str:
+    return safe_message(value) if name in _MESSAGE_COLUMNS else safe(value)
+
+
 def _row(columns, cells) -> Dict[str, str]:
-    return {name: safe(cells.get(name, "") or "") for name, _ in columns}
+    return {name: _cell(name, cells.get(name, "") or "") for name, _ in columns}
 
 
 def decision_rows(decisions: Sequence, now: float, memory: Optional[Mapping] = None) -> List[Dict[str, str]]:
@@ -297,8 +312,8 @@ def make_report(name: str, rows: Sequence[Mapping[str, str]], columns=ACTION_COL
     header = summary(count_outcomes(rows), applied)
     if extra:
         header = "%s %s" % (header, extra)
-    rows = tuple({k: safe(v) for k, v in r.items()} for r in rows)
-    return Report(name=safe(name), header=safe(header, MAX_HEADER), columns=tuple(columns), rows=rows)
+    rows = tuple({k: _cell(k, v) for k, v in r.items()} for r in rows)
+    return Report(name=safe(name), header=safe_message(header, MAX_HEADER), columns=tuple(columns), rows=rows)
 
 
 def to_result_table(report: Report):
