@@ -6,7 +6,9 @@ processes that are not DSS's (left out by default). `--pss` also reads PSS/USS (
 `--interval S` scans twice, S seconds apart, so that CPU percentages are measured (otherwise null).
 """
 import json
+import shutil
 import sys
+import textwrap
 import time
 
 from ..errors import ConfigError
@@ -45,8 +47,24 @@ def run(args, make_client=None, out=None):
     if args.json:
         out.write(json.dumps(snapshot_to_json(snapshot, include_not_dss=args.all), sort_keys=True) + "\n")
     else:
-        out.write(format_table(snapshot, include_not_dss=args.all, top=args.top))
+        text = format_table(snapshot, include_not_dss=args.all, top=args.top)
+        out.write(fit_to_terminal(text, out))
     return 0
+
+
+def fit_to_terminal(text, out):
+    """On a terminal, lines longer than its width wrapped (continuations indented); elsewhere `text` unchanged."""
+    try:
+        if not out.isatty():
+            return text
+    except (AttributeError, ValueError):
+        return text
+    width = max(20, shutil.get_terminal_size().columns)
+    lines = []
+    for line in text.splitlines():
+        lines.extend(textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) if len(line) > width
+                     else [line])
+    return "\n".join(lines) + "\n"
 
 
 def _cpu(value):
@@ -76,7 +94,7 @@ def format_table(snapshot, include_not_dss=False, top=3):
     instances = sorted({safe(p.instance) for p in processes if p.instance})
     stats = snapshot.stats
     lines.append("")
-    lines.append("instances: %s" % (", ".join(instances) or "-"))
+    lines.append("instances: %s" % (", ".join(instances) or "-"))  # wrapped on a terminal: fit_to_terminal
     lines.append("scan: %d processes, %d DSS, %.0f ms CPU, %d unreadable, %d vanished" % (
         stats.seen, stats.classified, stats.cpu_seconds * 1000, stats.access_denied, stats.vanished))
     for c in snapshot.cgroups:
