@@ -156,7 +156,7 @@ def test_non_admin_key_is_refused_in_one_line(simulator):
     proc = cli(sim, "kill-kernels", "--apply", key=sim.key_for("alice"))
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        "process-tracker: error: the kill-idle-kernels macro needs a DSS administrator: user alice is not one "
+        "process-tracker: error: process-tracker kill-kernels needs a DSS administrator: user alice is not one "
         "(it lists and stops every user's activities). Run it as an administrator, or with an administrator's API key.")
     assert sim.actions == [] and len(sim.session_ids()) == 2
 
@@ -170,7 +170,7 @@ def test_unreachable_dss_is_one_line(simulator):
     assert proc.returncode == 1
     # the last line is the error; urllib3's retry warnings may precede it (cli.py's logging, reported to the lead)
     assert proc.stderr.strip().splitlines()[-1] == (
-        "process-tracker: error: checking who runs the abort-long-jobs macro: cannot reach DSS (connection refused) "
+        "process-tracker: error: checking who runs process-tracker abort-jobs: cannot reach DSS (connection refused) "
         "at %s" % url)
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
@@ -179,7 +179,7 @@ def test_threshold_exceeded_is_one_line_and_nothing_is_done(simulator):
     sim = simulator(demo())
     proc = cli(sim, "abort-jobs", "--apply", "--min-running-hours", "0", "--fail-if-more-than", "1")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == ("process-tracker: error: failIfMoreThan: 2 jobs would be aborted, more than the "
+    assert proc.stderr.strip() == ("process-tracker: error: --fail-if-more-than: 2 jobs would be aborted, more than the "
                                    "limit of 1; nothing was done")
     assert sim.actions == []
 
@@ -275,10 +275,10 @@ def test_tables_fit_a_terminal_of_100_columns_and_stay_plain_in_a_pipe(simulator
 
 
 @pytest.mark.parametrize("case, message", [
-    ("dns", "checking who runs the abort-long-jobs macro: cannot reach DSS (name not resolved) at "
+    ("dns", "checking who runs process-tracker abort-jobs: cannot reach DSS (name not resolved) at "
             "http://dss.invalid:11200"),
-    ("tls", "checking who runs the abort-long-jobs macro: cannot reach DSS (TLS error) at {https}"),
-    ("html", "checking who runs the abort-long-jobs macro: DSS answered an HTML page (HTTP 404) at {url}"),
+    ("tls", "checking who runs process-tracker abort-jobs: cannot reach DSS (TLS error) at {https}"),
+    ("html", "checking who runs process-tracker abort-jobs: DSS answered an HTML page (HTTP 404) at {url}"),
 ])
 def test_connection_errors_name_the_url_and_the_cause(simulator, case, message):
     from tests.hostile_dss import html_errors

@@ -35,7 +35,12 @@ NAMES = {macro_id: spec.name for macro_id, spec in params.MACROS.items()}  # the
 
 
 class ThresholdExceeded(ProcessTrackerError):
-    """A `failIfMoreThan...` threshold was exceeded: nothing was done, and a scheduled step fails."""
+    """A `failIfMoreThan...` threshold was exceeded: nothing was done, and a scheduled step fails. `param` names
+    the threshold's parameter (the CLI names its option instead)."""
+
+    def __init__(self, param, message):
+        self.param = param
+        super().__init__("%s: %s" % (param, message))
 
 
 class ListingFailed(ProcessTrackerError):
@@ -225,12 +230,12 @@ def _check_listing(inventory, kinds):
 def _check_thresholds(plan, decisions, memory):
     acting = [d for d in decisions if d.act]
     if plan.fail_above_count and len(acting) > plan.fail_above_count:
-        raise ThresholdExceeded("failIfMoreThan: %d %s, more than the limit of %d; nothing was done" % (
+        raise ThresholdExceeded("failIfMoreThan", "%d %s, more than the limit of %d; nothing was done" % (
             len(acting), params.MACROS[plan.macro_id].acted_on, plan.fail_above_count))
     if plan.fail_above_bytes:
         total = sum(memory.get((d.activity.kind, d.activity.id), 0) for d in acting)
         if total > plan.fail_above_bytes:
-            raise ThresholdExceeded("failIfMoreThanGB: the kernels that would be killed hold %s, more than the "
+            raise ThresholdExceeded("failIfMoreThanGB", "the kernels that would be killed hold %s, more than the "
                                     "limit of %s; nothing was done" % (render.format_bytes(total),
                                                                      render.format_bytes(plan.fail_above_bytes)))
 
@@ -315,8 +320,10 @@ class _Run:
 def run(macro_id: str, client, config, project_key: Optional[str] = None,
         progress: Optional[Callable[[int], None]] = None, now: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None, scan: Optional[Callable[[], object]] = None,
-        pids: Optional[Sequence[int]] = None) -> render.Report:
+        pids: Optional[Sequence[int]] = None, title: Optional[str] = None) -> render.Report:
     """Run one macro with `config` (a macro config dict) through `client`; returns its Report.
+
+    `title`: how messages name what runs (default "the <macro id> macro"; the CLI: "process-tracker kill-kernels").
 
     `project_key`: the project the macro runs from (the installer's default project). `progress(i)` is called
     with 1..STAGES. `now` (epoch seconds), `environ`, `scan` (a zero-argument callable giving a host Snapshot)
@@ -325,8 +332,8 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
     """
     plan = params.parse(macro_id, config)
     spec = params.MACROS[macro_id]
-    require_admin(client, "the clean-up scenario installer" if spec.runner == "install"
-                  else "the %s macro" % macro_id)
+    require_admin(client, title or ("the clean-up scenario installer" if spec.runner == "install"
+                                     else "the %s macro" % macro_id))
     warnings = check_scope(client, plan.values)
     context = _Run(plan, client, project_key, progress or (lambda i: None), time.time() if now is None else float(now),
                    os.environ if environ is None else environ, scan, pids, warnings)

@@ -32,7 +32,8 @@ def run_command(macro_id, args, make_client, out=None):
     with _named_by_flags(macro_id):
         params.parse(macro_id, config)
         with progress_indicator(sys.stderr) as progress:
-            report = macros.run(macro_id, make_client(), config, progress=progress)
+            report = macros.run(macro_id, make_client(), config, progress=progress,
+                                title="process-tracker %s" % params.MACROS[macro_id].cli_name)
     write_report(report, out, as_json=args.json)
     return 0
 
@@ -114,10 +115,13 @@ def _fit_columns(report, total):
 
 @contextlib.contextmanager
 def _named_by_flags(macro_id):
+    """Errors that name a macro parameter name the CLI option instead (`--fail-if-more-than`)."""
     try:
         yield
     except ConfigError as e:
         raise ConfigError(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
+    except macros.ThresholdExceeded as e:
+        raise macros.ThresholdExceeded(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
 
 
 SHOW_PROGRESS_AFTER_SECONDS = 1.0
