@@ -111,3 +111,21 @@ def test_install_cleanup_checks_its_lists_too(simulator):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("process-tracker: error: --exclude-projects: not a valid project key")
     assert sim.actions == []
+
+
+def test_the_inventory_shows_warning_rows_too(simulator):
+    sim = simulator(two_projects())
+    result = macro(sim, "running-activities", {"excludedProjects": ["CHRN"], "scanHost": False})
+    warnings = [r for r in result.rows() if r["kind"] == "warning"]
+    assert [w["note"] for w in warnings] == [
+        "excluded project CHRN is not a project of this DSS (a typo?): nothing is excluded by it"]
+    assert "1 warning" in result.table["header"]
+
+
+def test_users_that_cannot_be_read_are_a_warning_not_a_failure(simulator):
+    sim = simulator(two_projects())
+    sim.add_fault(r"^/admin/users/?$", error_rate=1.0)
+    result = macro(sim, "abort-long-jobs", {"excludedUsers": ["bob"], "minRunningHours": 0})
+    (warning,) = [r for r in result.rows() if r["outcome"] == "warning"]
+    assert warning["message"].startswith("could not check the users against DSS (listing the users: ")
+    assert {r["id"]: r["outcome"] for r in result.rows() if r["id"]} == {"j-prod": "would_act", "j-churn": "spared"}
