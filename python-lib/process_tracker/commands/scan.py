@@ -47,7 +47,7 @@ def run(args, make_client=None, out=None):
     if args.json:
         out.write(json.dumps(snapshot_to_json(snapshot, include_not_dss=args.all), sort_keys=True) + "\n")
     else:
-        text = format_table(snapshot, include_not_dss=args.all, top=args.top)
+        text = format_table(snapshot, include_not_dss=args.all, top=args.top, pss=bool(args.pss))
         out.write(fit_to_terminal(text, out))
     return 0
 
@@ -71,8 +71,12 @@ def _cpu(value):
     return "" if value is None else "%.1f%%" % value
 
 
-def format_table(snapshot, include_not_dss=False, top=3):
-    """The scan as text: one line per role (count, RssAnon, RSS, CPU), then its top processes by RssAnon."""
+def format_table(snapshot, include_not_dss=False, top=3, pss=False):
+    """The scan as text: one line per role (count, RssAnon, RSS, CPU), then its top processes by RssAnon.
+
+    The count is the role's processes; transparent wrappers (sudo, exec.py, shells: their memory counts in the
+    role they wrap) are listed apart on one line, so the processes listed add up to the count. `pss`: PSS and USS
+    of each process listed (and their sum per role) when they could be read."""
     processes = [p for p in snapshot.processes if include_not_dss or p.role != "not_dss"]
     by_role = {}
     for p in processes:
@@ -80,15 +84,7 @@ def format_table(snapshot, include_not_dss=False, top=3):
     lines = ["%-22s %6s %11s %11s %7s" % ("ROLE", "COUNT", "RSSANON", "RSS", "CPU")]
     order = sorted(by_role, key=lambda r: (-snapshot.roles[r].rss_anon_bytes, r))
     for role in order:
-        totals = snapshot.roles[role]
-        lines.append("%-22s %6d %11s %11s %7s" % (safe(role), totals.count, format_bytes(totals.rss_anon_bytes),
-                                                  format_bytes(totals.rss_bytes), _cpu(totals.cpu_percent)))
-        members = sorted(by_role[role], key=lambda p: (-(p.rss_anon_bytes or 0), p.pid))
-        for p in members[:top]:
-            lines.append("  %8d  %-28s %-12s %11s %11s" % (
-                p.pid, safe(p.label, 28), safe(p.user or "?", 12), format_bytes(p.rss_anon_bytes), format_bytes(p.rss_bytes)))
-        if len(members) > top:
-            lines.append("  %8s  (%d more)" % ("", len(members) - top))
+        lines += _role_lines(role, snapshot.roles[role], by_role[role], top, pss)
     if not by_role:
         lines.append("(no DSS process found on this host; --all lists every process)")
     instances = sorted({safe(p.instance) for p in processes if p.instance})
@@ -101,3 +97,29 @@ def format_table(snapshot, include_not_dss=False, top=3):
         lines.append("cgroup %s: %s of %s" % (safe(c.path), format_bytes(c.usage_bytes),
                                               format_bytes(c.limit_bytes) if c.limit_bytes else "no limit"))
     return "\n".join(lines) + "\n"
+
+
+def _pss_text(records):
+    pss = [p.pss_bytes for p in records if p.pss_bytes is not None]
+    uss = [p.uss_bytes for p in records if p.uss_bytes is not None]
+    return "  PSS %s  USS %s" % (format_bytes(sum(pss)) if pss else "?", format_bytes(sum(uss)) if uss else "?")
+
+
+def _role_lines(role, totals, members, top, pss):
+    own = sorted((p for p in members if not p.link), key=lambda p: (-(p.rss_anon_bytes or 0), p.pid))
+    wrappers = [p for p in members if p.link]
+    lines = ["%-22s %6d %11s %11s %7s%s" % (safe(role), totals.count, format_bytes(totals.rss_anon_bytes),
+                                            format_bytes(totals.rss_bytes), _cpu(totals.cpu_percent),
+                                            _pss_text(members) if pss else "")]
+    for p in own[:top]:
+        lines.append("  %8d  %-28s %-12s %11s %11s%s" % (
+            p.pid, safe(p.label, 28), safe(p.user or "?", 12), format_bytes(p.rss_anon_bytes),
+            format_bytes(p.rss_bytes), _pss_text([p]) if pss else ""))
+    if len(own) > top:
+        lines.append("  %8s  (%d more)" % ("", len(own) - top))
+    if wrappers:
+        names = sorted({safe(p.label, 28) for p in wrappers})
+        lines.append("  %8s  + %d wrapper%s (%s): not counted, memory %s included above" % (
+            "", len(wrappers), "s"[: len(wrappers) > 1], ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""),
+            format_bytes(sum(p.rss_anon_bytes or 0 for p in wrappers))))
+    return lines
