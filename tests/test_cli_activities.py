@@ -271,7 +271,10 @@ def test_tables_fit_a_terminal_of_100_columns_and_stay_plain_in_a_pipe(simulator
         lines = output.replace("\r\n", "\n").splitlines()
         assert max(len(line) for line in lines) <= 100, (command, [line for line in lines if len(line) > 100])
     plain = cli(sim, "kill-kernels", "--no-scan-host").stdout  # not a terminal: the plain table, every column
-    assert "Started (UTC)" in plain and "left out" not in plain
+    assert "Started (UTC)" in plain and "left out" not in plain and "spared: nothing done" in plain
+    status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "kill-kernels",
+                                 "--no-scan-host"], env=env, columns=100)
+    assert "spared: nothing done" not in output  # on the terminal, the message does not repeat the reason
 
 
 @pytest.mark.parametrize("case, message", [

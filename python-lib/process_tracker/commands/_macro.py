@@ -76,11 +76,22 @@ def _write_fitted(report, out):
         wrap = name in _FREE_TEXT
         table.add_column(display, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", max_width=width)
     for row in report.rows:
-        table.add_row(*[row.get(name, "") for name, _, _ in shown])
+        table.add_row(*[_fitted_cell(row, name) for name, _, _ in shown])
     console.print(table)
     if left_out:
         console.print("(left out to fit %d columns: %s; --json shows every column)"
                       % (console.width, ", ".join(left_out)), overflow="fold")
+
+
+def _fitted_cell(row, name):
+    """A cell of the fitted table: a message that only repeats the outcome the reason already states ("spared:
+    nothing done" beside "spared: idle 5 min <= 24 h") is left blank, so the two columns do not say it twice."""
+    value = row.get(name, "")
+    outcome = row.get("outcome", "")
+    if name == "message" and outcome and value.startswith(outcome + ":") and row.get("reason", "").startswith(
+            outcome + ":"):
+        return ""
+    return value
 
 
 _FREE_TEXT = ("name", "reason", "message", "note")  # wrapped; the others are cut with an ellipsis
