@@ -127,3 +127,22 @@ def test_scan_table_escapes_host_text():
                 instance="/data/\x1b[2Kdss")
     text = format_table(snapshot(1_700_000_000.0, processes=[evil]))
     assert not RAW.search(text) and "\\x1b" in text
+
+
+def test_log_lines_on_the_terminal_are_safe_text(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import logging, sys\n"
+        "from process_tracker import cli\n"
+        "from process_tracker.commands import scan\n"
+        "def noisy(args, make_client=None, out=None):\n"
+        "    logging.getLogger('process_tracker.activities').warning('listing %s: %s', 'nb\\x1b]0;pwned\\x07',\n"
+        "        'Unknown error: <!DOCTYPE html><html><title>502 Bad Gateway</title>' + '<p>x</p>' * 500)\n"
+        "    return 0\n"
+        "scan.run = noisy\n"
+        "sys.exit(cli.main(['scan']))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python-lib")))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ("WARNING process_tracker.activities: listing nb\\x1b]0;pwned\\x07: DSS answered "
+                                   "an HTML page (HTTP 502)")

@@ -14,7 +14,7 @@ import traceback
 
 from . import __version__, commands
 from .errors import ProcessTrackerError
-from .render import error_text
+from .render import error_text, safe_message
 
 logger = logging.getLogger("process_tracker.cli")
 
@@ -181,13 +181,25 @@ def _report_unexpected(exc):
     print("process-tracker: unexpected %s%s" % (exc.__class__.__name__, where), file=sys.stderr)
 
 
+class SafeFormatter(logging.Formatter):
+    """A log line as safe text: control and bidi characters of the message (DSS names, error bodies) escaped, an
+    HTML page told in one phrase, the line bounded. A traceback, when one is logged, is not printed here."""
+
+    def format(self, record):
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return safe_message(super().format(record), 2000)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING)
+    for handler in logging.getLogger().handlers:  # log lines on the terminal are safe text too
+        handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     # urllib3 warns on every retried read; the retries are expected and the final error is reported once.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     clients = []
