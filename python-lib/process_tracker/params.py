@@ -6,7 +6,10 @@ description. From that one declaration come:
 - the `params` of each `python-runnables/<id>/runnable.json` (`dss_params`; a test checks they match);
 - the CLI options of the mirror sub-commands (`add_cli_arguments`, `config_from_args`);
 - validation (`parse`): a bad value raises `ConfigError(param, message)` naming the parameter and saying what is
-  accepted; nothing is acted on.
+  accepted; nothing is acted on. Project keys and logins go through `identifiers` (the one gate).
+
+Variants are tables: `PARAM_TYPES` (type -> DSS descriptor type and check) and `MACROS` (macro id -> title,
+parameters, kinds listed, rules, runner shape, CLI command). A new parameter type or macro is one entry.
 
 `parse(macro_id, config)` returns a `Plan`: the policy rules, whether to apply, what to list, the thresholds
 that fail a scheduled run.
@@ -23,6 +26,7 @@ MAX_HOURS = 8760.0  # a year: anything above is a typo
 MAX_GIB = 1024.0 * 1024.0
 MAX_COUNT = 1000000
 MAX_WAIT_SECONDS = 3600.0
+
 
 @dataclass(frozen=True)
 class Param:
