@@ -310,3 +310,19 @@ def test_a_slow_listing_shows_progress_on_a_terminal_only(simulator):
     assert "would_act" in output.split("listing DSS activities...")[-1]  # the table, after the spinner
     piped = cli(sim, "abort-jobs")
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_the_url_in_an_error_line_never_shows_credentials(simulator):
+    proc = subprocess.run([SCRIPT, "--url", "http://admin:admin-key@127.0.0.1:9/", "--api-key", "k", "--timeout", "2",
+                           "abort-jobs"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "admin-key" not in proc.stderr
+    assert proc.stderr.strip().endswith("cannot reach DSS (connection refused) at http://127.0.0.1:9")
+
+
+def test_connection_settings_are_named_by_their_option():
+    proc = subprocess.run([SCRIPT, "--url", "dss.example.com", "--api-key", "k", "abort-jobs"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("process-tracker: error: --url: the DSS URL must start with http:// or https://, "
+                                   "got 'dss.example.com'")

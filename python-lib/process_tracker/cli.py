@@ -5,6 +5,7 @@ arguments, unreachable DSS, refused calls) end with one line on stderr and exit 
 its traceback in a log file, never on the terminal.
 """
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -13,7 +14,7 @@ import time
 import traceback
 
 from . import __version__, commands
-from .errors import ProcessTrackerError
+from .errors import ConfigError, ProcessTrackerError
 from .render import error_text, safe_message
 
 logger = logging.getLogger("process_tracker.cli")
@@ -97,6 +98,15 @@ def connection_cause(exc):
     return None
 
 
+def _shown_url(url):
+    """The DSS URL for an error line: without any user:password@ part, as safe text."""
+    text = url if isinstance(url, str) else "?"
+    scheme, sep, rest = text.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        text = "%s://%s" % (scheme, rest.split("@", 1)[1])
+    return error_text(text, 200)
+
+
 def error_line(exc, clients=()):
     """The one line of an expected error: its safe text, and for a DSS error the cause and the URL."""
     from .errors import DSSNotFound, DSSUnreachable
@@ -108,7 +118,7 @@ def error_line(exc, clients=()):
             line += " (%s)" % cause
     # where it went, when the question is whether this URL is a DSS at all
     if clients and (isinstance(exc, (DSSUnreachable, DSSNotFound)) or "answered an HTML page" in line):
-        line += " at %s" % error_text(getattr(clients[-1], "host", "?"), 200)
+        line += " at %s" % _shown_url(getattr(clients[-1], "host", None))
     return line
 
 
@@ -181,6 +191,20 @@ def _report_unexpected(exc):
     print("process-tracker: unexpected %s%s" % (exc.__class__.__name__, where), file=sys.stderr)
 
 
+_CONNECTION_FLAGS = {"url": "--url", "timeout": "--timeout", "api_key": "--api-key", "api-key": "--api-key"}
+
+
+@contextlib.contextmanager
+def _connection_errors_named_by_flags():
+    """A bad connection setting names the CLI option (`--timeout: ...`), as every other bad option does."""
+    try:
+        yield
+    except ConfigError as e:
+        if e.param not in _CONNECTION_FLAGS:
+            raise
+        raise ConfigError(_CONNECTION_FLAGS[e.param], str(e).split(": ", 1)[-1]) from e
+
+
 class SafeFormatter(logging.Formatter):
     """A log line as safe text: control and bidi characters of the message (DSS names, error bodies) escaped, an
     HTML page told in one phrase, the line bounded. A traceback, when one is logged, is not printed here."""
@@ -204,7 +228,8 @@ def main(argv=None):
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     clients = []
     try:
-        return args.func(args, client_factory(args, clients)) or EXIT_OK
+        with _connection_errors_named_by_flags():
+            return args.func(args, client_factory(args, clients)) or EXIT_OK
     except ProcessTrackerError as e:
         print("process-tracker: error: %s" % error_line(e, clients), file=sys.stderr)
         return EXIT_ERROR
