@@ -94,7 +94,7 @@ def test_free_memory_and_gb_threshold_in_bytes():
     "macro_id, config, param, message",
     [
         ("kill-idle-kernels", {"maxIdleTimeHours": "abc"}, "maxIdleTimeHours",
-         "maxIdleTimeHours: must be a number of hours >= 0, got 'abc'"),
+         "maxIdleTimeHours: must be a number of hours between 0 and 8760, got 'abc'"),
         ("kill-idle-kernels", {"maxIdleTimeHours": -1}, "maxIdleTimeHours", None),
         ("kill-idle-kernels", {"maxSessionAgeHours": float("nan")}, "maxSessionAgeHours", None),
         ("kill-idle-kernels", {"maxSessionAgeHours": True}, "maxSessionAgeHours", None),

@@ -172,7 +172,7 @@ def test_bad_parameter_is_named_and_nothing_is_called(simulator):
     sim = simulator(kernels_instance())
     with pytest.raises(MacroFailed) as info:
         run(sim, "kill-idle-kernels", {"maxIdleTimeHours": "abc"})
-    assert info.value.message == "maxIdleTimeHours: must be a number of hours >= 0, got 'abc'"
+    assert info.value.message == "maxIdleTimeHours: must be a number of hours between 0 and 8760, got 'abc'"
     with pytest.raises(MacroFailed) as info:
         run(sim, "abort-background-tasks", {"taskKinds": []})
     assert info.value.message == "taskKinds: select at least one of future, scenario"

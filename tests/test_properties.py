@@ -61,6 +61,9 @@ VALID = {
     "minute": st.integers(0, 59),
     "bool": st.sampled_from([True, False, "true", "false", 0, 1]),
     "names": NAMES | NAMES.map(",".join),
+    # Q and x_1 are well-formed but unknown to DSS: an error naming the include list, a warning row if excluded
+    "project_keys": st.lists(st.sampled_from(["P", "Q"]), max_size=2) | st.sampled_from(["", "P", "P,Q"]),
+    "logins": st.lists(st.sampled_from(["alice", "bob", "x_1"]), max_size=2),
     "string": st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=30).filter(str.strip),
     "project_key": st.sampled_from(["", "P"]),
 }
@@ -74,6 +77,9 @@ INVALID = {
     "minute": st.sampled_from([-1, 60, "abc", 0.5]),
     "bool": st.sampled_from(["maybe", 2, -1, 0.5, [], {}, "yes please"]),
     "names": st.sampled_from([5, {"a": 1}, [1], ["a\x00b"], ["x" * 300], [None], True]),
+    "project_keys": st.sampled_from([5, {"a": 1}, [1], "a/b", ["NOPE/../P"], ["%2e%2e"], ["x" * 300], ["P", None],
+                                     "P?x", ["P#"], True]),
+    "logins": st.sampled_from([5, {"a": 1}, [1], "a/b", ["../alice"], ["a\nb"], ["x" * 300], [None], True]),
     "choices": st.sampled_from([["bogus"], [], 3, {"a": 1}, ["future", "kernel"], ""]),
     "string": st.sampled_from(["", "   ", 5, "a\nb", "x" * 300, [], None]).filter(lambda v: v is not None),
     "project_key": st.sampled_from(["a b", "A-B", 5, "x" * 200, "<script>", ["P"]]),
@@ -120,11 +126,11 @@ def test_any_valid_dry_run_config_lists_and_changes_nothing(sim, macro_id, data)
         result = run_macro(os.path.join(RUNNABLES, macro_id), config, project_key="P",
                            env={"DKU_DSS_URL": sim.url, "DKU_API_KEY": sim.admin_key})
     except MacroFailed as e:  # a cross-parameter check, or failIfMoreThan exceeded (then nothing is done either)
-        assert (isinstance(e.exception, ConfigError) and e.exception.param == "projects") or isinstance(
+        assert (isinstance(e.exception, ConfigError) and e.exception.param in ("projects", "users")) or isinstance(
             e.exception, ThresholdExceeded), e.message
     else:
         assert result.table["header"].startswith("Dry run (nothing was done)")
-        assert {r["outcome"] for r in result.rows()} <= {"would_act", "spared", "error"}  # error: project Q
+        assert {r["outcome"] for r in result.rows()} <= {"would_act", "spared", "warning"}  # warning: excluded Q
     assert sim.actions[before:] == []
 
 

@@ -20,7 +20,7 @@ INSTALLER = "macro install-cleanup-scenario"
 CLI_KERNELS, CLI_TASKS, CLI_JOBS, WEBAPP = "cli kill-kernels", "cli abort-tasks", "cli abort-jobs", "webapp"
 
 UNREACHABLE = r"^error: checking who runs .*: cannot reach DSS$"
-CLI_UNREACHABLE = r"^exit 1: process-tracker: error: checking who runs the .* macro: cannot reach DSS"
+CLI_UNREACHABLE = r"^exit 1: process-tracker: error: checking who runs process-tracker .*: cannot reach DSS"
 
 # (face, fault, what the user sees: a regex on the table's header, the error message or the HTTP statuses)
 CELLS = [

@@ -21,28 +21,26 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
-from . import dss, params, policy, render
-from .errors import DSSError, DSSForbidden, ProcessTrackerError
+from . import dss, identifiers, params, policy, render
+from .errors import ConfigError, DSSError, DSSForbidden, ProcessTrackerError
 
 logger = logging.getLogger(__name__)
 
 STAGES = 4  # progress: listed, measured, decided, done
 MAX_SCENARIOS_INSPECTED = 50  # running scenarios whose steps are read to find this plugin's macros
 
-NAMES = {
-    "kill-idle-kernels": "Idle Jupyter kernels",
-    "abort-background-tasks": "Long-running background tasks",
-    "abort-long-jobs": "Long-running jobs",
-    "stop-idle-services": "Long-running services",
-    "running-activities": "Running activities",
-    "install-cleanup-scenario": "Scheduled clean-up",
-}
+NAMES = {macro_id: spec.name for macro_id, spec in params.MACROS.items()}  # the report titles
 
 
 class ThresholdExceeded(ProcessTrackerError):
-    """A `failIfMoreThan...` threshold was exceeded: nothing was done, and a scheduled step fails."""
+    """A `failIfMoreThan...` threshold was exceeded: nothing was done, and a scheduled step fails. `param` names
+    the threshold's parameter (the CLI names its option instead)."""
+
+    def __init__(self, param, message):
+        self.param = param
+        super().__init__("%s: %s" % (param, message))
 
 
 class ListingFailed(ProcessTrackerError):
@@ -62,7 +60,7 @@ def require_admin(client, what: str = "this macro") -> str:
     try:
         info = client.get_auth_info()
     except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
-        raise _translated(exc, "checking who runs %s" % what) from None
+        raise _translated(exc, "checking who runs %s" % what) from exc  # the cause: for the CLI's one line
     login = info.get("authIdentifier") if isinstance(info, dict) else None
     try:
         client.list_groups()
@@ -74,7 +72,7 @@ def require_admin(client, what: str = "this macro") -> str:
                 "Run it as an administrator, or with an administrator's API key." % (what, login or "(unknown)"),
                 status=403,
             ) from None
-        raise err from None
+        raise err from exc
     return login or "(unknown)"
 
 
@@ -129,7 +127,8 @@ def _steps_call_this_plugin(definition) -> bool:
 
 def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...]:
     """(project_key, scenario_id) of the scenarios that running scenarios and jobs belong to, whose steps call
-    one of this plugin's macros (read through the API; a scenario that cannot be read is not protected)."""
+    one of this plugin's macros (read through the API; a scenario that cannot be read is not protected; one whose
+    project key or id is not a valid identifier is never read, and protected)."""
     refs = []
     for a in activities:
         scenario_id = a.details.get("scenario_id") if a.details else None
@@ -139,11 +138,17 @@ def plugin_scenarios(client, activities: Sequence) -> Tuple[Tuple[str, str], ...
                 refs.append(ref)
     found = []
     for project_key, scenario_id in refs[:MAX_SCENARIOS_INSPECTED]:
+        if not (identifiers.is_valid("project_key", project_key) and identifiers.is_valid("scenario_id", scenario_id)):
+            # a key DSS should never answer: not read (it could steer the call); protected, since not checkable
+            logger.warning("scenario %s/%s has an invalid key: not read, its runs are spared",
+                           identifiers.shown(project_key), identifiers.shown(scenario_id))
+            found.append((project_key, scenario_id))
+            continue
         try:
             definition = client.get_project(project_key).get_scenario(scenario_id).get_settings().get_raw()
         except Exception as exc:  # noqa: BLE001 - unreadable: not protected by this rule, logged
             logger.warning("cannot read scenario %s/%s: %s", project_key, scenario_id,
-                           dss.translate_error(exc, "reading the scenario"))
+                           render.error_text(dss.translate_error(exc, "reading the scenario")))
             continue
         if _steps_call_this_plugin(definition):
             found.append((project_key, scenario_id))
@@ -224,15 +229,13 @@ def _check_listing(inventory, kinds):
 
 def _check_thresholds(plan, decisions, memory):
     acting = [d for d in decisions if d.act]
-    what = {"kill-idle-kernels": "kernels would be killed", "abort-background-tasks": "tasks would be aborted",
-            "abort-long-jobs": "jobs would be aborted", "stop-idle-services": "services would be stopped"}
     if plan.fail_above_count and len(acting) > plan.fail_above_count:
-        raise ThresholdExceeded("failIfMoreThan: %d %s, more than the limit of %d; nothing was done" % (
-            len(acting), what[plan.macro_id], plan.fail_above_count))
+        raise ThresholdExceeded("failIfMoreThan", "%d %s, more than the limit of %d; nothing was done" % (
+            len(acting), params.MACROS[plan.macro_id].acted_on, plan.fail_above_count))
     if plan.fail_above_bytes:
         total = sum(memory.get((d.activity.kind, d.activity.id), 0) for d in acting)
         if total > plan.fail_above_bytes:
-            raise ThresholdExceeded("failIfMoreThanGB: the kernels that would be killed hold %s, more than the "
+            raise ThresholdExceeded("failIfMoreThanGB", "the kernels that would be killed hold %s, more than the "
                                     "limit of %s; nothing was done" % (render.format_bytes(total),
                                                                      render.format_bytes(plan.fail_above_bytes)))
 
@@ -244,11 +247,83 @@ def _notes(inventory, view):
     return " ".join(n if n.endswith(".") else n + "." for n in notes)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the scope lists, checked against what DSS knows
+
+
+def _known(what, read):
+    """The set DSS knows (project keys, logins), or an error text when it cannot be read."""
+    try:
+        return frozenset(read()), None
+    except Exception as exc:  # noqa: BLE001 - translated; the run goes on with a warning row
+        return None, "could not check the %s against DSS (%s): they are used as typed" % (
+            what, _translated(exc, "listing the %s" % what))
+
+
+def _plural(word, items):
+    return "%s%s: %s" % (word, "s"[: len(items) > 1], ", ".join(items))
+
+
+def _values_of(values, names):
+    out = []
+    for name in names:
+        value = values.get(name)
+        out += [(name, v) for v in ([value] if isinstance(value, str) else value or ()) if v]
+    return out
+
+
+def check_scope(client, values) -> List[str]:
+    """Check the macro's project keys and logins against DSS, before anything is listed: an unknown one in an
+    include list (or the installer's project) raises ConfigError naming the parameter; one in an exclude list
+    gives a warning (returned, one text each). Keys are compared exactly (already valid identifiers: `params`)."""
+    lists = (("project keys", "project key", "project", client.list_project_keys, ("projects", "projectKey"),
+              "excludedProjects"),
+             ("users", "user", "user", lambda: [u.get("login") for u in client.list_users() if isinstance(u, dict)],
+              ("users",), "excludedUsers"))
+    warnings = []
+    for plural, noun, what, read, includes, exclude in lists:
+        included, excluded = _values_of(values, includes), _values_of(values, (exclude,))
+        if not included and not excluded:
+            continue
+        known, problem = _known(plural, read)
+        if problem:
+            warnings.append(problem)
+            continue
+        for name in includes:
+            unknown = [v for param, v in included if param == name and v not in known]
+            if unknown:
+                raise ConfigError(name, "unknown %s (not a %s of this DSS)" % (_plural(noun, unknown), what))
+        warnings += ["excluded %s %s is not a %s of this DSS (a typo?): nothing is excluded by it" % (what, v, what)
+                     for _, v in excluded if v not in known]
+    return warnings
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the run: one runner per shape of macro (params.MacroSpec.runner)
+
+
+@dataclass
+class _Run:
+    """What every runner gets: the parsed plan, the client and the run's context."""
+
+    plan: params.Plan
+    client: object
+    project_key: Optional[str]
+    progress: Callable[[int], None]
+    now: float
+    environ: Mapping[str, str]
+    scan: Optional[Callable[[], object]]
+    pids: Optional[Sequence[int]]
+    warnings: Sequence[str] = ()
+
+
 def run(macro_id: str, client, config, project_key: Optional[str] = None,
         progress: Optional[Callable[[int], None]] = None, now: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None, scan: Optional[Callable[[], object]] = None,
-        pids: Optional[Sequence[int]] = None) -> render.Report:
+        pids: Optional[Sequence[int]] = None, title: Optional[str] = None) -> render.Report:
     """Run one macro with `config` (a macro config dict) through `client`; returns its Report.
+
+    `title`: how messages name what runs (default "the <macro id> macro"; the CLI: "process-tracker kill-kernels").
 
     `project_key`: the project the macro runs from (the installer's default project). `progress(i)` is called
     with 1..STAGES. `now` (epoch seconds), `environ`, `scan` (a zero-argument callable giving a host Snapshot)
@@ -256,65 +331,99 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
     ListingFailed or ThresholdExceeded with a readable message.
     """
     plan = params.parse(macro_id, config)
-    progress = progress or (lambda i: None)
-    if macro_id == "install-cleanup-scenario":
-        from . import scheduling
+    spec = params.MACROS[macro_id]
+    require_admin(client, title or ("the clean-up scenario installer" if spec.runner == "install"
+                                     else "the %s macro" % macro_id))
+    warnings = check_scope(client, plan.values)
+    context = _Run(plan, client, project_key, progress or (lambda i: None), time.time() if now is None else float(now),
+                   os.environ if environ is None else environ, scan, pids, warnings)
+    return RUNNERS[spec.runner](context)
 
-        require_admin(client, "the clean-up scenario installer")
-        report = scheduling.install_report(client, plan.values, project_key)
-        progress(STAGES)
+
+def _run_install(run_: _Run) -> render.Report:
+    from . import scheduling, identifiers
+
+    project_key = run_.plan.values.get("projectKey") or run_.project_key
+    if project_key:
+        identifiers.check("project_key", project_key, "projectKey")
+    report = scheduling.install_report(run_.client, run_.plan.values, project_key,
+                                       apply=run_.plan.apply)
+    run_.progress(STAGES)
+    return _with_warnings(report, run_.warnings)
+
+
+def _with_warnings(report, warnings):
+    if not warnings:
         return report
-    require_admin(client, "the %s macro" % macro_id)
-    from . import actions, activities
+    rows = render.warning_rows(warnings, report.columns) + list(report.rows)
+    return render.make_report(report.name, rows, report.columns, applied=False if report.header.startswith("Dry")
+                              else None)
 
-    now = time.time() if now is None else float(now)
-    inventory = activities.list_activities(client, kinds=plan.kinds, projects=plan.projects, all_users=True,
-                                           now=now)
+
+def _list(run_: _Run):
+    """List the plan's kinds and, where asked, scan the host: (inventory, host view)."""
+    from . import activities
+
+    plan = run_.plan
+    inventory = activities.list_activities(run_.client, kinds=plan.kinds, projects=plan.projects, all_users=True,
+                                           now=run_.now)
     _check_listing(inventory, plan.kinds)
-    progress(1)
-    environ = os.environ if environ is None else environ
-    dip_home = (environ.get("DIP_HOME") or "").rstrip("/") or None
-    view = host_view(inventory, scan, instance=dip_home) if plan.scan_host else HostView()
-    progress(2)
-    if macro_id == "running-activities":
-        return _inventory_report(plan, inventory, view, now, progress)
-    protected = current_protection(client, inventory.activities, environ, pids)
-    decisions = policy.decide(inventory.activities, plan.rules, now, protected=protected, memory=view.memory)
+    run_.progress(1)
+    dip_home = (run_.environ.get("DIP_HOME") or "").rstrip("/") or None
+    view = host_view(inventory, run_.scan, instance=dip_home) if plan.scan_host else HostView()
+    run_.progress(2)
+    return inventory, view
+
+
+def _run_act(run_: _Run) -> render.Report:
+    from . import actions
+
+    plan = run_.plan
+    inventory, view = _list(run_)
+    protected = current_protection(run_.client, inventory.activities, run_.environ, run_.pids)
+    decisions = policy.decide(inventory.activities, plan.rules, run_.now, protected=protected, memory=view.memory)
     _check_thresholds(plan, decisions, view.memory)
-    progress(3)
-    results = actions.perform(client, decisions, apply=plan.apply, wait_seconds=plan.wait_seconds,
+    run_.progress(3)
+    results = actions.perform(run_.client, decisions, apply=plan.apply, wait_seconds=plan.wait_seconds,
                               recheck=policy.make_recheck(plan.rules, protected))
-    progress(STAGES)
-    rows = render.result_rows(results, now, view.memory) + render.error_rows(inventory.errors)
-    return render.make_report(NAMES[macro_id], rows, render.ACTION_COLUMNS, applied=plan.apply,
+    run_.progress(STAGES)
+    rows = (render.warning_rows(run_.warnings) + render.result_rows(results, run_.now, view.memory)
+            + render.error_rows(inventory.errors))
+    return render.make_report(NAMES[plan.macro_id], rows, render.ACTION_COLUMNS, applied=plan.apply,
                               extra=_notes(inventory, view))
 
 
-def _inventory_report(plan, inventory, view, now, progress):
-    scope_spares = {}
-    for a in inventory.activities:
-        reason = policy.scope_reason(a, plan.scope)
-        if reason:
-            scope_spares[(a.kind, a.id)] = reason
-    shown = [a for a in inventory.activities if (a.kind, a.id) not in scope_spares]
-    rows = render.inventory_rows(shown, now, view.memory, view.roles)
+def _run_inventory(run_: _Run) -> render.Report:
+    plan = run_.plan
+    inventory, view = _list(run_)
+    shown = [a for a in inventory.activities if not policy.scope_reason(a, plan.scope)]
+    rows = render.warning_rows(run_.warnings, render.INVENTORY_COLUMNS)
+    rows += render.inventory_rows(shown, run_.now, view.memory, view.roles)
     if plan.show_orphans and plan.scan_host:
         from .joins import ORPHAN_ROLES
 
         # an orphan only means something when the kinds that would explain it were listed
         orphans = [p for p in view.orphans if set(ORPHAN_ROLES.get(p.role, ())) & set(plan.kinds)]
-        rows += render.orphan_rows(orphans, now, "no DSS activity explains this process")
+        rows += render.orphan_rows(orphans, run_.now, "no DSS activity explains this process")
     rows += render.error_rows(inventory.errors, render.INVENTORY_COLUMNS)
-    progress(3)
-    progress(STAGES)
-    return render.make_report(NAMES["running-activities"], rows, render.INVENTORY_COLUMNS,
-                              extra=_notes(inventory, view))
+    run_.progress(3)
+    run_.progress(STAGES)
+    return render.make_report(NAMES[plan.macro_id], rows, render.INVENTORY_COLUMNS, extra=_notes(inventory, view))
+
+
+# runner name (params.MacroSpec.runner) -> the function that runs a macro of that shape
+RUNNERS = {"act": _run_act, "inventory": _run_inventory, "install": _run_install}
 
 
 def run_in_dss(macro_id: str, config, project_key: Optional[str], progress_callback=None):
-    """What a runnable.py returns: the macro's ResultTable, run with the client of the user running it."""
+    """What a runnable.py returns: the macro's ResultTable, run with the client of the user running it. An expected
+    error is raised again with its message as safe text (DSS shows it to the user as is)."""
     client = dss.get_client(inside_dss=True)
-    report = run(macro_id, client, config, project_key=project_key, progress=progress_callback)
+    try:
+        report = run(macro_id, client, config, project_key=project_key, progress=progress_callback)
+    except ProcessTrackerError as exc:
+        exc.args = (render.error_text(exc),)
+        raise
     return render.to_result_table(report)
 
 
@@ -329,6 +438,7 @@ __all__ = [
     "plugin_scenarios",
     "own_pids",
     "host_view",
+    "check_scope",
     "run",
     "run_in_dss",
 ]

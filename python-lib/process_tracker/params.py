@@ -6,62 +6,49 @@ description. From that one declaration come:
 - the `params` of each `python-runnables/<id>/runnable.json` (`dss_params`; a test checks they match);
 - the CLI options of the mirror sub-commands (`add_cli_arguments`, `config_from_args`);
 - validation (`parse`): a bad value raises `ConfigError(param, message)` naming the parameter and saying what is
-  accepted; nothing is acted on.
+  accepted; nothing is acted on. Project keys and logins go through `identifiers` (the one gate).
+
+Variants are tables: `PARAM_TYPES` (type -> DSS descriptor type and check) and `MACROS` (macro id -> title,
+parameters, kinds listed, rules, runner shape, CLI command). A new parameter type or macro is one entry.
 
 `parse(macro_id, config)` returns a `Plan`: the policy rules, whether to apply, what to list, the thresholds
 that fail a scheduled run.
 """
 import argparse
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from . import policy
+from . import identifiers, policy
 from .errors import ConfigError
 
-MAX_HOURS = 100000.0  # ~11 years: anything above is a typo
+MAX_HOURS = 8760.0  # a year: anything above is a typo
 MAX_GIB = 1024.0 * 1024.0
 MAX_COUNT = 1000000
 MAX_WAIT_SECONDS = 3600.0
-PROJECT_KEY_RE = re.compile(r"^[A-Za-z0-9_]{1,100}$")
-
-# DSS param type per value type
-_DSS_TYPES = {
-    "hours": "DOUBLE",
-    "gib": "DOUBLE",
-    "seconds": "DOUBLE",
-    "count": "INT",
-    "hour_of_day": "INT",
-    "minute": "INT",
-    "bool": "BOOLEAN",
-    "names": "STRINGS",
-    "choices": "MULTISELECT",
-    "string": "STRING",
-    "project_key": "STRING",
-}
 
 
 @dataclass(frozen=True)
 class Param:
     name: str  # the macro config key
     flag: Optional[str]  # the CLI option ("--" + flag); None: not a CLI option (simulate is --apply)
-    type: str  # a key of _DSS_TYPES
+    type: str  # a key of PARAM_TYPES
     default: Any
     label: str
     description: str
     choices: Tuple[Tuple[str, str], ...] = ()  # (value, label) for "choices"
+    in_dss: bool = True  # False: a CLI-only parameter, not in runnable.json (a macro always gets its default)
 
 
 def _scope(users_label):
     return (
-        Param("projects", "projects", "names", [], "Only these projects",
+        Param("projects", "projects", "project_keys", [], "Only these projects",
               "Project keys to consider; empty: every project."),
-        Param("excludedProjects", "exclude-projects", "names", [], "Excluded projects",
+        Param("excludedProjects", "exclude-projects", "project_keys", [], "Excluded projects",
               "Project keys never touched (their activities are shown as spared)."),
-        Param("users", "users", "names", [], "Only these %s" % users_label,
+        Param("users", "users", "logins", [], "Only these %s" % users_label,
               "DSS logins of the %s to consider; empty: everyone." % users_label),
-        Param("excludedUsers", "exclude-users", "names", [], "Excluded %s" % users_label,
+        Param("excludedUsers", "exclude-users", "logins", [], "Excluded %s" % users_label,
               "DSS logins of %s never touched (their activities are shown as spared)." % users_label),
     )
 
@@ -111,96 +98,90 @@ def _choices(kinds):
     return tuple((k, KIND_LABELS[k]) for k in kinds)
 
 
-SPECS: Dict[str, Tuple[Param, ...]] = {
-    "kill-idle-kernels": (
-        _IDLE,
-        _AGE,
-        Param("dontKillBusyKernels", "spare-busy", "bool", True, "Don't kill busy kernels",
-              "Spare kernels currently executing code."),
-        Param("dontKillConnectedKernels", "spare-connected", "bool", True, "Don't kill connected kernels",
-              "Spare kernels with an open notebook connected to them."),
-        _SIMULATE,
-    ) + _scope("session owners") + (
-        Param("freeMemoryGB", "free-memory-gb", "gib", 0.0, "Free this much memory (GiB)",
-              "Largest first: among the kernels selected by the rules above, act only on the largest ones (by "
-              "memory read on the host) until this many GiB would be freed. 0: act on all selected kernels."),
-        _SCAN_HOST,
-        _FAIL_COUNT,
-        Param("failIfMoreThanGB", "fail-if-more-than-gb", "gib", 0.0, "Fail if more than N GiB would be freed",
-              "For scheduled runs: when the selected kernels hold more than this memory, act on none of them and "
-              "fail the step. 0: never fail for this reason."),
-        _WAIT,
-    ),
-    "abort-background-tasks": (
-        Param("taskKinds", "task-kinds", "choices", list(policy.TASK_KINDS), "Kinds",
-              "Background tasks (futures: model trainings, exports, ...) and/or running scenarios.",
-              _choices(policy.TASK_KINDS)),
-        Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
-              "Abort tasks running for longer than this. 0: no minimum (every task in scope)."),
-        Param("taskTypes", "task-types", "names", [], "Only these task types",
-              "Task types (the future's payload action, e.g. run_scenario, train_model); empty: all."),
-        Param("excludedTaskTypes", "exclude-task-types", "names", [], "Excluded task types",
-              "Task types never aborted (shown as spared)."),
-        _SIMULATE,
-    ) + _scope("owners") + (_FAIL_COUNT, _WAIT),
-    "abort-long-jobs": (
-        Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
-              "Abort jobs running for longer than this. 0: no minimum (every job in scope)."),
-        _SIMULATE,
-    ) + _scope("initiators") + (_FAIL_COUNT, _WAIT),
-    "stop-idle-services": (
-        Param("serviceKinds", "service-kinds", "choices", ["webapp", "code_studio"], "Kinds",
-              "Webapp backends, code studios and/or continuous activities (these run by design: select them "
-              "deliberately).", _choices(policy.SERVICE_KINDS)),
-        Param("minRunningHours", "min-running-hours", "hours", 72.0, "Running for more than (hours)",
-              "Stop services running for longer than this. 0: no minimum (every service in scope)."),
-        _SIMULATE,
-    ) + _scope("owners") + (_FAIL_COUNT, _WAIT),
-    "running-activities": (
-        Param("kinds", "kinds", "choices", list(KIND_LABELS), "Kinds", "What to list.", _choices(KIND_LABELS)),
-    ) + _scope("owners") + (
-        _SCAN_HOST,
-        Param("showOrphans", "show-orphans", "bool", True, "Show orphan processes",
-              "List host processes of a DSS role that no activity explains (e.g. a kernel whose session DSS no "
-              "longer lists). Needs the host scan."),
-    ),
-    "install-cleanup-scenario": (
-        Param("projectKey", "project", "project_key", "", "Project",
-              "Key of the project that holds the scenario; empty: the project the macro runs from."),
-        Param("scenarioName", "scenario-name", "string", "Process tracker: clean-up", "Scenario name",
-              "Name of the scenario created or updated (found again by its tag, then by this name)."),
-        Param("macros", "macros", "choices", ["kill-idle-kernels"], "Macros to run",
-              "The clean-up macros the scenario runs, one step each.",
-              tuple((m, m) for m in ACTING_MACROS)),
-        Param("hour", "hour", "hour_of_day", 2, "Hour (0-23)", "Hour of the daily run, DSS server time."),
-        Param("minute", "minute", "minute", 0, "Minute (0-59)", "Minute of the daily run."),
-        Param("act", "act", "bool", False, "Let the scheduled runs act",
-              "Off (default): the scenario's steps are dry runs that only report. On: they abort/kill/stop."),
-        _IDLE,
-        _AGE,
-        Param("excludedProjects", "exclude-projects", "names", [], "Excluded projects",
-              "Project keys the scheduled runs never touch."),
-        Param("excludedUsers", "exclude-users", "names", [], "Excluded users",
-              "DSS logins whose activities the scheduled runs never touch."),
-        _FAIL_COUNT,
-    ),
-}
+_KERNEL_PARAMS = (
+    _IDLE,
+    _AGE,
+    Param("dontKillBusyKernels", "spare-busy", "bool", True, "Don't kill busy kernels",
+          "Spare kernels currently executing code."),
+    Param("dontKillConnectedKernels", "spare-connected", "bool", True, "Don't kill connected kernels",
+          "Spare kernels with an open notebook connected to them."),
+    _SIMULATE,
+) + _scope("session owners") + (
+    Param("freeMemoryGB", "free-memory-gb", "gib", 0.0, "Free this much memory (GiB)",
+          "Largest first: among the kernels selected by the rules above, act only on the largest ones (by "
+          "memory read on the host) until this many GiB would be freed. 0: act on all selected kernels."),
+    _SCAN_HOST,
+    _FAIL_COUNT,
+    Param("failIfMoreThanGB", "fail-if-more-than-gb", "gib", 0.0, "Fail if more than N GiB would be freed",
+          "For scheduled runs: when the selected kernels hold more than this memory, act on none of them and "
+          "fail the step. 0: never fail for this reason."),
+    _WAIT,
+)
 
 
-def dss_params(macro_id: str):
-    """The `params` list of the macro's runnable.json, as declared here."""
-    out = []
-    for p in SPECS[macro_id]:
-        d = {"name": p.name, "label": p.label, "type": _DSS_TYPES[p.type], "description": p.description,
-             "mandatory": False, "defaultValue": p.default}
-        if p.choices:
-            d["selectChoices"] = [{"value": v, "label": lab} for v, lab in p.choices]
-        if p.type == "hour_of_day":
-            d.update(minI=0, maxI=23)
-        elif p.type == "minute":
-            d.update(minI=0, maxI=59)
-        out.append(d)
-    return out
+_TASK_PARAMS = (
+    Param("taskKinds", "task-kinds", "choices", list(policy.TASK_KINDS), "Kinds",
+          "Background tasks (futures: model trainings, exports, ...) and/or running scenarios.",
+          _choices(policy.TASK_KINDS)),
+    Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
+          "Abort tasks running for longer than this. 0: no minimum (every task in scope)."),
+    Param("taskTypes", "task-types", "names", [], "Only these task types",
+          "Task types (the future's payload action, e.g. run_scenario, train_model); empty: all."),
+    Param("excludedTaskTypes", "exclude-task-types", "names", [], "Excluded task types",
+          "Task types never aborted (shown as spared)."),
+    _SIMULATE,
+) + _scope("owners") + (_FAIL_COUNT, _WAIT)
+
+
+_JOB_PARAMS = (
+    Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
+          "Abort jobs running for longer than this. 0: no minimum (every job in scope)."),
+    _SIMULATE,
+) + _scope("initiators") + (_FAIL_COUNT, _WAIT)
+
+
+_SERVICE_PARAMS = (
+    Param("serviceKinds", "service-kinds", "choices", ["webapp", "code_studio"], "Kinds",
+          "Webapp backends, code studios and/or continuous activities (these run by design: select them "
+          "deliberately).", _choices(policy.SERVICE_KINDS)),
+    Param("minRunningHours", "min-running-hours", "hours", 72.0, "Running for more than (hours)",
+          "Stop services running for longer than this. 0: no minimum (every service in scope)."),
+    _SIMULATE,
+) + _scope("owners") + (_FAIL_COUNT, _WAIT)
+
+
+_INVENTORY_PARAMS = (
+    Param("kinds", "kinds", "choices", list(KIND_LABELS), "Kinds", "What to list.", _choices(KIND_LABELS)),
+) + _scope("owners") + (
+    _SCAN_HOST,
+    Param("showOrphans", "show-orphans", "bool", True, "Show orphan processes",
+          "List host processes of a DSS role that no activity explains (e.g. a kernel whose session DSS no "
+          "longer lists). Needs the host scan."),
+)
+
+
+_INSTALLER_PARAMS = (
+    Param("projectKey", "project", "project_key", "", "Project",
+          "Key of the project that holds the scenario; empty: the project the macro runs from."),
+    Param("scenarioName", "scenario-name", "string", "Process tracker: clean-up", "Scenario name",
+          "Name of the scenario created or updated (found again by its tag, then by this name)."),
+    Param("macros", "macros", "choices", ["kill-idle-kernels"], "Macros to run",
+          "The clean-up macros the scenario runs, one step each.",
+          tuple((m, m) for m in ACTING_MACROS)),
+    Param("hour", "hour", "hour_of_day", 2, "Hour (0-23)", "Hour of the daily run, DSS server time."),
+    Param("minute", "minute", "minute", 0, "Minute (0-59)", "Minute of the daily run."),
+    Param("simulate", None, "bool", False, "Dry run", "CLI only: install-cleanup is a dry run unless --apply "
+          "(the macro installs when it is run).", in_dss=False),
+    Param("act", "act", "bool", False, "Let the scheduled runs act",
+          "Off (default): the scenario's steps are dry runs that only report. On: they abort/kill/stop."),
+    _IDLE,
+    _AGE,
+    Param("excludedProjects", "exclude-projects", "project_keys", [], "Excluded projects",
+          "Project keys the scheduled runs never touch."),
+    Param("excludedUsers", "exclude-users", "logins", [], "Excluded users",
+          "DSS logins whose activities the scheduled runs never touch."),
+    _FAIL_COUNT,
+)
 
 
 # --- value checks: each returns the clean value or raises ConfigError(name, message) ---
@@ -276,51 +257,68 @@ def _string(name, value, maximum=200):
 def _project_key(name, value):
     if value is None or value == "":
         return ""
-    if not isinstance(value, str) or not PROJECT_KEY_RE.match(value.strip()):
-        raise ConfigError(name, "must be a project key (letters, digits, underscores), got %r" % (value,))
-    return value.strip()
+    if not isinstance(value, str):
+        raise ConfigError(name, "must be a project key, got %s" % identifiers.shown(value))
+    return identifiers.check("project_key", value.strip(), name)
+
+
+def _id_list(kind):
+    """The check of a list of identifiers of `kind` (project keys, logins): "A,B", ["A", "B,C"] and ["A"] are
+    accepted (the CLI gives one text per option, DSS a list); each item through `identifiers.check`."""
+
+    def check(name, value):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(name, "must be a list of %s values, got %s" % (kind.replace("_", " "),
+                                                                             identifiers.shown(value)))
+        parts = [part.strip() for item in items for part in item.split(",")]
+        return list(identifiers.check_list(kind, [part for part in parts if part], name))
+
+    return check
+
+
+@dataclass(frozen=True)
+class ParamType:
+    """One kind of parameter value: its DSS descriptor type, its check (param, value) -> clean value, and any
+    extra descriptor fields (bounds shown by DSS's form)."""
+
+    dss_type: str
+    check: Callable[[Param, Any], Any]
+    descriptor: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _bounded(what, minimum, maximum, integer=False):
+    return lambda p, value: _number(p.name, value, what, minimum, maximum, integer=integer)
+
+
+def _by_name(check):
+    return lambda p, value: check(p.name, value)
+
+
+# type -> how it is declared to DSS and checked. A new parameter type is one entry here.
+PARAM_TYPES: Dict[str, ParamType] = {
+    "hours": ParamType("DOUBLE", _bounded("a number of hours between 0 and %g" % MAX_HOURS, 0.0, MAX_HOURS)),
+    "gib": ParamType("DOUBLE", _bounded("a number of GiB between 0 and %d" % MAX_GIB, 0.0, MAX_GIB)),
+    "seconds": ParamType("DOUBLE", _bounded("a number of seconds between 0 and %d" % MAX_WAIT_SECONDS, 0.0,
+                                            MAX_WAIT_SECONDS)),
+    "count": ParamType("INT", _bounded("a whole number between 0 and %d" % MAX_COUNT, 0, MAX_COUNT, integer=True)),
+    "hour_of_day": ParamType("INT", _bounded("a whole hour between 0 and 23", 0, 23, integer=True),
+                             {"minI": 0, "maxI": 23}),
+    "minute": ParamType("INT", _bounded("a whole minute between 0 and 59", 0, 59, integer=True),
+                        {"minI": 0, "maxI": 59}),
+    "bool": ParamType("BOOLEAN", _by_name(_bool)),
+    "names": ParamType("STRINGS", _by_name(_names)),
+    "project_keys": ParamType("STRINGS", _by_name(_id_list("project_key"))),
+    "logins": ParamType("STRINGS", _by_name(_id_list("login"))),
+    "choices": ParamType("MULTISELECT", _choice_list),  # against the param's own choices
+    "string": ParamType("STRING", _by_name(_string)),
+    "project_key": ParamType("STRING", _by_name(_project_key)),
+}
 
 
 def check_value(p: Param, value):
     """The clean value of one parameter (its default when None), or ConfigError naming it."""
-    if value is None:
-        value = p.default
-    t = p.type
-    if t == "hours":
-        return _number(p.name, value, "a number of hours >= 0", 0.0, MAX_HOURS)
-    if t == "gib":
-        return _number(p.name, value, "a number of GiB >= 0", 0.0, MAX_GIB)
-    if t == "seconds":
-        return _number(p.name, value, "a number of seconds between 0 and %d" % MAX_WAIT_SECONDS, 0.0,
-                       MAX_WAIT_SECONDS)
-    if t == "count":
-        return _number(p.name, value, "a whole number >= 0", 0, MAX_COUNT, integer=True)
-    if t == "hour_of_day":
-        return _number(p.name, value, "a whole hour between 0 and 23", 0, 23, integer=True)
-    if t == "minute":
-        return _number(p.name, value, "a whole minute between 0 and 59", 0, 59, integer=True)
-    if t == "bool":
-        return _bool(p.name, value)
-    if t == "names":
-        return _names(p.name, value)
-    if t == "choices":
-        return _choice_list(p, value)
-    if t == "string":
-        return _string(p.name, value)
-    if t == "project_key":
-        return _project_key(p.name, value)
-    raise AssertionError("unknown param type %s" % t)  # pragma: no cover - a declaration error
-
-
-def values(macro_id: str, config) -> Dict[str, Any]:
-    """Every parameter of the macro, checked, defaults filled in. Unknown keys are ignored (DSS adds some)."""
-    if macro_id not in SPECS:
-        raise ConfigError("macro", "unknown macro %r; known: %s" % (macro_id, ", ".join(sorted(SPECS))))
-    if config is None:
-        config = {}
-    if not isinstance(config, Mapping):
-        raise ConfigError("config", "must be a JSON object of parameters, got %s" % type(config).__name__)
-    return {p.name: check_value(p, config.get(p.name)) for p in SPECS[macro_id]}
+    return PARAM_TYPES[p.type].check(p, p.default if value is None else value)
 
 
 @dataclass(frozen=True)
@@ -350,47 +348,118 @@ def _scope_of(v) -> policy.Scope:
     )
 
 
-def _gib(x) -> int:
-    return int(round(x * 1024**3))
+def _gib_bytes(gib) -> int:
+    return int(round(gib * 1024**3))
+
+
+# --- the rules of each macro, from its checked values ---
+
+
+def _kernel_rules(v, scope):
+    free = _gib_bytes(v["freeMemoryGB"]) or None
+    if free and not v["scanHost"]:
+        raise ConfigError("freeMemoryGB", "needs scanHost (memory is read on the host)")
+    return policy.KernelRules(
+        max_idle_hours=v["maxIdleTimeHours"], max_age_hours=v["maxSessionAgeHours"],
+        spare_busy=v["dontKillBusyKernels"], spare_connected=v["dontKillConnectedKernels"],
+        scope=scope, free_bytes=free)
+
+
+def _task_rules(v, scope):
+    return policy.TaskRules(min_running_hours=v["minRunningHours"], kinds=tuple(v["taskKinds"]),
+                            task_types=frozenset(v["taskTypes"]),
+                            exclude_task_types=frozenset(v["excludedTaskTypes"]), scope=scope)
+
+
+def _job_rules(v, scope):
+    return policy.JobRules(min_running_hours=v["minRunningHours"], scope=scope)
+
+
+def _service_rules(v, scope):
+    return policy.ServiceRules(min_running_hours=v["minRunningHours"], kinds=tuple(v["serviceKinds"]), scope=scope)
+
+
+@dataclass(frozen=True)
+class MacroSpec:
+    """One macro: its name (the report's title), its parameters, what it lists (fixed `kinds`, or the values of
+    the choice parameter `kinds_param`), its rules (None: it decides nothing), its runner (a key of
+    `macros.RUNNERS`: "act", "inventory" or "install"), its CLI command and what its threshold message counts."""
+
+    name: str
+    params: Tuple[Param, ...]
+    runner: str
+    cli_name: str
+    kinds: Tuple[str, ...] = ()
+    kinds_param: Optional[str] = None
+    rules: Optional[Callable[[Mapping[str, Any], policy.Scope], Any]] = None
+    acted_on: str = ""  # "kernels would be killed", for failIfMoreThan
+
+
+# macro id -> its entry. A new macro is one entry here, a python-runnables/<id>/ folder and a CLI module.
+MACROS: Dict[str, MacroSpec] = {
+    "kill-idle-kernels": MacroSpec("Idle Jupyter kernels", _KERNEL_PARAMS, "act", "kill-kernels",
+                                   kinds=policy.KERNEL_KINDS, rules=_kernel_rules,
+                                   acted_on="kernels would be killed"),
+    "abort-background-tasks": MacroSpec("Long-running background tasks", _TASK_PARAMS, "act", "abort-tasks",
+                                        kinds_param="taskKinds", rules=_task_rules,
+                                        acted_on="tasks would be aborted"),
+    "abort-long-jobs": MacroSpec("Long-running jobs", _JOB_PARAMS, "act", "abort-jobs", kinds=policy.JOB_KINDS,
+                                 rules=_job_rules, acted_on="jobs would be aborted"),
+    "stop-idle-services": MacroSpec("Long-running services", _SERVICE_PARAMS, "act", "stop-services",
+                                    kinds_param="serviceKinds", rules=_service_rules,
+                                    acted_on="services would be stopped"),
+    "running-activities": MacroSpec("Running activities", _INVENTORY_PARAMS, "inventory", "activities",
+                                    kinds_param="kinds"),
+    "install-cleanup-scenario": MacroSpec("Scheduled clean-up", _INSTALLER_PARAMS, "install", "install-cleanup"),
+}
+SPECS: Dict[str, Tuple[Param, ...]] = {macro_id: m.params for macro_id, m in MACROS.items()}
+
+
+def dss_params(macro_id: str):
+    """The `params` list of the macro's runnable.json, as declared here."""
+    out = []
+    for p in [p for p in SPECS[macro_id] if p.in_dss]:
+        kind = PARAM_TYPES[p.type]
+        d = {"name": p.name, "label": p.label, "type": kind.dss_type, "description": p.description,
+             "mandatory": False, "defaultValue": p.default}
+        if p.choices:
+            d["selectChoices"] = [{"value": v, "label": lab} for v, lab in p.choices]
+        d.update(kind.descriptor)
+        out.append(d)
+    return out
+
+
+def values(macro_id: str, config) -> Dict[str, Any]:
+    """Every parameter of the macro, checked, defaults filled in. Unknown keys are ignored (DSS adds some)."""
+    if macro_id not in SPECS:
+        raise ConfigError("macro", "unknown macro %r; known: %s" % (macro_id, ", ".join(sorted(SPECS))))
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ConfigError("config", "must be a JSON object of parameters, got %s" % type(config).__name__)
+    return {p.name: check_value(p, config.get(p.name)) for p in SPECS[macro_id]}
 
 
 def parse(macro_id: str, config) -> Plan:
     """Macro config (or CLI args turned into one) -> Plan. Raises ConfigError naming the bad parameter."""
     v = values(macro_id, config)
+    spec = MACROS[macro_id]
     scope = _scope_of(v)
     listing = tuple(sorted(scope.projects - scope.exclude_projects)) or None
     if scope.projects and not listing:
         raise ConfigError("projects", "every selected project is also excluded: nothing to consider")
-    common = dict(macro_id=macro_id, projects=listing, scope=scope, values=v)
-    if macro_id in ACTING_MACROS:
-        common.update(apply=not v["simulate"], fail_above_count=v["failIfMoreThan"], wait_seconds=v["waitSeconds"])
-    if macro_id == "kill-idle-kernels":
-        free = _gib(v["freeMemoryGB"]) or None
-        if free and not v["scanHost"]:
-            raise ConfigError("freeMemoryGB", "needs scanHost (memory is read on the host)")
-        rules = policy.KernelRules(
-            max_idle_hours=v["maxIdleTimeHours"], max_age_hours=v["maxSessionAgeHours"],
-            spare_busy=v["dontKillBusyKernels"], spare_connected=v["dontKillConnectedKernels"],
-            scope=scope, free_bytes=free)
-        return Plan(kinds=policy.KERNEL_KINDS, rules=rules, scan_host=v["scanHost"],
-                    fail_above_bytes=_gib(v["failIfMoreThanGB"]), **common)
-    if macro_id == "abort-background-tasks":
-        kinds = tuple(v["taskKinds"])
-        rules = policy.TaskRules(min_running_hours=v["minRunningHours"], kinds=kinds,
-                                 task_types=frozenset(v["taskTypes"]),
-                                 exclude_task_types=frozenset(v["excludedTaskTypes"]), scope=scope)
-        return Plan(kinds=kinds, rules=rules, **common)
-    if macro_id == "abort-long-jobs":
-        rules = policy.JobRules(min_running_hours=v["minRunningHours"], scope=scope)
-        return Plan(kinds=policy.JOB_KINDS, rules=rules, **common)
-    if macro_id == "stop-idle-services":
-        kinds = tuple(v["serviceKinds"])
-        rules = policy.ServiceRules(min_running_hours=v["minRunningHours"], kinds=kinds, scope=scope)
-        return Plan(kinds=kinds, rules=rules, **common)
-    if macro_id == "running-activities":
-        return Plan(kinds=tuple(v["kinds"]), scan_host=v["scanHost"], show_orphans=v["showOrphans"], **common)
-    # install-cleanup-scenario: the values are all the installer needs
-    return Plan(kinds=(), **common)
+    acting = macro_id in ACTING_MACROS
+    return Plan(
+        macro_id=macro_id, projects=listing, scope=scope, values=v,
+        kinds=tuple(v[spec.kinds_param]) if spec.kinds_param else spec.kinds,
+        rules=spec.rules(v, scope) if spec.rules else None,
+        apply=not v.get("simulate", True),
+        fail_above_count=v["failIfMoreThan"] if acting else 0,
+        fail_above_bytes=_gib_bytes(v.get("failIfMoreThanGB", 0.0)),
+        wait_seconds=v["waitSeconds"] if acting else 10.0,
+        scan_host=bool(v.get("scanHost", False)),
+        show_orphans=bool(v.get("showOrphans", False)),
+    )
 
 
 # --- the CLI mirror: the same parameters as options ---
@@ -408,12 +477,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser, macro_id: str) -> None:
         if p.type == "bool":
             parser.add_argument("--" + p.flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
-        elif p.type in ("names", "choices"):
+        elif PARAM_TYPES[p.type].dss_type in ("STRINGS", "MULTISELECT"):
             parser.add_argument("--" + p.flag, dest=p.name, action="append", default=None, metavar="A,B",
                                 help=help_text)
         else:
             parser.add_argument("--" + p.flag, dest=p.name, default=None, metavar="VALUE", help=help_text)
-    if macro_id in ACTING_MACROS:
+    if _has_apply(macro_id):
         parser.add_argument("--apply", action="store_true", help="act; without it this is a dry run")
 
 
@@ -440,6 +509,11 @@ def config_from_args(macro_id: str, args) -> Dict[str, Any]:
         value = getattr(args, p.name, None)
         if value is not None:
             config[p.name] = value
-    if macro_id in ACTING_MACROS:
+    if _has_apply(macro_id):
         config["simulate"] = not getattr(args, "apply", False)
     return config
+
+
+def _has_apply(macro_id):
+    """The CLI mirror takes --apply (its `simulate` parameter) and is a dry run without it."""
+    return any(p.name == "simulate" for p in SPECS[macro_id])

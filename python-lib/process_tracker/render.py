@@ -6,11 +6,19 @@ table (`to_text`) or as JSON (`to_json`). All three show the same rows.
 
 Cells are plain strings (DSS's result table renders text, not HTML; JSON escapes nothing). Numbers are
 rendered with their unit: durations as "9.2 d", memory as "1.5 GiB".
+
+Every cell, title and header is safe text (`safe`): text from DSS or the host (a notebook name, a login, an error
+body) has its control and bidi characters escaped (`\x1b`, `\n`, `\u202e`) and its length bounded, so it
+cannot rewrite a row on a terminal, retitle a window or forge a line; an error that carries an HTML page (a proxy's
+502) reads "DSS answered an HTML page (HTTP 502)".
 """
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .identifiers import safe_text
 
 # (name, display name): the columns of the tables of the macros that act, in order.
 ACTION_COLUMNS = (
@@ -58,11 +66,60 @@ OUTCOME_ORDER = (
     "spared",
     "created",
     "updated",
+    "would_create",
+    "would_update",
     "unchanged",
     "listed",
     "orphan",
     "error",
+    "warning",
 )
+
+MAX_CELL = 300  # characters of one cell (an error message included)
+MAX_HEADER = 1000
+_HTML = re.compile(r"<\s*(!doctype\b|html\b)", re.IGNORECASE)
+_HTML_STATUS = re.compile(r"<title>\s*(\d{3})\b|\bHTTP[ /](\d{3})\b", re.IGNORECASE)
+_FILLER = re.compile(r"(\s*(:|-)?\s*(unknown error|error|http error)?\s*[:\-]?\s*)$", re.IGNORECASE)
+
+
+def readable_error(message: str, status: Optional[int] = None) -> str:
+    """`message` with an HTML page in it (a proxy's or a server's error page) replaced by "DSS answered an HTML
+    page (HTTP 502)"; what came before the page (what was being done) is kept. Other messages unchanged."""
+    found = _HTML.search(message)
+    if not found:
+        return message
+    page = message[found.start():]
+    if status is None:
+        code = _HTML_STATUS.search(page)
+        status = int(code.group(1) or code.group(2)) if code else None
+    what = _FILLER.sub("", message[: found.start()])
+    said = "DSS answered an HTML page" + (" (HTTP %d)" % status if status else "")
+    return "%s: %s" % (what, said) if what else said
+
+
+def safe(value, limit: Optional[int] = MAX_CELL) -> str:
+    """Any value as safe text for a terminal, a table cell or a log line: control and bidi characters escaped, cut
+    to `limit` characters. None is ""."""
+    if value is None:
+        return ""
+    return safe_text(value if isinstance(value, str) else str(value), limit)
+
+
+def safe_message(value, limit: Optional[int] = MAX_CELL, status: Optional[int] = None) -> str:
+    """An error or note as safe text, an HTML page in it told in one phrase (`readable_error`). Only for messages:
+    a name that happens to hold "<html" is data, shown as is (escaped)."""
+    if value is None:
+        return ""
+    return safe(readable_error(value if isinstance(value, str) else str(value), status), limit)
+
+
+def error_text(exc, limit: Optional[int] = MAX_HEADER) -> str:
+    """The message of an exception as safe text (its HTTP status, when known, names an HTML page's)."""
+    return safe_message(str(exc) or exc.__class__.__name__, limit, getattr(exc, "status", None))
+
+
+_MESSAGE_COLUMNS = ("message", "note")
+
 
 _UNITS_S = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
 _UNITS_B = (("TiB", 1024.0**4), ("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0))
@@ -142,8 +199,12 @@ def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role:
     }
 
 
+def _cell(name, value) -> str:
+    return safe_message(value) if name in _MESSAGE_COLUMNS else safe(value)
+
+
 def _row(columns, cells) -> Dict[str, str]:
-    return {name: str(cells.get(name, "") or "") for name, _ in columns}
+    return {name: _cell(name, cells.get(name, "") or "") for name, _ in columns}
 
 
 def decision_rows(decisions: Sequence, now: float, memory: Optional[Mapping] = None) -> List[Dict[str, str]]:
@@ -180,6 +241,14 @@ def error_rows(errors: Sequence, columns=ACTION_COLUMNS) -> List[Dict[str, str]]
             cells = {"outcome": "error", "kind": e.kind, "project": e.project_key or "", "message": e.message}
         rows.append(_row(columns, cells))
     return rows
+
+
+def warning_rows(messages: Sequence[str], columns=ACTION_COLUMNS) -> List[Dict[str, str]]:
+    """Rows for warnings about the run itself (an excluded project DSS does not know): outcome "warning" in action
+    tables, kind "warning" in the inventory; the text in the message (note) column."""
+    if columns is INVENTORY_COLUMNS or "outcome" not in dict(columns):
+        return [_row(columns, {"kind": "warning", "note": m}) for m in messages]
+    return [_row(columns, {"outcome": "warning", "message": m}) for m in messages]
 
 
 def inventory_rows(activities: Sequence, now: float, memory: Optional[Mapping] = None,
@@ -220,7 +289,7 @@ def count_outcomes(rows: Sequence[Mapping[str, str]]) -> Dict[str, int]:
     """Rows per outcome (the "kind" of inventory rows: listed, orphan, error)."""
     counts = {}
     for row in rows:
-        key = row.get("outcome") or (row.get("kind") if row.get("kind") in ("error", "orphan") else "listed")
+        key = row.get("outcome") or (row.get("kind") if row.get("kind") in ("error", "orphan", "warning") else "listed")
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -243,7 +312,8 @@ def make_report(name: str, rows: Sequence[Mapping[str, str]], columns=ACTION_COL
     header = summary(count_outcomes(rows), applied)
     if extra:
         header = "%s %s" % (header, extra)
-    return Report(name=name, header=header, columns=tuple(columns), rows=tuple(dict(r) for r in rows))
+    rows = tuple({k: _cell(k, v) for k, v in r.items()} for r in rows)
+    return Report(name=safe(name), header=safe_message(header, MAX_HEADER), columns=tuple(columns), rows=rows)
 
 
 def to_result_table(report: Report):

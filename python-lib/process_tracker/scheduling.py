@@ -111,59 +111,81 @@ def _daily_trigger(settings, hour, minute, previous) -> dict:
     return trigger
 
 
-def install(client, project_key: str, values: Mapping) -> Installed:
-    """Create or update the clean-up scenario in `project_key` from the installer's checked `values`
-    (`params.values("install-cleanup-scenario", config)`). Idempotent: the same values twice -> "unchanged"."""
-    macros = list(values["macros"])
+def _new_definition():
+    return {"params": {"steps": []}, "triggers": [], "reporters": [], "tags": [policy.CLEANUP_TAG], "active": True,
+            "description": "Installed by the process-tracker plugin: runs its clean-up macros daily."}
+
+
+def _configure(settings, raw, values):
+    """Put this installer's steps, trigger, tag and name into the scenario's `raw` definition (in place)."""
+    raw.setdefault("params", {}).setdefault("steps", [])
+    raw.setdefault("triggers", [])
+    steps = [s for s in raw["params"]["steps"] if not _ours(s)]
+    raw["params"]["steps"] = [_step(m, values) for m in values["macros"]] + steps
+    previous = next((t for t in raw["triggers"] if _ours(t)), None)
+    trigger = _daily_trigger(settings, values["hour"], values["minute"], previous)
+    raw["triggers"] = [t for t in raw["triggers"] if not _ours(t)] + [trigger]
+    tags = list(raw.get("tags") or [])
+    if policy.CLEANUP_TAG not in tags:
+        raw["tags"] = tags + [policy.CLEANUP_TAG]
+    raw["name"] = values["scenarioName"]
+    raw["active"] = True
+
+
+def _install(project, values, apply):
+    """(scenario id or None, outcome): created/updated/unchanged, or would_create/would_update when not `apply`
+    (then nothing is written: the scenario is only read)."""
     name = values["scenarioName"]
-    project = client.get_project(project_key)
-    what = "installing the clean-up scenario in project %s" % project_key
-    scenario_id = None
     try:
         scenario_id = _find(project, name)
+    except Exception as exc:  # noqa: BLE001 - the first call: a 404 here means no such project
+        if isinstance(dss.translate_error(exc, "listing scenarios"), DSSNotFound):
+            raise ConfigError("projectKey", "project %s does not exist (or you cannot see it)"
+                              % project.project_key) from None
+        raise
+    if scenario_id is None:
+        if not apply:
+            for macro_id in values["macros"]:
+                step_config(macro_id, values)  # the steps' configs are checked in a dry run too
+            return None, "would_create"
+        scenario_id = project.create_scenario(name, "step_based", definition=_new_definition()).id
+        outcome = "created"
+    else:
         outcome = "updated"
-        if scenario_id is None:
-            definition = {"params": {"steps": []}, "triggers": [], "reporters": [], "tags": [policy.CLEANUP_TAG],
-                          "active": True,
-                          "description": "Installed by the process-tracker plugin: runs its clean-up macros daily."}
-            scenario = project.create_scenario(name, "step_based", definition=definition)
-            scenario_id = scenario.id
-            outcome = "created"
-        scenario = project.get_scenario(scenario_id)
-        settings = scenario.get_settings()
-        raw = settings.get_raw()
-        before = json.dumps(raw, sort_keys=True)
-        raw.setdefault("params", {}).setdefault("steps", [])
-        raw.setdefault("triggers", [])
-        steps = [s for s in raw["params"]["steps"] if not _ours(s)]
-        raw["params"]["steps"] = [_step(m, values) for m in macros] + steps
-        previous = next((t for t in raw["triggers"] if _ours(t)), None)
-        trigger = _daily_trigger(settings, values["hour"], values["minute"], previous)
-        raw["triggers"] = [t for t in raw["triggers"] if not _ours(t)] + [trigger]
-        tags = list(raw.get("tags") or [])
-        if policy.CLEANUP_TAG not in tags:
-            raw["tags"] = tags + [policy.CLEANUP_TAG]
-        raw["name"] = name
-        raw["active"] = True
-        if json.dumps(raw, sort_keys=True) != before:
-            settings.save()
-        elif outcome == "updated":
-            outcome = "unchanged"
+    settings = project.get_scenario(scenario_id).get_settings()
+    raw = settings.get_raw()
+    before = json.dumps(raw, sort_keys=True)
+    _configure(settings, raw, values)
+    if json.dumps(raw, sort_keys=True) == before:
+        return scenario_id, "unchanged" if outcome == "updated" else outcome
+    if apply:
+        settings.save()
+        return scenario_id, outcome
+    return scenario_id, "would_update"
+
+
+def install(client, project_key: str, values: Mapping, apply: bool = True) -> Installed:
+    """Create or update the clean-up scenario in `project_key` from the installer's checked `values`
+    (`params.values("install-cleanup-scenario", config)`). Idempotent: the same values twice -> "unchanged".
+    `apply=False`: a dry run that only reads (outcome "would_create", "would_update" or "unchanged")."""
+    project = client.get_project(project_key)
+    try:
+        scenario_id, outcome = _install(project, values, apply)
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
-        err = dss.translate_error(exc, what)
-        if isinstance(err, DSSNotFound) and scenario_id is None:
-            raise ConfigError("projectKey", "project %s does not exist (or you cannot see it)" % project_key) from None
-        raise err from None
-    return Installed(project_key, scenario_id, name, outcome, tuple(macros), bool(values["act"]),
-                     values["hour"], values["minute"])
+        raise dss.translate_error(exc, "installing the clean-up scenario in project %s" % project_key) from None
+    return Installed(project_key, scenario_id or "", values["scenarioName"], outcome, tuple(values["macros"]),
+                     bool(values["act"]), values["hour"], values["minute"])
 
 
-def install_report(client, values: Mapping, default_project: Optional[str]) -> render.Report:
-    """Install, and describe the result as a one-row report (the macro's and the CLI's output)."""
+def install_report(client, values: Mapping, default_project: Optional[str], apply: bool = True) -> render.Report:
+    """Install (or, with `apply` false, say what installing would do), and describe the result as a one-row
+    report (the macro's and the CLI's output)."""
     project_key = values.get("projectKey") or default_project
     if not project_key:
         raise ConfigError("projectKey", "no project: run the macro from a project or set the project key")
-    done = install(client, project_key, values)
+    done = install(client, project_key, values, apply=apply)
     mode = "acting" if done.act else "dry run"
     reason = "daily at %02d:%02d (DSS server time); steps: %s (%s)" % (
         done.hour, done.minute, ", ".join(done.steps), mode)
@@ -172,4 +194,4 @@ def install_report(client, values: Mapping, default_project: Optional[str]) -> r
            "message": "the steps only report: set 'act' to let them abort" if not done.act else
            "the steps abort/kill/stop what their rules select"}
     rows: List[Dict[str, str]] = [{n: str(row.get(n, "")) for n, _ in render.ACTION_COLUMNS}]
-    return render.make_report("Scheduled clean-up", rows, render.ACTION_COLUMNS)
+    return render.make_report("Scheduled clean-up", rows, render.ACTION_COLUMNS, applied=None if apply else False)
