@@ -1,0 +1,186 @@
+"""The compute-resource-usage reader (python-lib/process_tracker/cru.py) over real audit files and real processes:
+rotation mid-read, truncation, a reused pid, a completed item, malformed and huge lines, several instances."""
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from dev.cru_writer import AuditLog, audit_line, cru_message
+from process_tracker.cru import AuditReader, parse_event
+from process_tracker.host import ProcessRecord
+
+JOB = {"type": "JOB_ACTIVITY", "projectKey": "SALES", "authIdentifier": "alice", "jobId": "Build_x_2026-01-01",
+       "activityId": "compute_x_NP"}
+
+
+@pytest.fixture
+def sleepers():
+    """Factory of real sleeping processes, killed at teardown."""
+    started = []
+
+    def make():
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        started.append(p)
+        return record(p.pid)
+
+    yield make
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def record(pid, role="python_recipe"):
+    return ProcessRecord(pid=pid, ppid=1, create_time=psutil.Process(pid).create_time(), name="python", role=role,
+                         label=role, user="root", instance=None, rss_bytes=None, rss_anon_bytes=None)
+
+
+def start(proc, item_id="cru-1", context=JOB, shift=0.0):
+    return cru_message("start", item_id, proc.pid, proc.create_time + shift, context)
+
+
+def joined(reader, *procs):
+    reader.poll(live={p.pid for p in procs})
+    return reader.match(procs)
+
+
+def test_a_start_event_gives_the_process_its_context(tmp_path, sleepers):
+    proc = sleepers()
+    AuditLog(str(tmp_path)).write(start(proc, shift=0.8))  # DSS notes the start a little after the fork
+    ctx = joined(AuditReader([str(tmp_path)]), proc)[proc.pid]
+    assert (ctx.source, ctx.kind, ctx.project_key, ctx.user) == ("cru", "JOB_ACTIVITY", "SALES", "alice")
+    assert ctx.ids == {"job_id": "Build_x_2026-01-01", "activity_id": "compute_x_NP"}
+    assert ctx.instance == str(tmp_path)
+
+
+def test_a_reused_pid_and_a_completed_item_do_not_join(tmp_path, sleepers):
+    reused, done, alive = sleepers(), sleepers(), sleepers()
+    log = AuditLog(str(tmp_path))
+    # an item of an older process that had reused's pid an hour before it started
+    log.write(start(reused, "old", shift=-3600), start(done, "d"), start(alive, "a"))
+    log.write(cru_message("complete", "d", done.pid, done.create_time, JOB, end_time=done.create_time + 5))
+    got = joined(AuditReader([str(tmp_path)]), reused, done, alive)
+    assert set(got) == {alive.pid}
+
+
+def test_the_message_is_accepted_at_the_top_level_or_nested(tmp_path, sleepers):
+    a, b, c = sleepers(), sleepers(), sleepers()
+    log = AuditLog(str(tmp_path))
+    log.write(start(a, "a"), envelope="top")
+    log.write(start(b, "b"), envelope="nested")
+    log.write_raw(json.dumps({"ts": 1, "event": {"data": [{"payload": start(c, "c")}]}}).encode() + b"\n")
+    assert set(joined(AuditReader([str(tmp_path)]), a, b, c)) == {a.pid, b.pid, c.pid}
+
+
+def test_malformed_and_huge_lines_are_counted_and_skipped(tmp_path, sleepers):
+    a, b = sleepers(), sleepers()
+    log = AuditLog(str(tmp_path))
+    log.write_raw(b'{"topic":"compute-resource-usage","LOCAL_PROCESS" broken json\n')
+    log.write_raw(b'{"topic":"other","msg":"login"}\n\n')
+    log.write_raw(audit_line({"msgType": "compute-resource-usage-start", "computeResourceUsage": {
+        "type": "LOCAL_PROCESS", "id": "x", "startTime": "yesterday", "localProcess": {"pid": "12"}}}))
+    huge = start(a, "huge")
+    huge["computeResourceUsage"]["context"]["padding"] = "x" * 300_000
+    log.write(huge, start(b, "b"))
+    reader = AuditReader([str(tmp_path)], max_line_bytes=100_000)
+    assert set(joined(reader, a, b)) == {b.pid}
+    assert (reader.stats.malformed, reader.stats.oversized) == (2, 1)
+
+
+def test_a_huge_line_split_across_polls_is_skipped_whole(tmp_path, sleepers):
+    a, b = sleepers(), sleepers()
+    log = AuditLog(str(tmp_path))
+    reader = AuditReader([str(tmp_path)], max_line_bytes=1000)
+    huge = audit_line(start(a, "huge"))[:-1] + b" " * 5000 + b"\n"
+    log.write_raw(huge[:3000])
+    assert joined(reader, a, b) == {}
+    log.write_raw(huge[3000:] + audit_line(start(b, "b")))
+    assert set(joined(reader, a, b)) == {b.pid} and reader.stats.oversized == 1
+
+
+def test_rotation_mid_read_and_a_partial_line(tmp_path, sleepers):
+    a, b, c = sleepers(), sleepers(), sleepers()
+    log = AuditLog(str(tmp_path))
+    reader = AuditReader([str(tmp_path)])
+    line_b = audit_line(start(b, "b"))
+    log.write(start(a, "a"))
+    log.write_raw(line_b[:40])  # DSS is writing b's line
+    assert set(joined(reader, a, b, c)) == {a.pid}
+    log.write_raw(line_b[40:])  # ...finished in the same file, which is then rotated
+    log.rotate()
+    log.write(start(c, "c"))
+    assert set(joined(reader, a, b, c)) == {a.pid, b.pid, c.pid}
+    assert os.path.exists(log.path + ".1")
+
+
+def test_truncation_and_a_replaced_file_are_read_again_from_the_start(tmp_path, sleepers):
+    a, b, c = sleepers(), sleepers(), sleepers()
+    log = AuditLog(str(tmp_path))
+    reader = AuditReader([str(tmp_path)])
+    log.write(start(a, "a"), start(a, "a2"), start(a, "a3"))
+    assert set(joined(reader, a)) == {a.pid}
+    log.truncate()
+    log.write(start(b, "b"))  # shorter than what was read: truncated
+    assert set(joined(reader, a, b)) == {a.pid, b.pid}
+    os.remove(log.path)
+    log.write(start(c, "c"), start(c, "c2"), start(c, "c3"), start(c, "c4"))  # a new file under the same name
+    assert set(joined(reader, a, b, c)) == {a.pid, b.pid, c.pid}
+    assert reader.stats.rotations >= 1
+
+
+def test_events_of_several_instances(tmp_path, sleepers):
+    a, b = sleepers(), sleepers()
+    one, two = str(tmp_path / "dss1"), str(tmp_path / "dss2")
+    AuditLog(one).write(start(a, "a"))
+    AuditLog(two).write(start(b, "b", context=dict(JOB, projectKey="FRAUD")))
+    got = joined(AuditReader([one, two]), a, b)
+    assert (got[a.pid].instance, got[a.pid].project_key) == (one, "SALES")
+    assert (got[b.pid].instance, got[b.pid].project_key) == (two, "FRAUD")
+
+
+def test_only_live_pids_are_kept_and_the_first_poll_reads_the_tail_only(tmp_path, sleepers):
+    a = sleepers()
+    log = AuditLog(str(tmp_path))
+    dead = cru_message("start", "gone", 2 ** 22 + 7, 1.0, JOB)  # no such pid
+    log.write(start(a, "early"), *([dead] * 2000))
+    size = os.path.getsize(log.path)
+    reader = AuditReader([str(tmp_path)], backfill_bytes=size // 2)
+    assert joined(reader, a) == {}  # a's start is in the older half, not read back
+    assert reader.items == {} and reader.stats.not_live > 0
+    log.write(cru_message("update", "early", a.pid, a.create_time, JOB))  # DSS's next update repeats it
+    assert set(joined(reader, a)) == {a.pid}
+    reader.poll(live=set())  # the process is gone: forgotten
+    assert reader.items == {}
+
+
+def test_unreadable_or_untrusted_audit_folders_are_notes(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    not_a_dir = tmp_path / "file_home"
+    os.makedirs(str(not_a_dir / "run"))
+    (not_a_dir / "run" / "audit").write_text("not a folder")
+    open_home = tmp_path / "open_home"
+    AuditLog(str(open_home))
+    os.chmod(str(open_home / "run" / "audit"), 0o777)
+    reader = AuditReader([missing, str(not_a_dir), str(open_home)])
+    reader.poll(live=set())
+    assert set(reader.notes) == {missing, str(not_a_dir), str(open_home)}
+    assert "no audit log folder" in reader.notes[missing]
+    assert "unreadable" in reader.notes[str(not_a_dir)]
+    assert "writable by others" in reader.notes[str(open_home)]
+    owned = tmp_path / "owned"
+    AuditLog(str(owned))
+    reader.poll(live=set(), dip_homes={str(owned): "nobody"})  # a backend of user nobody: its folder is root's
+    assert "not owned by nobody" in reader.notes[str(owned)]
+
+
+def test_context_values_are_validated():
+    line = audit_line(cru_message("start", "i", 4242, 1.0, {
+        "type": "JOB_ACTIVITY\x1b[2K", "projectKey": "../PROD", "authIdentifier": "alice\nroot",
+        "jobId": "Build/../x", "webappId": "ok_1", "analysisId": "a\x00b"}))
+    _phase, item = parse_event(line)
+    ctx = item.context
+    assert (ctx.kind, ctx.project_key, ctx.user) == (None, None, None)
+    assert ctx.ids == {"webapp_id": "ok_1"}
+    assert parse_event(b"[1, 2]") == ("other", None) and parse_event(b"{") is None
