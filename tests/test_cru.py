@@ -184,3 +184,31 @@ def test_context_values_are_validated():
     assert (ctx.kind, ctx.project_key, ctx.user) == (None, None, None)
     assert ctx.ids == {"webapp_id": "ok_1"}
     assert parse_event(b"[1, 2]") == ("other", None) and parse_event(b"{") is None
+
+
+# ---- with the demo fleet, the real scanner and the simulator ----------------------------------------------------
+def test_fleet_processes_get_their_dss_context_and_join_through_cru(fleet, simulator, demo_instance):
+    from dev.cru_writer import DEMO_CONTEXTS, write_fleet_events
+    from process_tracker import activities, context, joins
+    from process_tracker.host import Scanner
+
+    write_fleet_events(fleet)
+    snapshot = Scanner().scan()
+    contexts = context.read_contexts(snapshot, AuditReader())
+    for name in DEMO_CONTEXTS:
+        assert contexts[fleet.pid(name)].source == "cru", name
+    ml = contexts[fleet.pid("ml-1")]
+    assert (ml.kind, ml.project_key, ml.user, ml.ids["analysis_id"]) == ("ANALYSIS_ML_TRAIN", "CHURN", "alice", "aN7cQ2")
+    assert fleet.pid("jupyter") not in contexts and fleet.pid("kernel-orphan") not in contexts
+
+    sim = simulator(demo_instance, fleet_pids=fleet.pids)
+    inventory = activities.list_activities(sim.client())
+    rows = {m.process.pid: m for m in joins.join(snapshot, inventory, instance=fleet.dip_home, contexts=contexts).rows}
+    recipe = rows[fleet.pid("recipe-1")]
+    assert (recipe.activity.kind, recipe.via, recipe.source) == ("job", "cru", "cru")
+    assert recipe.activity.id == DEMO_CONTEXTS["recipe-1"]["jobId"]
+    assert (rows[fleet.pid("jek-1")].source, rows[fleet.pid("webapp-1")].source) == ("api", "api")  # the API first
+    ml_row = rows[fleet.pid("ml-1")]
+    assert (ml_row.activity, ml_row.status, ml_row.source, ml_row.context.kind) == (
+        None, "explained", "cru", "ANALYSIS_ML_TRAIN")
+    assert rows[fleet.pid("kernel-orphan")].status == "orphan"  # no source explains it

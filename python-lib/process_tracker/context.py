@@ -79,12 +79,14 @@ def with_tree(snapshot, contexts: Mapping[int, Context]) -> Dict[int, Context]:
 
 
 def read_contexts(snapshot, cru_reader=None, cgroup_maps: Optional[Sequence] = None) -> Dict[int, Context]:
-    """{pid: Context} for a snapshot from a `cru.AuditReader` (polled here) and the cgroup maps, tree included."""
+    """{pid: Context} for a snapshot: CRU items first (`cru_reader`, a `cru.AuditReader`, polled here), then the
+    cgroup paths (`cgroup_maps`, default: the maps of the instances running a backend in the snapshot), then the
+    tree. Needs no DSS connection."""
     from . import cgroup_context
 
     cru = cru_reader.contexts(snapshot) if cru_reader is not None else {}
-    cgroups = cgroup_context.contexts(snapshot, cgroup_maps) if cgroup_maps is not None else {}
-    return with_tree(snapshot, merge(cru, cgroups))
+    maps = cgroup_context.maps_for(snapshot) if cgroup_maps is None else cgroup_maps
+    return with_tree(snapshot, merge(cru, cgroup_context.contexts(snapshot, maps)))
 
 
 def add_context(snapshot, payload: Dict[str, object], contexts: Mapping[int, Context]) -> Dict[str, object]:
