@@ -212,3 +212,20 @@ def test_fleet_processes_get_their_dss_context_and_join_through_cru(fleet, simul
     assert (ml_row.activity, ml_row.status, ml_row.source, ml_row.context.kind) == (
         None, "explained", "cru", "ANALYSIS_ML_TRAIN")
     assert rows[fleet.pid("kernel-orphan")].status == "orphan"  # no source explains it
+
+
+def test_scan_json_carries_the_context_without_any_dss_connection(fleet):
+    from dev.cru_writer import write_fleet_events
+
+    write_fleet_events(fleet, names=["recipe-1", "ml-1"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
+    cli = os.path.join(os.path.dirname(sys.executable), "process-tracker")
+    doc = json.loads(subprocess.run([cli, "scan", "--json"], capture_output=True, text=True, check=True, env=env,
+                                    timeout=300).stdout)
+    by_pid = {p["pid"]: p for p in doc["processes"]}
+    recipe = by_pid[fleet.pid("recipe-1")]["context"]
+    assert (recipe["source"], recipe["kind"], recipe["project_key"], recipe["user"]) == (
+        "cru", "JOB_ACTIVITY", "CHURN", "alice")
+    assert recipe["ids"]["job_id"].startswith("Build_churn_scored")
+    assert by_pid[fleet.pid("ml-1")]["context"]["kind"] == "ANALYSIS_ML_TRAIN"
+    assert by_pid[fleet.pid("backend")]["context"] is None

@@ -95,3 +95,14 @@ def add_context(snapshot, payload: Dict[str, object], contexts: Mapping[int, Con
         ctx = contexts.get(record.get("pid"))
         record["context"] = ctx.to_json() if ctx is not None else None
     return payload
+
+
+def snapshot_to_json(snapshot, include_not_dss: bool = False, cru_reader=None, cgroup_maps=None) -> Dict[str, object]:
+    """`host.snapshot_to_json` with `context` on each process (null when no source explains it), from DSS's own
+    records only (CRU and cgroup paths, then the tree): what `scan --json` prints. A reader is made when none is
+    given (its first poll reads the tail of each instance's audit log)."""
+    from .cru import AuditReader
+    from .host import snapshot_to_json as plain
+
+    contexts = read_contexts(snapshot, cru_reader if cru_reader is not None else AuditReader(), cgroup_maps)
+    return add_context(snapshot, plain(snapshot, include_not_dss=include_not_dss), contexts)
