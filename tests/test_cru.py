@@ -66,18 +66,22 @@ def test_a_reused_pid_and_a_completed_item_do_not_join(tmp_path, sleepers):
 
 
 def test_the_message_is_accepted_at_the_top_level_or_nested(tmp_path, sleepers):
-    a, b, c = sleepers(), sleepers(), sleepers()
+    a, b, c, d = sleepers(), sleepers(), sleepers(), sleepers()
     log = AuditLog(str(tmp_path))
     log.write(start(a, "a"), envelope="top")
     log.write(start(b, "b"), envelope="nested")
     log.write_raw(json.dumps({"ts": 1, "event": {"data": [{"payload": start(c, "c")}]}}).encode() + b"\n")
-    assert set(joined(AuditReader([str(tmp_path)]), a, b, c)) == {a.pid, b.pid, c.pid}
+    reversed_order = start(d, "d")
+    reversed_order = {"computeResourceUsage": reversed_order["computeResourceUsage"],
+                      "msgType": reversed_order["msgType"]}  # the pid before msgType on the line
+    log.write_raw(json.dumps({"message": reversed_order}).encode() + b"\n")
+    assert set(joined(AuditReader([str(tmp_path)]), a, b, c, d)) == {a.pid, b.pid, c.pid, d.pid}
 
 
 def test_malformed_and_huge_lines_are_counted_and_skipped(tmp_path, sleepers):
     a, b = sleepers(), sleepers()
     log = AuditLog(str(tmp_path))
-    log.write_raw(b'{"topic":"compute-resource-usage","LOCAL_PROCESS" broken json\n')
+    log.write_raw(b'{"msgType":"compute-resource-usage-start","LOCAL_PROCESS" broken json\n')
     log.write_raw(b'{"topic":"other","msg":"login"}\n\n')
     log.write_raw(audit_line({"msgType": "compute-resource-usage-start", "computeResourceUsage": {
         "type": "LOCAL_PROCESS", "id": "x", "startTime": "yesterday", "localProcess": {"pid": "12"}}}))

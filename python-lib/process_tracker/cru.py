@@ -32,7 +32,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 from . import identifiers
 from .context import Context
 
-TOPIC = b"compute-resource-usage"
+MARK = b"compute-resource-usage-"  # in every CRU event's msgType
 MSG_PREFIX = "compute-resource-usage-"
 PHASES = ("start", "update", "complete")
 AUDIT_SUBDIR = os.path.join("run", "audit")
@@ -115,10 +115,26 @@ def _valid(kind, value):
     return isinstance(value, str) and identifiers.is_valid(kind, value)
 
 
-def parse_context(raw, instance=None) -> Context:
+CONTEXT_CACHE_SIZE = 4096
+
+
+def parse_context(raw, instance=None, cache: Optional[Dict[tuple, Context]] = None) -> Context:
     """A Context from a CRU item's `context` dict: type, projectKey, authIdentifier (else initiator), and every
-    `<name>Id` string as `<name>_id`. Invalid values are left out."""
+    `<name>Id` string as `<name>_id`. Invalid values are left out. `cache`: a dict kept by the caller (the same
+    context comes in every event of an item: validated once)."""
     raw = raw if isinstance(raw, dict) else {}
+    if cache is None:
+        return _parse_context(raw, instance)
+    key = (instance,) + tuple(sorted((k, v) for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)))
+    cached = cache.get(key)
+    if cached is None:
+        if len(cache) >= CONTEXT_CACHE_SIZE:
+            cache.clear()
+        cached = cache[key] = _parse_context(raw, instance)
+    return cached
+
+
+def _parse_context(raw, instance):
     kind = raw.get("type") if isinstance(raw.get("type"), str) and _KIND_RE.match(raw["type"]) else None
     project_key = raw.get("projectKey") if _valid("project_key", raw.get("projectKey")) else None
     user = next((raw[k] for k in ("authIdentifier", "initiator") if _valid("login", raw.get(k))), None)
@@ -134,7 +150,7 @@ def parse_context(raw, instance=None) -> Context:
     return Context("cru", kind, project_key, user, ids, instance)
 
 
-def parse_event(line: bytes, instance=None):
+def parse_event(line: bytes, instance=None, cache: Optional[Dict[tuple, Context]] = None):
     """(phase, CruItem) for a CRU event of a LOCAL_PROCESS item, ("other", None) for another record or item type,
     None when the line looks like CRU but does not parse into a usable event."""
     try:
@@ -155,7 +171,7 @@ def parse_event(line: bytes, instance=None):
     if not (isinstance(pid, int) and pid > 0 and isinstance(start_ms, (int, float)) and item_id is not None):
         return None
     anon = local.get("rssAnonMB")
-    item = CruItem(str(item_id)[:128], pid, start_ms / 1000.0, parse_context(cru.get("context"), instance),
+    item = CruItem(str(item_id)[:128], pid, start_ms / 1000.0, parse_context(cru.get("context"), instance, cache),
                    int(anon * 1024 * 1024) if isinstance(anon, (int, float)) else None)
     return phase, item
 
@@ -187,6 +203,7 @@ class AuditReader:
         self.items: Dict[int, CruItem] = {}  # pid -> its live item
         self.stats = ReaderStats()
         self.notes: Dict[str, str] = {}  # dip_home -> why its audit log could not be read (cleared once it can)
+        self._context_cache: Dict[tuple, Context] = {}
         self._owners: Dict[str, Optional[str]] = {}  # dip_home -> the unix user that must own its audit folder
 
     # -- reading ----------------------------------------------------------------------------------------------
@@ -295,30 +312,49 @@ class AuditReader:
             if end < 0:
                 return
             buf, state.skipping = buf[end + 1:], False
-        lines = buf.split(b"\n")
-        state.partial = lines.pop()
+        end = buf.rfind(b"\n")
+        state.partial = buf[end + 1:]
         if len(state.partial) > self.max_line_bytes:
             state.partial, state.skipping = b"", True
             self.stats.oversized += 1
-        for line in lines:
-            if len(line) > self.max_line_bytes:
-                self.stats.oversized += 1
-            elif line:
-                self._line(line, home, alive)
+        if end >= 0:
+            self._lines(buf[:end + 1], home, alive)
+
+    def _lines(self, chunk, home, alive):
+        """The complete lines of `chunk` (it ends with a newline). Each CRU line is found with bytes.find (C speed):
+        the phase right after the first `compute-resource-usage-` and the first `"pid"` after it settle an update of
+        a known item, or an event of a dead pid, without parsing the line; other lines holding the mark are parsed
+        (starts of live pids, completes, and any line whose layout differs)."""
+        stats, items, find = self.stats, self.items, chunk.find
+        stats.lines += chunk.count(b"\n")
+        pos, after = 0, len(MARK)
+        while True:
+            i = find(MARK, pos)
+            if i < 0:
+                return
+            end = find(b"\n", i)
+            pos = end + 1
+            j = find(b'"pid"', i, end)
+            found = _PID_RE.match(chunk, j) if j >= 0 else None
+            if found is not None and not chunk.startswith(b'complete"', i + after):
+                pid = int(found.group(1))
+                if chunk.startswith(b'update"', i + after) and pid in items:
+                    stats.skipped_updates += 1
+                    continue
+                if not alive(pid):
+                    stats.not_live += 1
+                    continue
+            self._line(chunk[chunk.rfind(b"\n", 0, i) + 1:end], home, alive)
 
     def _line(self, line, home, alive):
-        stats = self.stats
-        stats.lines += 1
-        if TOPIC not in line or b"LOCAL_PROCESS" not in line:
+        if len(line) > self.max_line_bytes:
+            self.stats.oversized += 1
             return
-        if b"compute-resource-usage-update" in line:
-            found = _PID_RE.search(line)
-            if found is not None and int(found.group(1)) in self.items:
-                stats.skipped_updates += 1
-                return
-        parsed = parse_event(line, home)
+        if b"LOCAL_PROCESS" not in line:
+            return
+        parsed = parse_event(line, home, self._context_cache)
         if parsed is None:
-            stats.malformed += 1
+            self.stats.malformed += 1
             return
         phase, item = parsed
         if item is not None:
