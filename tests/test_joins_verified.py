@@ -121,3 +121,16 @@ def test_a_uif_kernel_of_the_session_unix_owner_is_verified(fleet):
     rows = {m.process.pid: m for m in joins.join(snapshot, other, instance=fleet.dip_home).rows}
     assert rows[fleet.pid("kernel-uif")].status == "unverified"
     assert rows[fleet.pid("kernel-uif-sudo")].activity is None
+
+
+def test_the_webapp_table_does_not_charge_the_spoofer_either(fleet, spoofer):
+    """webapp.join_table is what /api/table serves: the spoofer's row has no activity and says why."""
+    from process_tracker.webapp import join_table
+
+    snapshot = Scanner().scan()
+    rows, orphans, without = join_table(snapshot.processes, _session_inventory(), 0.0, instance=fleet.dip_home)
+    by_pid = {r["pid"]: r for r in rows}
+    fake, real = by_pid[spoofer.pid("spoof")], by_pid[fleet.pid("kernel-4")]
+    assert fake["status"] == "unverified" and fake["activity_id"] is None and fake["actionable"] is False
+    assert real["status"] == "joined" and real["activity_id"] == "s-kernel-4"
+    assert spoofer.pid("spoof") not in {r["pid"] for r in orphans} and without == []
