@@ -243,3 +243,8 @@ def test_sources_and_contexts():
     assert (rows[113].status, rows[113].source) == ("explained", "cgroup")
     assert 113 not in [p.pid for p in joined.orphans]
     assert rows[101].source is None and rows[101].status == "unjoined"
+    # an item of another instance's audit log does not join this instance's activity
+    elsewhere = dict(contexts)
+    elsewhere[107] = Context("cru", "JOB_ACTIVITY", "P", "bob", {"job_id": "j3"}, "/srv/dss2")
+    row = _rows(join(snapshot(), inventory(activities), contexts=elsewhere))[107]
+    assert (row.activity, row.status, row.source) == (None, "explained", "cru")

@@ -192,10 +192,13 @@ def _api_joins(processes, tree, by_pid, by_kernel, joinable):
 
 
 def _cru_joins(processes, found, contexts, by_key, joinable):
-    """Add {pid: (activity, "cru", pid, "cru")} for processes whose CRU context names a listed activity."""
+    """Add {pid: (activity, "cru", pid, "cru")} for processes whose CRU context names a listed activity (an item of
+    the audit log of the process's own instance: two instances may use the same project keys and ids)."""
     for p in processes:
         ctx = contexts.get(p.pid)
         if p.pid in found or ctx is None or ctx.source != "cru" or not joinable(p):
+            continue
+        if ctx.instance is not None and p.instance is not None and ctx.instance != p.instance:
             continue
         for key in activity_keys(ctx):
             if key in by_key:
