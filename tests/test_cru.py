@@ -233,3 +233,15 @@ def test_scan_json_carries_the_context_without_any_dss_connection(fleet):
     assert recipe["ids"]["job_id"].startswith("Build_churn_scored")
     assert by_pid[fleet.pid("ml-1")]["context"]["kind"] == "ANALYSIS_ML_TRAIN"
     assert by_pid[fleet.pid("backend")]["context"] is None
+
+
+def test_a_poll_reads_at_most_its_budget_and_the_next_one_goes_on(tmp_path, sleepers):
+    procs = [sleepers() for _ in range(3)]
+    log = AuditLog(str(tmp_path))
+    reader = AuditReader([str(tmp_path)], max_bytes_per_poll=700)
+    reader.poll(live=set())  # primed on an empty folder: the file below is new, read from its start
+    log.write(*[start(p, "i%d" % n) for n, p in enumerate(procs)])
+    seen = []
+    for _ in range(10):
+        seen.append(len(joined(reader, *procs)))
+    assert seen[0] < 3 and seen[-1] == 3 and reader.stats.bytes_read == os.path.getsize(log.path)
