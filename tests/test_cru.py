@@ -245,3 +245,12 @@ def test_a_poll_reads_at_most_its_budget_and_the_next_one_goes_on(tmp_path, slee
     for _ in range(10):
         seen.append(len(joined(reader, *procs)))
     assert seen[0] < 3 and seen[-1] == 3 and reader.stats.bytes_read == os.path.getsize(log.path)
+
+
+def test_symbolic_links_in_the_audit_folder_are_not_followed(tmp_path, sleepers):
+    a = sleepers()
+    elsewhere = tmp_path / "elsewhere.log"
+    elsewhere.write_bytes(audit_line(start(a, "a")))
+    log = AuditLog(str(tmp_path / "home"))
+    os.symlink(str(elsewhere), os.path.join(log.folder, "audit.log.3"))
+    assert joined(AuditReader([str(tmp_path / "home")]), a) == {}

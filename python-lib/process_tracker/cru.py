@@ -26,6 +26,7 @@ An unreadable folder is a note (`notes`), never an error.
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
@@ -243,15 +244,16 @@ class AuditReader:
         for name in names:
             path = os.path.join(folder_path, name)
             try:
-                st = os.stat(path)
+                st = os.lstat(path)  # a symbolic link is not followed
             except OSError:
                 continue
-            if os.path.isfile(path):
+            if stat.S_ISREG(st.st_mode):
                 files.append((st.st_mtime, (st.st_dev, st.st_ino), st.st_size, path))
         files.sort()  # oldest first: events are applied in the order DSS wrote them
         if not folder.primed:
             self._prime(folder, files)
-        for key in [k for k in folder.files if k not in {f[1] for f in files}]:
+        present = {f[1] for f in files}
+        for key in [k for k in folder.files if k not in present]:
             del folder.files[key]  # deleted (rotated out)
         for _mtime, key, size, path in files:
             if budget[0] <= 0:
