@@ -102,7 +102,7 @@ def measure(mix, snapshot, scanner, procs, args):
         med = statistics.median
         return {"mix": mix, "events": per_sample, "mb": med(sizes) / 1e6, "scan_ms": med(scans) * 1e3,
                 "reader_ms": med(reads) * 1e3, "ratio": med(reads) / med(scans), "joined": len(got),
-                "items": len(reader.items), "skipped": reader.stats.skipped_updates, "parsed": reader.stats.events}
+                "items": len(reader.items), "parsed": reader.stats.parsed}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

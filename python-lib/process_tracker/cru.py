@@ -38,6 +38,7 @@ MSG_PREFIX = "compute-resource-usage-"
 PHASES = ("start", "update", "complete")
 AUDIT_SUBDIR = os.path.join("run", "audit")
 _PID_RE = re.compile(rb'"pid"\s*:\s*(\d+)')
+_STARTS_COMPLETES_RE = re.compile(rb'compute-resource-usage-(?:start|complete)"')
 _KIND_RE = re.compile(r"\A[A-Z][A-Z0-9_]{0,63}\Z")
 _ID_KEY_RE = re.compile(r"\A[a-z][A-Za-z0-9]{0,40}Id\Z")
 _ID_VALUE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-()+@]{0,254}\Z")
@@ -61,9 +62,8 @@ class CruItem:
 class ReaderStats:
     """Counters since the reader was made (one reader per sampler or command)."""
 
-    lines: int = 0  # complete lines read
     events: int = 0  # CRU events of LOCAL_PROCESS items kept or applied
-    skipped_updates: int = 0  # update events of items already known (not parsed)
+    parsed: int = 0  # lines parsed as JSON (starts, completes, events of live pids without a known item)
     malformed: int = 0  # CRU-looking lines that did not parse or had no usable message
     oversized: int = 0  # lines longer than max_line_bytes (skipped)
     not_live: int = 0  # events of pids not alive (ignored)
@@ -320,40 +320,34 @@ class AuditReader:
             state.partial, state.skipping = b"", True
             self.stats.oversized += 1
         if end >= 0:
-            self._lines(buf[:end + 1], home, alive)
+            self._lines(buf, end + 1, home, alive)
 
-    def _lines(self, chunk, home, alive):
-        """The complete lines of `chunk` (it ends with a newline). Each CRU line is found with bytes.find (C speed):
-        the phase right after the first `compute-resource-usage-` and the first `"pid"` after it settle an update of
-        a known item, or an event of a dead pid, without parsing the line; other lines holding the mark are parsed
-        (starts of live pids, completes, and any line whose layout differs)."""
-        stats, items, find = self.stats, self.items, chunk.find
-        stats.lines += chunk.count(b"\n")
-        pos, after = 0, len(MARK)
-        while True:
-            i = find(MARK, pos)
-            if i < 0:
-                return
-            end = find(b"\n", i)
-            pos = end + 1
-            j = find(b'"pid"', i, end)
-            found = _PID_RE.match(chunk, j) if j >= 0 else None
-            if found is not None and not chunk.startswith(b'complete"', i + after):
-                pid = int(found.group(1))
-                if chunk.startswith(b'update"', i + after) and pid in items:
-                    stats.skipped_updates += 1
-                    continue
-                if not alive(pid):
-                    stats.not_live += 1
-                    continue
-            self._line(chunk[chunk.rfind(b"\n", 0, i) + 1:end], home, alive)
+    def _lines(self, chunk, size, home, alive):
+        """The complete lines of `chunk[:size]` (a newline ends it), in bulk: regular expressions over the whole chunk
+        (C speed) find the start and complete events, and the pids named anywhere in it. Only the lines of start
+        and complete events and of live pids without a known item are parsed, in file order: the updates of known
+        items (most of DSS's traffic) never are."""
+        items, wanted = self.items, set()
+        for found in _STARTS_COMPLETES_RE.finditer(chunk, 0, size):
+            wanted.add(chunk.rfind(b"\n", 0, found.start()) + 1)
+        for pid in {int(p) for p in set(_PID_RE.findall(chunk, 0, size))}:
+            if pid not in items and alive(pid):
+                for found in re.compile(rb'"pid"\s*:\s*%d(?!\d)' % pid).finditer(chunk, 0, size):
+                    wanted.add(chunk.rfind(b"\n", 0, found.start()) + 1)
+        for start in sorted(wanted):
+            self._line(chunk[start:chunk.find(b"\n", start)], home, alive)
 
     def _line(self, line, home, alive):
         if len(line) > self.max_line_bytes:
             self.stats.oversized += 1
             return
-        if b"LOCAL_PROCESS" not in line:
+        if MARK not in line or b"LOCAL_PROCESS" not in line:
             return
+        found = _PID_RE.search(line)
+        if found is not None and b'-complete"' not in line and not alive(int(found.group(1))):
+            self.stats.not_live += 1  # an event of a process gone already: nothing to keep
+            return
+        self.stats.parsed += 1
         parsed = parse_event(line, home, self._context_cache)
         if parsed is None:
             self.stats.malformed += 1
