@@ -240,8 +240,14 @@ def test_sources_and_contexts():
     assert (rows[107].activity.id, rows[107].via, rows[107].source, rows[107].status) == ("j3", "cru", "cru", "joined")
     assert (rows[150].activity, rows[150].source, rows[150].status) == (None, "cru", "explained")
     assert rows[150].context.project_key == "P"
-    assert (rows[113].status, rows[113].source) == ("explained", "cgroup")
-    assert 113 not in [p.pid for p in joined.orphans]
+    # a kernel no session explains stays an orphan with a cgroup context (every kernel has one), not with a CRU item
+    assert (rows[113].status, rows[113].source, rows[113].context.user) == ("orphan", "cgroup", "carol")
+    assert 113 in [p.pid for p in joined.orphans]
+    cru_kernel = dict(contexts)
+    cru_kernel[113] = Context("cru", "JUPYTER_NOTEBOOK_KERNEL", "P", "carol", {})
+    cru_kernel[114] = cru_kernel[113].inherited(113)
+    rows = _rows(join(snapshot(), inventory(activities), contexts=cru_kernel))
+    assert (rows[113].status, rows[114].status) == ("explained", "explained")
     assert rows[101].source is None and rows[101].status == "unjoined"
     # an item of another instance's audit log does not join this instance's activity
     elsewhere = dict(contexts)

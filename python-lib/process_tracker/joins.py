@@ -44,6 +44,7 @@ which hold verified joins only), and it is not an orphan either (it is nobody's 
 Statuses (`Match.status`):
 - "joined":     an activity explains the process (`via` says how, `source` from where);
 - "explained":  no activity, but DSS's own records (CRU, cgroup, or an ancestor's) say what it is (`context`);
+                for a kernel or a webapp backend only a CRU item does (a cgroup path does not make it DSS's);
 - "unverified": it claims a session's kernel id (or holds its kernelPid) but fails the checks above;
 - "orphan":     a process of an ORPHAN_ROLES role (jupyter_kernel: explained by a notebook session; webapp_backend:
                 by a webapp) that no source explains, while the inventory listed that kind without error. Every
@@ -276,7 +277,7 @@ def join(snapshot: Snapshot, inventory: Inventory, instance: Optional[str] = Non
         if pid in claims and pid not in found and joinable(p):
             statuses[pid] = "unverified"
             continue
-        explained = contexts.get(pid) is not None
+        explained = _explains(p, contexts.get(pid), statuses.get(p.ppid))
         statuses[pid] = _status(p, found.get(pid), failed_kinds, statuses.get(p.ppid), joinable(p), explained)
     _settle_orphan_wrappers(order, tree, statuses)
     rows = tuple(_row(p, found.get(p.pid), statuses.get(p.pid, "not_dss"), contexts.get(p.pid), claims.get(p.pid))
@@ -329,6 +330,17 @@ def _kernel_ids_differ(activity, process):
     listed = (activity.details or {}).get("kernel_id")
     running = process.ids.get("kernel_id")
     return bool(listed and running) and str(listed).lower() != str(running).lower()
+
+
+def _explains(p, ctx, parent_status):
+    """Whether a context (no activity) explains the process. For a kernel or a webapp backend (ORPHAN_ROLES) only
+    a live CRU item does (DSS still tracks it), or its parent's: DSS's cgroups integration places every kernel in
+    a cgroup, so a cgroup path alone would hide every orphan kernel."""
+    if ctx is None:
+        return False
+    if p.role not in ORPHAN_ROLES:
+        return True
+    return ctx.source == "cru" or (ctx.source == "tree" and parent_status == "explained")
 
 
 def _status(p, got, failed_kinds, parent_status, joinable, explained=False):
