@@ -61,8 +61,12 @@ def test_a_reused_pid_and_a_completed_item_do_not_join(tmp_path, sleepers):
     # an item of an older process that had reused's pid an hour before it started
     log.write(start(reused, "old", shift=-3600), start(done, "d"), start(alive, "a"))
     log.write(cru_message("complete", "d", done.pid, done.create_time, JOB, end_time=done.create_time + 5))
-    got = joined(AuditReader([str(tmp_path)]), reused, done, alive)
-    assert set(got) == {alive.pid}
+    log.write(cru_message("complete", "not-kept", alive.pid, 5.0, JOB, end_time=9.0))  # another item's end
+    reader = AuditReader([str(tmp_path)])
+    assert set(joined(reader, reused, done, alive)) == {alive.pid}
+    assert reused.pid not in reader.items  # the stale item is dropped...
+    log.write(cru_message("update", "new", reused.pid, reused.create_time, JOB))
+    assert set(joined(reader, reused, done, alive)) == {alive.pid, reused.pid}  # ...and the new one learnt
 
 
 def test_the_message_is_accepted_at_the_top_level_or_nested(tmp_path, sleepers):
@@ -81,10 +85,11 @@ def test_the_message_is_accepted_at_the_top_level_or_nested(tmp_path, sleepers):
 def test_malformed_and_huge_lines_are_counted_and_skipped(tmp_path, sleepers):
     a, b = sleepers(), sleepers()
     log = AuditLog(str(tmp_path))
-    log.write_raw(b'{"msgType":"compute-resource-usage-start","LOCAL_PROCESS" broken json\n')
+    # lines naming a live pid whose item is not known yet are parsed: these do not parse, and are counted
+    log.write_raw(b'{"msgType":"compute-resource-usage-start","LOCAL_PROCESS","pid":%d broken json\n' % a.pid)
     log.write_raw(b'{"topic":"other","msg":"login"}\n\n')
     log.write_raw(audit_line({"msgType": "compute-resource-usage-start", "computeResourceUsage": {
-        "type": "LOCAL_PROCESS", "id": "x", "startTime": "yesterday", "localProcess": {"pid": "12"}}}))
+        "type": "LOCAL_PROCESS", "id": "x", "startTime": "yesterday", "localProcess": {"pid": a.pid}}}))
     huge = start(a, "huge")
     huge["computeResourceUsage"]["context"]["padding"] = "x" * 300_000
     log.write(huge, start(b, "b"))
@@ -152,7 +157,7 @@ def test_only_live_pids_are_kept_and_the_first_poll_reads_the_tail_only(tmp_path
     size = os.path.getsize(log.path)
     reader = AuditReader([str(tmp_path)], backfill_bytes=size // 2)
     assert joined(reader, a) == {}  # a's start is in the older half, not read back
-    assert reader.items == {} and reader.stats.not_live > 0
+    assert reader.items == {} and reader.stats.parsed == 0  # the dead pids' events were not even parsed
     log.write(cru_message("update", "early", a.pid, a.create_time, JOB))  # DSS's next update repeats it
     assert set(joined(reader, a)) == {a.pid}
     reader.poll(live=set())  # the process is gone: forgotten

@@ -38,7 +38,7 @@ MSG_PREFIX = "compute-resource-usage-"
 PHASES = ("start", "update", "complete")
 AUDIT_SUBDIR = os.path.join("run", "audit")
 _PID_RE = re.compile(rb'"pid"\s*:\s*(\d+)')
-_STARTS_COMPLETES_RE = re.compile(rb'compute-resource-usage-(?:start|complete)"')
+COMPLETE_MARK = b'compute-resource-usage-complete"'
 _KIND_RE = re.compile(r"\A[A-Z][A-Z0-9_]{0,63}\Z")
 _ID_KEY_RE = re.compile(r"\A[a-z][A-Za-z0-9]{0,40}Id\Z")
 _ID_VALUE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-()+@]{0,254}\Z")
@@ -323,16 +323,21 @@ class AuditReader:
             self._lines(buf, end + 1, home, alive)
 
     def _lines(self, chunk, size, home, alive):
-        """The complete lines of `chunk[:size]` (a newline ends it), in bulk: regular expressions over the whole chunk
-        (C speed) find the start and complete events, and the pids named anywhere in it. Only the lines of start
-        and complete events and of live pids without a known item are parsed, in file order: the updates of known
-        items (most of DSS's traffic) never are."""
-        items, wanted = self.items, set()
-        for found in _STARTS_COMPLETES_RE.finditer(chunk, 0, size):
-            wanted.add(chunk.rfind(b"\n", 0, found.start()) + 1)
-        for pid in {int(p) for p in set(_PID_RE.findall(chunk, 0, size))}:
-            if pid not in items and alive(pid):
-                for found in re.compile(rb'"pid"\s*:\s*%d(?!\d)' % pid).finditer(chunk, 0, size):
+        """The complete lines of `chunk[:size]` (a newline ends it), in bulk, at C speed: one regular expression
+        lists the pids the chunk names, one search finds the complete events. Only the lines of live pids without
+        a known item and of complete events are parsed, in file order: the updates of known items (most of DSS's
+        traffic) and the events of dead pids never are. A start of a new item for a pid already known (reused)
+        is learnt from the item's next update, once `match` has dropped the stale item."""
+        items, wanted, find = self.items, set(), chunk.find
+        i = find(COMPLETE_MARK, 0, size)
+        while i >= 0:
+            wanted.add(chunk.rfind(b"\n", 0, i) + 1)
+            i = find(COMPLETE_MARK, i + 1, size)
+        unknown = {pid for pid in {int(p) for p in set(_PID_RE.findall(chunk, 0, size))}
+                   if pid not in items and alive(pid)}
+        if unknown:  # their lines, in one more pass
+            for found in _PID_RE.finditer(chunk, 0, size):
+                if int(found.group(1)) in unknown:
                     wanted.add(chunk.rfind(b"\n", 0, found.start()) + 1)
         for start in sorted(wanted):
             self._line(chunk[start:chunk.find(b"\n", start)], home, alive)
@@ -344,9 +349,15 @@ class AuditReader:
         if MARK not in line or b"LOCAL_PROCESS" not in line:
             return
         found = _PID_RE.search(line)
-        if found is not None and b'-complete"' not in line and not alive(int(found.group(1))):
-            self.stats.not_live += 1  # an event of a process gone already: nothing to keep
-            return
+        if found is not None:
+            pid = int(found.group(1))
+            if b'-complete"' in line:
+                current = self.items.get(pid)
+                if current is None or current.item_id.encode("utf-8", "replace") not in line:
+                    return  # the end of an item not kept: nothing to drop
+            elif not alive(pid):
+                self.stats.not_live += 1  # an event of a process gone already: nothing to keep
+                return
         self.stats.parsed += 1
         parsed = parse_event(line, home, self._context_cache)
         if parsed is None:
@@ -382,11 +393,17 @@ class AuditReader:
         return self.match(snapshot.processes)
 
     def match(self, processes) -> Dict[int, Context]:
+        """{pid: Context} for the processes whose pid and start time match a live item. An item whose pid now
+        belongs to a process started at another time is stale (the pid was reused): it is dropped."""
         out = {}
         for p in processes:
             item = self.items.get(p.pid)
-            if item is not None and abs(item.start_time - p.create_time) <= self.start_tolerance_seconds:
+            if item is None:
+                continue
+            if abs(item.start_time - p.create_time) <= self.start_tolerance_seconds:
                 out[p.pid] = item.context
+            else:
+                del self.items[p.pid]
         return out
 
 
