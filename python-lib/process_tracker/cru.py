@@ -11,16 +11,21 @@ envelope around it is not, so the message is accepted at the top level of a line
 `AuditReader` tails every file of each audit folder from a remembered position per file (device and inode,
 offset, and the file's first bytes to tell a reused inode): a rotated file (renamed) is read to its end under its
 new name, a new file from its start, a truncated or replaced one again from its start. Lines longer than
-`max_line_bytes` are skipped whole (counted); lines that do not parse are counted. It keeps the items of
-LOCAL_PROCESS type whose pid is alive (checked against the snapshot, or /proc), drops an item on its complete
-event, and forgets items whose pid is gone: its memory is bounded by the live processes (and `max_items`).
+`max_line_bytes` are skipped whole (counted); lines it parses and that do not parse are counted. It keeps the
+items of LOCAL_PROCESS type whose pid is alive (checked against the snapshot, or /proc), drops an item on its
+complete event, and forgets items whose pid is gone: its memory is bounded by the live processes (and `max_items`).
+Cost: new data is searched in bulk (C speed) for the pids it names and for complete events; only the lines of live
+pids without a known item and of complete events are parsed, so the updates of known items (most of DSS's traffic)
+and the events of dead pids cost a pass of a regular expression, not a JSON parse (bench/cru.py).
+Audit folders are trusted only when no one else can write them: not world-writable, owned by the unix user of the
+instance's backend when the instance was found from its processes; symbolic links in them are not followed.
 
 Its first poll of a folder reads the last `backfill_bytes` of the newest files only (DSS repeats an item's context
 in every update event; a long-lived item whose last event is older is not known until its next update).
 
 The join (`contexts(snapshot)`): a process gets an item's context when the item has the process's pid, started
 within `start_tolerance_seconds` of the process, and has not completed: a pid reused by a new process does not
-join. Context values are validated (`identifiers`) where they enter; an invalid one is left out.
+join (the stale item is dropped; the new process's item is learnt from its next event). Context values are validated (`identifiers`) where they enter; an invalid one is left out.
 An unreadable folder is a note (`notes`), never an error.
 """
 import json
