@@ -259,3 +259,47 @@ def test_symbolic_links_in_the_audit_folder_are_not_followed(tmp_path, sleepers)
     log = AuditLog(str(tmp_path / "home"))
     os.symlink(str(elsewhere), os.path.join(log.folder, "audit.log.3"))
     assert joined(AuditReader([str(tmp_path / "home")]), a) == {}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_split_of_the_writes_and_rotations_gives_the_same_items(tmp_path, sleepers, seed):
+    """The same events written in random pieces (cut anywhere, even mid-line), with rotations between pieces and
+    polls at random moments, leave the reader with the items a single read gives."""
+    import random
+
+    rng = random.Random(seed)
+    procs = [sleepers() for _ in range(4)]
+    lives = []  # per process: start, updates, and for some a complete; interleaved, each in its own order
+    for n, p in enumerate(procs):
+        item_id, ctx = "i%d" % n, dict(JOB, activityId="a%d" % n)
+        life = [cru_message("start", item_id, p.pid, p.create_time, ctx)]
+        life += [cru_message("update", item_id, p.pid, p.create_time, ctx) for _ in range(rng.randrange(12))]
+        if n % 2:
+            life.append(cru_message("complete", item_id, p.pid, p.create_time, ctx, end_time=p.create_time + 9))
+        lives.append(life)
+    events = []
+    while any(lives):
+        life = rng.choice([life for life in lives if life])
+        events.append(life.pop(0))
+    data = b"".join(audit_line(e) for e in events)
+    once = AuditLog(str(tmp_path / "once"))
+    once.write_raw(data)
+    expected = AuditReader([str(tmp_path / "once")])
+    expected.poll(live={p.pid for p in procs})
+    pieces = AuditLog(str(tmp_path / "pieces"))
+    reader = AuditReader([str(tmp_path / "pieces")])
+    reader.poll(live={p.pid for p in procs})
+    pos = 0
+    while pos < len(data):
+        cut = min(len(data), pos + rng.randrange(1, 400))
+        pieces.write_raw(data[pos:cut])
+        pos = cut
+        if data[pos - 1:pos] == b"\n" and rng.random() < 0.2:
+            pieces.rotate()  # loggers rotate between lines
+        if rng.random() < 0.5:
+            reader.poll(live={p.pid for p in procs})
+    reader.poll(live={p.pid for p in procs})
+    def summary(r):
+        return {pid: (i.item_id, i.context.ids) for pid, i in r.items.items()}
+
+    assert summary(reader) == summary(expected) and len(expected.items) == 2  # the two not completed

@@ -25,7 +25,9 @@ in every update event; a long-lived item whose last event is older is not known 
 
 The join (`contexts(snapshot)`): a process gets an item's context when the item has the process's pid, started
 within `start_tolerance_seconds` of the process, and has not completed: a pid reused by a new process does not
-join (the stale item is dropped; the new process's item is learnt from its next event). Context values are validated (`identifiers`) where they enter; an invalid one is left out.
+join (the stale item is dropped; the new process's item is learnt from its next event). One item is kept per pid:
+if DSS reports several live items for one process, the context is the first one learnt (unconfirmed whether it
+does, e.g. for activities run inside a JEK). Context values are validated (`identifiers`) where they enter; an invalid one is left out.
 An unreadable folder is a note (`notes`), never an error.
 """
 import json
