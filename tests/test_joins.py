@@ -254,3 +254,11 @@ def test_sources_and_contexts():
     elsewhere[107] = Context("cru", "JOB_ACTIVITY", "P", "bob", {"job_id": "j3"}, "/srv/dss2")
     row = _rows(join(snapshot(), inventory(activities), contexts=elsewhere))[107]
     assert (row.activity, row.status, row.source) == (None, "explained", "cru")
+
+
+def test_a_session_whose_only_claimant_is_unverified_is_not_on_this_host():
+    without_kernel = tuple(p for p in PROCESSES if p.pid != 112)
+    spoof = _user(rec(400, 1, "jupyter_kernel", kernel_id=K[2]), "nobody")
+    joined = join(snapshot(without_kernel + (spoof,)), inventory())
+    assert "s2" in {a.id for a in joined.not_on_host}
+    assert joined.for_activity("notebook_session", "s2") == ()
