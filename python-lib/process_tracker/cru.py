@@ -330,49 +330,64 @@ class AuditReader:
             self._lines(buf, end + 1, home, alive)
 
     def _lines(self, chunk, size, home, alive):
-        """The complete lines of `chunk[:size]` (a newline ends it), in bulk, at C speed: one regular expression
-        lists the pids the chunk names, one search finds the complete events. Only the lines of live pids without
-        a known item and of complete events are parsed, in file order: the updates of known items (most of DSS's
-        traffic) and the events of dead pids never are. A start of a new item for a pid already known (reused)
-        is learnt from the item's next update, once `match` has dropped the stale item."""
-        items, wanted, find = self.items, set(), chunk.find
+        """The complete lines of `chunk[:size]` (a newline ends it), in bulk, at C speed: one search finds the
+        complete events, one regular expression lists the pids the chunk names. Parsed: the completes of kept
+        items (in file order), and for each live pid without a known item its events from the latest back, until
+        one of an item not completed since (then the item is live) or the first line. The updates of known items (most of DSS's traffic) and the events of
+        dead pids never are. A start of a new item for a pid already known (reused) is learnt from the item's
+        next event, once `match` has dropped the stale item."""
+        items, completes, find = self.items, [], chunk.find
         i = find(COMPLETE_MARK, 0, size)
         while i >= 0:
-            wanted.add(chunk.rfind(b"\n", 0, i) + 1)
+            completes.append(chunk.rfind(b"\n", 0, i) + 1)
             i = find(COMPLETE_MARK, i + 1, size)
         unknown = {pid for pid in {int(p) for p in set(_PID_RE.findall(chunk, 0, size))}
                    if pid not in items and alive(pid)}
+        lines_of = {}
         if unknown:  # their lines, in one more pass
             for found in _PID_RE.finditer(chunk, 0, size):
-                if int(found.group(1)) in unknown:
-                    wanted.add(chunk.rfind(b"\n", 0, found.start()) + 1)
-        for start in sorted(wanted):
-            self._line(chunk[start:chunk.find(b"\n", start)], home, alive)
+                pid = int(found.group(1))
+                if pid in unknown:
+                    lines_of.setdefault(pid, []).append(chunk.rfind(b"\n", 0, found.start()) + 1)
+        for start in sorted(set(completes)):
+            self._complete(chunk[start:find(b"\n", start)], home, alive)
+        for starts in lines_of.values():
+            ended = set()
+            for start in reversed(starts):  # the latest event of an item of the pid not completed since decides
+                event = self._event(chunk[start:find(b"\n", start)], home)
+                if event is None:
+                    continue
+                phase, item = event
+                if phase == "complete":
+                    ended.add(item.item_id)
+                elif item.item_id not in ended:
+                    self._apply(phase, item, alive)
+                    break
 
-    def _line(self, line, home, alive):
+    def _complete(self, line, home, alive):
+        """A complete event: parsed only when it may end the item kept for its pid."""
+        found = _PID_RE.search(line)
+        current = self.items.get(int(found.group(1))) if found is not None else None
+        if current is None or current.item_id.encode("utf-8", "replace") not in line:
+            return  # the end of an item not kept: nothing to drop
+        event = self._event(line, home)
+        if event is not None:
+            self._apply(event[0], event[1], alive)
+
+    def _event(self, line, home):
+        """(phase, CruItem) of a CRU event line of a LOCAL_PROCESS item, None otherwise (oversized and malformed
+        lines counted)."""
         if len(line) > self.max_line_bytes:
             self.stats.oversized += 1
-            return
+            return None
         if MARK not in line or b"LOCAL_PROCESS" not in line:
-            return
-        found = _PID_RE.search(line)
-        if found is not None:
-            pid = int(found.group(1))
-            if b'-complete"' in line:
-                current = self.items.get(pid)
-                if current is None or current.item_id.encode("utf-8", "replace") not in line:
-                    return  # the end of an item not kept: nothing to drop
-            elif not alive(pid):
-                self.stats.not_live += 1  # an event of a process gone already: nothing to keep
-                return
+            return None
         self.stats.parsed += 1
         parsed = parse_event(line, home, self._context_cache)
         if parsed is None:
             self.stats.malformed += 1
-            return
-        phase, item = parsed
-        if item is not None:
-            self._apply(phase, item, alive)
+            return None
+        return parsed if parsed[1] is not None else None
 
     def _apply(self, phase, item, alive):
         current = self.items.get(item.pid)
