@@ -91,7 +91,7 @@ def measure(mix, snapshot, scanner, procs, args):
         reader = AuditReader([home])
         reader.contexts(snapshot)
         per_sample = int(args.rate * args.interval)
-        scans, reads, sizes = [], [], []
+        scans, reads, sizes, counts = [], [], [], []
         for _ in range(args.reps):
             data = batch(mix, per_sample, procs, counter, rng)
             sizes.append(len(data))
@@ -100,6 +100,7 @@ def measure(mix, snapshot, scanner, procs, args):
             t0 = time.process_time()
             snapshot = scanner.scan()
             scans.append(time.process_time() - t0)
+            counts.append(len(snapshot.processes))
             if mix == "unknown":
                 reader.items.clear()
             t0 = time.process_time()
@@ -108,7 +109,7 @@ def measure(mix, snapshot, scanner, procs, args):
         med = statistics.median
         return {"mix": mix, "events": per_sample, "mb": med(sizes) / 1e6, "scan_ms": med(scans) * 1e3,
                 "reader_ms": med(reads) * 1e3, "ratio": med(reads) / med(scans), "joined": len(got),
-                "items": len(reader.items), "parsed": reader.stats.parsed}
+                "items": len(reader.items), "parsed": reader.stats.parsed, "processes": max(counts)}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -133,9 +134,9 @@ def main(argv=None):
         mixes = tuple(SHARES) if args.mix == "all" else (args.mix,)
         for mix in mixes:
             r = measure(mix, snapshot, scanner, procs, args)
-            print("%-8s %6d events %5.1f MB | scan %6.1f ms | reader %6.1f ms | reader/scan %5.1f%% | joined %d, "
-                  "items %d" % (r["mix"], r["events"], r["mb"], r["scan_ms"], r["reader_ms"], 100 * r["ratio"],
-                                r["joined"], r["items"]), flush=True)
+            print("%-8s %6d events %5.1f MB | scan %6.1f ms (<= %d processes) | reader %6.1f ms | reader/scan %5.1f%% "
+                  "| joined %d, items %d" % (r["mix"], r["events"], r["mb"], r["scan_ms"], r["processes"],
+                                             r["reader_ms"], 100 * r["ratio"], r["joined"], r["items"]), flush=True)
     finally:
         stop_sleepers(nursery, lifeline)
     return 0
