@@ -166,14 +166,15 @@ def maps_for(snapshot, dip_homes: Sequence[str] = ()) -> Tuple[CgroupMap, ...]:
 
 def contexts(snapshot, maps: Sequence[CgroupMap]) -> Dict[int, Context]:
     """{pid: Context} for the DSS processes whose cgroup a template names (their own instance's map first)."""
-    out = {}
+    out, seen = {}, {}  # processes share cgroups: each (path, instance) is matched once
     for p in snapshot.processes:
         if not p.cgroup or p.role == "not_dss":
             continue
-        ordered = sorted(maps, key=lambda m: m.instance != p.instance)
-        ctx = describe(p.cgroup, ordered)
-        if ctx is not None:
-            out[p.pid] = ctx
+        key = (p.cgroup, p.instance)
+        if key not in seen:
+            seen[key] = describe(p.cgroup, sorted(maps, key=lambda m: m.instance != p.instance))
+        if seen[key] is not None:
+            out[p.pid] = seen[key]
     return out
 
 
