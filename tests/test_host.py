@@ -272,7 +272,7 @@ def test_cli_scan_json_all_has_the_documented_shape_and_no_secret(full_fleet):
     kernel = by_pid[full_fleet.pid("kernel-1")]
     for p in doc["processes"]:
         assert set(p) == {"pid", "ppid", "create_time", "role", "label", "user", "instance", "rss_bytes",
-                          "rss_anon_bytes", "pss_bytes", "cpu_percent", "ids"}
+                          "rss_anon_bytes", "pss_bytes", "cpu_percent", "ids", "context"}
     assert kernel["role"] == "jupyter_kernel" and kernel["ids"]["kernel_id"] == KERNEL_IDS["kernel-1"]
     assert kernel["pss_bytes"] is None and kernel["cpu_percent"] is None  # one scan: no CPU figure
     assert by_pid[full_fleet.pid("not-dss-1")]["role"] == "not_dss"

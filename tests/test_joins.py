@@ -133,14 +133,15 @@ def test_a_session_whose_pid_is_a_wrapper_carries_down_the_chain():
 
 
 def test_joins_can_be_restricted_to_one_instance():
-    other = rec(300, 101, "jupyter_kernel", kernel_id=K[8], instance="/srv/dss2")
+    other = (rec(299, 1, "jupyter_server", instance="/srv/dss2"),
+             rec(300, 299, "jupyter_kernel", kernel_id=K[8], instance="/srv/dss2"))
     activities = ACTIVITIES + (act("notebook_session", "s8", kernel_id=K[8]),)
-    joined = join(snapshot(PROCESSES + (other,)), inventory(activities), instance=D)
+    joined = join(snapshot(PROCESSES + other), inventory(activities), instance=D)
     rows = _rows(joined)
     assert rows[300].activity is None and rows[300].status == "unjoined"
     assert "s8" in {a.id for a in joined.not_on_host}
     assert rows[111].activity.id == "s1"
-    everything = _rows(join(snapshot(PROCESSES + (other,)), inventory(activities)))
+    everything = _rows(join(snapshot(PROCESSES + other), inventory(activities)))
     assert everything[300].activity.id == "s8"
 
 
@@ -155,3 +156,109 @@ def test_a_parent_cycle_in_a_racy_snapshot_does_not_hang():
 def test_empty_inputs():
     joined = join(snapshot(()), inventory(()))
     assert joined.rows == joined.matches == joined.orphans == joined.pool == joined.not_on_host == ()
+
+
+# ---- verified session joins (issue 10, finding 5) --------------------------------------------------------------
+def _user(record, user):
+    from dataclasses import replace
+
+    return replace(record, user=user)
+
+
+def test_a_kernel_id_claim_outside_the_jupyter_server_is_unverified_and_never_charged():
+    spoof = _user(rec(400, 1, "jupyter_kernel", kernel_id=K[2]), "nobody")  # claims s2's kernel id
+    spoof_child = rec(401, 400, "jupyter_kernel")
+    joined = join(snapshot(PROCESSES + (spoof, spoof_child)), inventory())
+    rows = _rows(joined)
+    assert (rows[400].status, rows[400].activity, rows[400].claim.id) == ("unverified", None, "s2")
+    assert (rows[401].status, rows[401].activity, rows[401].claim.id) == ("unverified", None, "s2")
+    assert [m.process.pid for m in joined.unverified] == [400, 401]
+    assert sorted(m.process.pid for m in joined.for_activity("notebook_session", "s2")) == [112]
+    assert 400 not in {p.pid for p in joined.orphans} and rows[112].verified and not rows[400].verified
+
+
+def test_a_kernel_inside_another_kernel_cannot_claim_a_session():
+    """Bob's kernel (same unix user without UIF) starts a kernel with alice's id: it is not the server's child."""
+    inner = rec(402, 111, "jupyter_kernel", kernel_id=K[2])
+    rows = _rows(join(snapshot(PROCESSES + (inner,)), inventory()))
+    # not s2's kernel; as a child of s1's kernel it is s1's process (the tree), and s2 is not charged with it
+    assert (rows[402].activity.id, rows[402].via, rows[402].claim.id) == ("s1", "ancestor", "s2")
+
+
+def test_the_unix_user_must_be_the_sessions_unix_owner_else_the_servers():
+    uif = (rec(500, 110, "jupyter_kernel", link=True), rec(501, 500, "jupyter_kernel", link=True),
+           _user(rec(502, 501, "jupyter_kernel", kernel_id=K[9]), "dssuser1"))
+    owned = act("notebook_session", "s9", kernel_id=K[9])
+    # the kernel runs as dssuser1, the Jupyter server as dataiku
+    for owner, expected in ((None, "unverified"), ("dssuser1", "joined"), ("alice", "unverified")):
+        session = owned if owner is None else act_owner(owned, owner)
+        rows = _rows(join(snapshot(PROCESSES + uif), inventory(ACTIVITIES + (session,))))
+        assert rows[502].status == rows[500].status == expected, owner
+        # a session whose kernelPid is the sudo wrapper: the wrapped kernel's user is what is checked
+        by_pid = _rows(join(snapshot(PROCESSES + uif), inventory((act_owner(
+            act("notebook_session", "s9", pid=500), owner),))))
+        assert by_pid[500].status == expected, owner
+
+
+def act_owner(activity, owner):
+    from dataclasses import replace
+
+    details = dict(activity.details)
+    if owner:
+        details["unix_owner"] = owner
+    return replace(activity, details=details)
+
+
+def test_a_kernel_of_the_servers_own_unix_user_is_verified_whatever_the_session_says():
+    """Without UIF, kernels run as the DSS unix user; what sessionUnixOwner then holds is unconfirmed."""
+    rows = _rows(join(snapshot(), inventory((act_owner(act("notebook_session", "s2", kernel_id=K[2]), "alice"),))))
+    assert rows[112].status == "joined"
+
+
+def test_a_kernel_under_another_instances_server_or_unreadable_user_is_unverified():
+    other_server = rec(600, 1, "jupyter_server", instance="/srv/dss2")
+    cross = rec(601, 600, "jupyter_kernel", kernel_id=K[9])  # instance D, under dss2's server
+    unreadable = _user(rec(602, 110, "jupyter_kernel", kernel_id=K[8]), None)
+    activities = ACTIVITIES + (act("notebook_session", "s9", kernel_id=K[9]),
+                               act("notebook_session", "s8", kernel_id=K[8]))
+    rows = _rows(join(snapshot(PROCESSES + (other_server, cross, unreadable)), inventory(activities)))
+    assert rows[601].status == rows[602].status == "unverified"
+
+
+def test_sources_and_contexts():
+    from process_tracker.context import Context
+
+    contexts = {
+        150: Context("cru", "ANALYSIS_ML_TRAIN", "P", "alice", {"analysis_id": "a1"}),  # no activity: explained
+        107: Context("cru", "JOB_ACTIVITY", "P", "bob", {"job_id": "j3"}),  # names a listed job: cru join
+        113: Context("cgroup", "jupyterKernels", "P", "carol", {}),  # an orphan kernel DSS's cgroup explains
+    }
+    activities = ACTIVITIES + (act("job", "j3"),)
+    joined = join(snapshot(), inventory(activities), contexts=contexts)
+    rows = _rows(joined)
+    assert (rows[111].source, rows[103].source, rows[121].source) == ("api", "tree", "tree")
+    assert (rows[107].activity.id, rows[107].via, rows[107].source, rows[107].status) == ("j3", "cru", "cru", "joined")
+    assert (rows[150].activity, rows[150].source, rows[150].status) == (None, "cru", "explained")
+    assert rows[150].context.project_key == "P"
+    # a kernel no session explains stays an orphan with a cgroup context (every kernel has one), not with a CRU item
+    assert (rows[113].status, rows[113].source, rows[113].context.user) == ("orphan", "cgroup", "carol")
+    assert 113 in [p.pid for p in joined.orphans]
+    cru_kernel = dict(contexts)
+    cru_kernel[113] = Context("cru", "JUPYTER_NOTEBOOK_KERNEL", "P", "carol", {})
+    cru_kernel[114] = cru_kernel[113].inherited(113)
+    rows = _rows(join(snapshot(), inventory(activities), contexts=cru_kernel))
+    assert (rows[113].status, rows[114].status) == ("explained", "explained")
+    assert rows[101].source is None and rows[101].status == "unjoined"
+    # an item of another instance's audit log does not join this instance's activity
+    elsewhere = dict(contexts)
+    elsewhere[107] = Context("cru", "JOB_ACTIVITY", "P", "bob", {"job_id": "j3"}, "/srv/dss2")
+    row = _rows(join(snapshot(), inventory(activities), contexts=elsewhere))[107]
+    assert (row.activity, row.status, row.source) == (None, "explained", "cru")
+
+
+def test_a_session_whose_only_claimant_is_unverified_is_not_on_this_host():
+    without_kernel = tuple(p for p in PROCESSES if p.pid != 112)
+    spoof = _user(rec(400, 1, "jupyter_kernel", kernel_id=K[2]), "nobody")
+    joined = join(snapshot(without_kernel + (spoof,)), inventory())
+    assert "s2" in {a.id for a in joined.not_on_host}
+    assert joined.for_activity("notebook_session", "s2") == ()

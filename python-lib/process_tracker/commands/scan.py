@@ -1,7 +1,8 @@
 """`process-tracker scan`: the DSS processes of this host by role, with their memory. Needs no DSS connection.
 
 Default: a table grouped by role (count, RssAnon, RSS, CPU) with the top processes of each role (pid, label,
-user, RssAnon, RSS). `--json`: `host.snapshot_to_json` (processes, roles, stats). `--all` adds the
+user, RssAnon, RSS). `--json`: `host.snapshot_to_json` (processes, roles, stats), each process with its `context`
+from DSS's own records (`context.snapshot_to_json`: CRU events, cgroup paths, the tree). `--all` adds the
 processes that are not DSS's (left out by default). `--pss` also reads PSS/USS (slower; same user or root).
 `--interval S` scans twice, S seconds apart, so that CPU percentages are measured (otherwise null).
 """
@@ -32,7 +33,8 @@ def register(subparsers):
 
 def run(args, make_client=None, out=None):
     """Scan and print. `make_client` is unused: the scan reads the host only."""
-    from ..host import Scanner, snapshot_to_json
+    from .. import context
+    from ..host import Scanner
 
     out = out or sys.stdout
     if args.top < 0:
@@ -45,7 +47,7 @@ def run(args, make_client=None, out=None):
         time.sleep(args.interval)
         snapshot = scanner.scan()
     if args.json:
-        out.write(json.dumps(snapshot_to_json(snapshot, include_not_dss=args.all), sort_keys=True) + "\n")
+        out.write(json.dumps(context.snapshot_to_json(snapshot, include_not_dss=args.all), sort_keys=True) + "\n")
     else:
         text = format_table(snapshot, include_not_dss=args.all, top=args.top, pss=bool(args.pss))
         out.write(fit_to_terminal(text, out))
