@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/vermin --no-tips --violations --eval-annotations -t=3.9- $(PLUGIN_CODE)
 
 test: $(STAMP) chromium lint
+	@bash dev/ensure-prometheus.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
