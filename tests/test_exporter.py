@@ -282,3 +282,19 @@ def test_the_loops_stop_when_asked(fleet):
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_a_scrape_between_scans_serves_the_same_bytes_in_the_format_asked(fleet, served):
+    exporter = Exporter(ExporterOptions(dss_datadirs=(fleet.dip_home,)))
+    exporter.scan_once()
+    url = served(exporter) + "/metrics"
+    first, second = (requests.get(url, timeout=10) for _ in range(2))
+    assert first.content == second.content and first.headers["Content-Type"].startswith("text/plain")
+    om = requests.get(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=10)
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text") and om.text.endswith("# EOF\n")
+    zipped = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.content == first.content  # requests inflates
+    exporter.scan_once()
+    assert b"process_tracker_exporter_scans_total 2.0" in requests.get(url, timeout=10).content
+    only = requests.get(url + "?name[]=dss_processes", timeout=10).text
+    assert "dss_processes{" in only and "process_tracker_exporter_scans_total" not in only

@@ -7,11 +7,13 @@
 A scrape costs no scan: the scan loop (host.Scanner, every `scan_interval_seconds`) and the listing loop
 (activities.list_activities, every `listing_interval_seconds`, only with DSS) each rebuild the metric families
 (metrics.py) once and swap them in under a lock; the collector hands the last families to prometheus_client,
-which writes the exposition. A failing scan or listing is counted (the previous data is served) and logged in one
+which writes the exposition, once per rebuild and format (text or OpenMetrics, gzipped or not): later scrapes
+copy those bytes. A failing scan or listing is counted (the previous data is served) and logged in one
 line; the loops never die from one.
 """
 import base64
 import binascii
+import gzip
 import hmac
 import logging
 import socket
@@ -24,6 +26,7 @@ from typing import Callable, Optional, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from . import metrics
 from .errors import ConfigError, ProcessTrackerError
@@ -79,6 +82,7 @@ class Exporter:
                                   max_activity_series=options.max_activity_series)
         self._snapshot = None
         self._families = metrics.families(self._view)
+        self.generation = 0  # +1 at every rebuild of the families (the HTTP side caches its output per generation)
 
     @property
     def lists_dss(self):
@@ -90,7 +94,7 @@ class Exporter:
             return list(self._families)
 
     def describe(self):
-        return []  # registered without a describe-time collect (the families are built by the loops)
+        return self.collect()  # every family exists from the start (empty until a scan): the names are known
 
     def series_count(self):
         with self._lock:
@@ -172,6 +176,7 @@ class Exporter:
             view = replace(change(self._view), now=self._clock())
             built = metrics.families(view)
             self._view, self._families = view, built
+            self.generation += 1
 
     # -- health and loops -------------------------------------------------------------------------------------
     def health(self):
@@ -248,13 +253,36 @@ def _authorized(environ, user, password):
     return hmac.compare_digest(given_password.encode(), password.encode()) and ok_user
 
 
+class _Exposition:
+    """The exposition of one generation of families, per content type and compression, written once: a scrape
+    between two scans only copies bytes (the exporter's own process_* figures are as of that first write)."""
+
+    def __init__(self, exporter, registry):
+        self._exporter, self._registry = exporter, registry
+        self._lock = threading.Lock()
+        self._cache = {}
+
+    def body(self, accept, accept_encoding):
+        encoder, content_type = choose_encoder(accept)
+        compress = gzip_accepted(accept_encoding)
+        key, generation = (content_type, compress), self._exporter.generation
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None or cached[0] != generation:
+                output = encoder(self._registry)
+                cached = self._cache[key] = (generation, gzip.compress(output) if compress else output)
+        headers = [("Content-Type", content_type)] + ([("Content-Encoding", "gzip")] if compress else [])
+        return headers, cached[1]
+
+
 def make_app(exporter: Exporter, options: ServeOptions, registry=None):
     """The WSGI app: /healthz (no auth, no data), /metrics and / (prometheus_client's exposition)."""
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(exporter)
         ProcessCollector(registry=registry)  # the exporter's own CPU and memory: process_* metrics
-    metrics_app = make_wsgi_app(registry)
+    metrics_app = make_wsgi_app(registry)  # OPTIONS, name[] filters: prometheus_client as is
+    exposition = _Exposition(exporter, registry)
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")
@@ -269,6 +297,10 @@ def make_app(exporter: Exporter, options: ServeOptions, registry=None):
         if path not in ("/metrics", "/"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: /metrics, /healthz\n"]
+        if environ.get("REQUEST_METHOD") == "GET" and not environ.get("QUERY_STRING"):
+            headers, body = exposition.body(environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"))
+            start_response("200 OK", headers + [("Content-Length", str(len(body)))])
+            return [body]
         return metrics_app(environ, start_response)
 
     return app
