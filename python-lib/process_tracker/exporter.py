@@ -158,17 +158,23 @@ class Exporter:
             if self._client is None:
                 self._client = self._make_client()
             inventory = list_activities(self._client, now=self._clock())
-        except (ProcessTrackerError, OSError) as exc:
-            logger.warning("listing DSS activities failed: %s", exc)
-            self._update(lambda v: replace(v, counters=replace(
-                v.counters, listings=v.counters.listings + 1, listing_errors=v.counters.listing_errors + 1)))
-            return False
-        failed = 1 if inventory.errors else 0
-        if failed:
+        except Exception as exc:  # noqa: BLE001 - one failed listing is a counter and a log line, not a dead loop
+            shown = exc if isinstance(exc, ProcessTrackerError) else exc.__class__.__name__  # translated: safe text
+            logger.warning("listing DSS activities failed: %s", shown)
+            inventory = None
+        failed = 1 if inventory is None or inventory.errors else 0
+        if inventory is not None and inventory.errors:
             logger.warning("listing DSS activities: %d failing call(s)", len(inventory.errors))
         snapshot = self._snapshot
-        self._update(lambda v: replace(v, inventory=inventory, joined=self._join(snapshot, inventory), counters=replace(
-            v.counters, listings=v.counters.listings + 1, listing_errors=v.counters.listing_errors + failed)))
+
+        def apply(view):
+            counters = replace(view.counters, listings=view.counters.listings + 1,
+                               listing_errors=view.counters.listing_errors + failed)
+            if inventory is None:
+                return replace(view, counters=counters)
+            return replace(view, inventory=inventory, joined=self._join(snapshot, inventory), counters=counters)
+
+        self._update(apply)
         return not failed
 
     def _update(self, change):
