@@ -1,8 +1,8 @@
 """The exporter's cost side by side with Debian's prometheus-process-exporter, in one run, on the same processes.
 
 Setup: 2,000 DSS-shaped sleepers (forked under four "nursery" processes, one per role marker: JEK, FEK, CAK and
-event server JVM command lines with `-Ddku.<role>` and a `<DIP_HOME>/bin` classpath; they exit when this
-script's lifeline pipe closes). Then, both started at once:
+event server JVM command lines with `-Ddku.<role>` and a `<DIP_HOME>/bin` classpath, comm `java`; they exit when
+this script's lifeline pipe closes). Then, both started at once:
 - `process-tracker exporter --no-dss --scan-interval S` (scans on its own interval, serves the last scan);
 - `prometheus-process-exporter` with a config grouping the same processes by the same markers (cmdline
   regexes `-Ddku\\.jek`, ...), `-gather-smaps=false -threads=false` by default (the closest to what
@@ -29,11 +29,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python-lib"))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import psutil  # noqa: E402
 import requests  # noqa: E402
-from scan import NURSERY  # noqa: E402
 
 from process_tracker.host import Scanner  # noqa: E402
 
@@ -43,6 +41,22 @@ ROLES = {  # role -> (marker, main class): JVM command lines as DSS starts them
     "cak": ("-Ddku.cak", "com.dataiku.dip.dataflow.streaming.slave.DSSCAKernelMain"),
     "eventserver": ("-Ddku.eventserver", "com.dataiku.dip.eventsserver.EventServerMain"),
 }
+# forks `count` sleepers named `java` (comm, as a JVM's) that exit when the lifeline pipe closes
+NURSERY = r"""
+import ctypes, os, sys
+lifeline, ready, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    if os.fork() == 0:
+        os.close(ready)
+        ctypes.CDLL(None).prctl(15, b"java", 0, 0, 0)  # PR_SET_NAME
+        os.read(lifeline, 1)
+        os._exit(0)
+os.write(ready, b"ok")
+os.close(ready)
+os.read(lifeline, 1)
+for _ in range(count):
+    os.wait()
+"""
 CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")
 PE = shutil.which("prometheus-process-exporter")
 
@@ -196,7 +210,12 @@ def main(argv=None):
         return 1
     load = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="pt-bench-exporter-")
-    nurseries, lifeline = spawn(args.processes, os.path.join(tmp, "dss_data"))
+    dss_dir = os.path.join(tmp, "dss_data")
+    os.makedirs(os.path.join(dss_dir, "install-support"))  # what a DSS data directory holds
+    os.makedirs(os.path.join(dss_dir, "bin"))
+    with open(os.path.join(dss_dir, "bin", "env-default.sh"), "w") as f:
+        f.write("export DIP_HOME=%s\n" % dss_dir)
+    nurseries, lifeline = spawn(args.processes, dss_dir)
     born = time.monotonic()
     procs = {}
     try:
