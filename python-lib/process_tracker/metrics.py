@@ -107,12 +107,13 @@ def family(name):
     return GaugeMetricFamily(name, doc, labels=labels)
 
 
-def datadir(record):
-    return record.instance or ""
-
-
 def label(value):
+    """A label value from host- or DSS-provided text: control characters escaped, bounded."""
     return safe_text(value, LABEL_CHARS) if value else ""
+
+
+def datadir(record):
+    return label(record.instance)
 
 
 def role_families(records, cpu_seconds):
@@ -209,7 +210,7 @@ def activity_families(view):
     totals = activity_totals(view.joined, view.records, view.now)
     ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))
     top, rest = ranked[:view.max_activity_series], ranked[view.max_activity_series:]
-    directory = view.listing_datadir
+    directory = label(view.listing_datadir)
     for (project, kind, name, user), (rss, idle_seconds) in top:
         key = [directory, project, kind, name, user]
         memory.add_metric(key, rss)
@@ -284,7 +285,7 @@ def families(view: View) -> list:
     activity, folded = activity_families(view)
     return (role_families(view.records, view.counters.cpu_seconds) + jvm_families(view.records)
             + orphan_families(view.joined, view.records) + activity
-            + inventory_families(view.inventory, view.listing_datadir)
+            + inventory_families(view.inventory, label(view.listing_datadir))
             + cgroup_families(view.cgroups, view.counters.oom_kills) + self_families(view, folded))
 
 
