@@ -180,3 +180,11 @@ def history_view(source: PrometheusHistory, window: str, node: Optional[str] = N
         "source": "prometheus",
         "node": node,
     }
+
+
+def nodes_view(source: Optional[PrometheusHistory]) -> Dict[str, object]:
+    """The /api/nodes body: `{"source": "prometheus", "nodes": [{"node", "up", "dss_datadirs"}]}`, or
+    `{"source": "sqlite", "nodes": []}` when no Prometheus is configured (the page then shows no node selector)."""
+    if source is None:
+        return {"source": "sqlite", "nodes": []}
+    return {"source": "prometheus", "nodes": source.nodes()}
