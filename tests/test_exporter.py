@@ -210,6 +210,18 @@ def test_healthz_and_unknown_paths(served):
     assert requests.get(url + "/nothing", timeout=10).status_code == 404
 
 
+def test_healthz_fails_when_the_last_good_scan_is_old(served):
+    now = [1_000_000.0]
+    exporter = Exporter(ExporterOptions(scan_interval_seconds=15), clock=lambda: now[0])
+    exporter.scan_once()
+    url = served(exporter) + "/healthz"
+    now[0] += 44  # within 3 intervals
+    assert requests.get(url, timeout=10).status_code == 200
+    now[0] += 17  # 61 s: past 3 intervals and a minute
+    r = requests.get(url, timeout=10)
+    assert (r.status_code, r.text) == (503, "last scan 61 s ago\n")
+
+
 def _certificate(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",

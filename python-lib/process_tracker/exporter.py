@@ -35,7 +35,8 @@ from .host import Scanner, ScanOptions
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9101
-HEALTHY_AFTER_INTERVALS = 3  # /healthz fails when the last good scan is older than this many intervals
+HEALTHY_AFTER_INTERVALS = 3  # /healthz fails when the last good scan is older than this many intervals,
+HEALTHY_AFTER_SECONDS = 60.0  # and than this (a scan of a busy host may take longer than a short interval)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Exporter:
         self._make_client = make_client
         self._client = None
         self._clock = clock
-        self._scanner = Scanner(options.scan)
+        self._scanner = Scanner(options.scan, clock=clock)
         self._lock = threading.Lock()
         self._view = metrics.View(now=clock(), listing_datadir=options.listing_datadir or "",
                                   max_activity_series=options.max_activity_series)
@@ -186,13 +187,13 @@ class Exporter:
 
     # -- health and loops -------------------------------------------------------------------------------------
     def health(self):
-        """(healthy, message): healthy while the last scan is recent."""
+        """(healthy, message): healthy while the last good scan is recent (3 intervals, at least a minute)."""
         with self._lock:
             at = self._view.last_scan_at
         if at is None:
             return False, "no scan yet"
         age = self._clock() - at
-        if age > HEALTHY_AFTER_INTERVALS * self.options.scan_interval_seconds:
+        if age > max(HEALTHY_AFTER_INTERVALS * self.options.scan_interval_seconds, HEALTHY_AFTER_SECONDS):
             return False, "last scan %.0f s ago" % age
         return True, "ok"
 
