@@ -11,7 +11,8 @@ this script's lifeline pipe closes). Then, both started at once:
 Both are scraped every S seconds (15 in production; `--interval`, default 5, to keep the run under ~70 s)
 during a window that starts once the sleepers are older than the scanner's young age (steady state).
 Reported: CPU seconds per minute of each exporter process over the window, series count, then scrape latency
-p50/p95 over `--latency-scrapes` back-to-back scrapes of each; finally, in this process, a steady
+p50/p95 over the window's scrapes and `--latency-scrapes` more at random moments (process-exporter: 3 more,
+each of its scrapes being a scan); finally, in this process, a steady
 `Scanner.scan()` vs a bare `psutil.process_iter` pass (ppid, create_time, cpu_times, memory_info, status) vs a
 pure-Python read of /proc/<pid>/{stat,status} for every pid (the floor), medians of `--reps`.
 
@@ -150,10 +151,16 @@ def exporter_window(procs, urls, interval, window):
 
 
 def latencies(urls, n, times):
-    """p50/p95 over the window's scrapes plus `n` back-to-back scrapes of each exporter."""
+    """p50/p95 over the window's scrapes plus `n` more of each exporter at random moments (0-0.5 s apart), so
+    that scrapes fall at every phase of process-tracker's scan loop, as Prometheus's do. process-exporter gets at
+    most 3 more (each of its scrapes is a scan)."""
+    import random
+
+    rng = random.Random(14)
     out = {name: list(times[name]) for name in urls}
-    for _ in range(n):
-        for name, url in urls.items():
+    for name, url in urls.items():
+        for _ in range(n if name == "process-tracker" else min(n, 3)):
+            time.sleep(rng.uniform(0.0, 0.5))
             out[name].append(scrape(url)[0])
     return {name: (statistics.median(v), sorted(v)[max(int(round(len(v) * 0.95)) - 1, 0)], len(v))
             for name, v in out.items()}
@@ -201,7 +208,7 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=5.0, help="scan and scrape interval, s (production: 15)")
     parser.add_argument("--window", type=float, default=30.0, help="measurement window, s")
-    parser.add_argument("--latency-scrapes", type=int, default=10)
+    parser.add_argument("--latency-scrapes", type=int, default=40)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--pe-defaults", action="store_true", help="process-exporter with smaps and threads on")
     args = parser.parse_args(argv)
