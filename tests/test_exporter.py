@@ -310,3 +310,17 @@ def test_a_scrape_between_scans_serves_the_same_bytes_in_the_format_asked(fleet,
     assert b"process_tracker_exporter_scans_total 2.0" in requests.get(url, timeout=10).content
     only = requests.get(url + "?name[]=dss_processes", timeout=10).text
     assert "dss_processes{" in only and "process_tracker_exporter_scans_total" not in only
+
+
+def test_a_taken_port_is_one_line_naming_listen_and_restores_the_process_state(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        before = (signal.getsignal(signal.SIGTERM), sys.getswitchinterval())
+        assert cli.main(["exporter", "--no-dss", "--listen", "127.0.0.1:%d" % port]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("process-tracker: error: listen: cannot listen on 127.0.0.1:%d" % port), err
+    assert (signal.getsignal(signal.SIGTERM), sys.getswitchinterval()) == before
