@@ -55,6 +55,7 @@ lint: $(STAMP)
 
 # The full suite on the pinned 15.x client, then the DSS-facing suites on each old client; a summary at the end.
 test: $(STAMP) chromium lint $(OLD_STAMPS)
+	@bash dev/ensure-prometheus.sh
 	@bash dev/test_matrix.sh "$(PY)" "$(DSS_API_TESTS)" $(OLD_MAJORS) -- $(PYTEST_ARGS)
 
 test-clients: $(OLD_STAMPS)

@@ -2,7 +2,8 @@
 takes the parsed args and a `dss.get_client`-like factory. Add a command by adding a module name here."""
 import importlib
 
-COMMAND_MODULES = ("activities", "kill_kernels", "abort_tasks", "abort_jobs", "stop_services", "install_cleanup", "scan")
+COMMAND_MODULES = ("activities", "kill_kernels", "abort_tasks", "abort_jobs", "stop_services", "install_cleanup", "scan",
+                   "exporter")
 
 
 def load():
