@@ -242,7 +242,7 @@ def _apis(api_client):
     return client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
 
 
-def _failure(exc):
+def client_failure(exc):
     """(HTTP status or None, readable message, unreachable?) for an exception from the kubernetes client."""
     from kubernetes.client.exceptions import ApiException
 
@@ -257,7 +257,7 @@ def _failure(exc):
     return None, safe_text("%s: %s" % (type(exc).__name__, exc), 300), True
 
 
-def _is_client_failure(exc):
+def is_client_failure(exc):
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
@@ -275,7 +275,7 @@ def _selector(settings):
     return INSTALL_ID_LABEL
 
 
-def _timeout(settings):
+def request_timeout(settings):
     return (min(5.0, settings.timeout_seconds), settings.timeout_seconds)
 
 
@@ -286,7 +286,7 @@ def _list_pages(core, namespace, selector, settings):
 
     items, token, restarted = [], None, False
     for _ in range(MAX_PAGES):
-        kwargs = {"label_selector": selector, "limit": settings.page_size, "_request_timeout": _timeout(settings),
+        kwargs = {"label_selector": selector, "limit": settings.page_size, "_request_timeout": request_timeout(settings),
                   "_preload_content": False}
         if token:
             kwargs["_continue"] = token
@@ -322,16 +322,16 @@ def _read_metrics(custom, scopes, selector, settings):
     """({(namespace, name): (memory bytes, cpu cores)}, notes, complete?) from metrics.k8s.io/v1beta1 pods."""
     usage, notes, complete = {}, [], True
     for ns in scopes:
-        kwargs = {"label_selector": selector, "_request_timeout": _timeout(settings)}
+        kwargs = {"label_selector": selector, "_request_timeout": request_timeout(settings)}
         try:
             if ns is None:
                 doc = custom.list_cluster_custom_object("metrics.k8s.io", "v1beta1", "pods", **kwargs)
             else:
                 doc = custom.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", ns, "pods", **kwargs)
         except Exception as exc:
-            if not _is_client_failure(exc):
+            if not is_client_failure(exc):
                 raise
-            status, message, _unreachable = _failure(exc)
+            status, message, _unreachable = client_failure(exc)
             complete = False
             if status == 404:
                 notes.append("the metrics API (metrics.k8s.io) is not served (is metrics-server installed?): "
@@ -373,9 +373,9 @@ def list_pods(api_client, settings: PodSettings, now: Optional[float] = None) ->
         try:
             raw.extend(_list_pages(core, ns, selector, settings))
         except Exception as exc:
-            if not (_is_client_failure(exc) or isinstance(exc, ValueError)):
+            if not (is_client_failure(exc) or isinstance(exc, ValueError)):
                 raise
-            status, message, unreachable = _failure(exc)
+            status, message, unreachable = client_failure(exc)
             if unreachable and not isinstance(exc, ValueError):
                 notes.append("the Kubernetes cluster did not answer: %s" % message)
                 return PodListing(now, (), tuple(errors), tuple(notes), reachable=False, memory_source=MEMORY_FROM_SPEC)
@@ -519,4 +519,29 @@ def by_node(pods) -> Dict[str, List[PodRecord]]:
     out: Dict[str, List[PodRecord]] = {}
     for p in pods:
         out.setdefault(p.node or "unscheduled", []).append(p)
+    return out
+
+
+def with_pods(snapshot, pods):
+    """A host.Snapshot with the pods added to its processes and role totals: what the history, the charts and
+    the exporter take. The scan's own stats are the host's (pods are not scanned)."""
+    from dataclasses import replace
+
+    from .host import role_totals
+
+    processes = tuple(snapshot.processes) + tuple(pods)
+    return replace(snapshot, processes=processes, roles=role_totals(processes))
+
+
+def pod_to_json(p: PodRecord) -> Dict[str, object]:
+    """The documented JSON of one pod: host.process_to_json's keys (pid synthetic, negative) plus where it runs,
+    its phase, requests, limits and where its memory figure comes from."""
+    from .host import process_to_json
+
+    out = process_to_json(p)
+    out.update({"where": p.where, "namespace": p.namespace, "pod": p.pod_name, "node": p.node, "phase": p.phase,
+                "execution_type": p.execution_type, "labels": dict(p.labels), "memory_source": p.memory_source,
+                "memory_request_bytes": p.memory_request_bytes, "memory_limit_bytes": p.memory_limit_bytes,
+                "cpu_request_cores": p.cpu_request_cores, "cpu_limit_cores": p.cpu_limit_cores,
+                "age_seconds": p.age_seconds})
     return out
