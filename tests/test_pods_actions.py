@@ -170,3 +170,47 @@ def test_a_namespace_outside_the_configured_ones_is_refused(both):
     settings = pods.PodSettings(allow_delete=True, namespaces=("dss-apps",))
     got = pod_actions.delete_orphan_pod(k8s.api_client("admin-token"), settings, match, apply=True, is_admin=True)
     assert got.outcome == "refused" and "not one of the configured namespaces" in got.message
+
+
+def test_dss_recheck_lists_again_just_before_deleting(both):
+    dss, k8s = both
+    match = _joined(dss, k8s)["dataiku-exec-remote-notebook-gone"]
+    api = k8s.api_client("admin-token")
+    # meanwhile DSS starts listing a session of dave's in that project: the pod is no longer an orphan
+    dss.extend({"users": [{"login": "dave", "groups": ["data_scientists"], "apiKeys": ["dave-key"]}],
+                "projects": [{"projectKey": "CHURN", "notebooks": [
+                    {"name": "late", "sessions": [{"creator": "dave", "sessionId": "s-dave-1"}]}]}]})
+    spared = pod_actions.delete_orphan_pod(api, OPT_IN, match, apply=True, is_admin=True,
+                                           recheck=pod_actions.dss_recheck(dss.client()))
+    assert spared.outcome == "refused" and "no longer an orphan" in spared.message and _deletes(k8s) == []
+
+
+def test_dss_recheck_confirms_a_real_orphan(both):
+    dss, k8s = both
+    match = _joined(dss, k8s)["dataiku-exec-remote-notebook-gone"]
+    done = pod_actions.delete_orphan_pod(k8s.api_client("admin-token"), OPT_IN, match, apply=True, is_admin=True,
+                                         recheck=pod_actions.dss_recheck(dss.client()))
+    assert done.outcome == "deleted" and len(_deletes(k8s)) == 1
+
+
+def test_pod_rows_for_tables_and_json(both):
+    dss, k8s = both
+    inventory = activities.list_activities(dss.client())
+    listing = pods.list_pods(k8s.api_client(), pods.PodSettings())
+    rows = {r["pod"]: r for r in pod_joins.pod_rows(pod_joins.join_pods(listing.pods, inventory))}
+    kernel = rows["dataiku-exec-remote-notebook-q7w8"]
+    assert kernel["activity"]["kind"] == "notebook_session" and kernel["project"] == "CHURN"
+    assert kernel["where"] == "k8s/node-1" and kernel["status"] == "joined" and kernel["pid"] < 0
+    gone = rows["dataiku-exec-remote-notebook-gone"]
+    assert gone["activity"] is None and gone["project"] == "churn" and gone["status"] == "orphan"
+
+
+def test_the_treemap_groups_pods_by_node(both):
+    from process_tracker import charts
+
+    _dss, k8s = both
+    k8s.add(dss_pod("exec-recipe-2", execution_type="JOB_ACTIVITY", project_key="CHURN", node="node-2"))
+    listing = pods.list_pods(k8s.api_client(), pods.PodSettings())
+    fig = charts.treemap(pods.for_treemap(listing.pods))
+    tops = [label for label, parent in zip(fig["data"][0]["labels"], fig["data"][0]["parents"]) if parent == ""]
+    assert sorted(tops) == ["k8s/node-1", "k8s/node-2"]

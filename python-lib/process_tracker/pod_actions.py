@@ -143,3 +143,22 @@ def _outcome(pod, status, message, actor):
         text = "deleting pod %s failed (%s): %s" % (where, "HTTP %s" % status if status else "no answer", message)
     logger.info("pod delete failed: %s by %s: %s", where, actor or "unknown user", text)
     return PodDeletion(pod, "failed", text)
+
+
+def dss_recheck(client, now: Optional[float] = None) -> Callable[[PodRecord], Tuple[bool, str]]:
+    """A `recheck` for delete_orphan_pod: lists again, just before the delete, the DSS activities of the kind
+    that would explain the pod, and re-joins it. Still an orphan -> (True, reason); anything else (joined,
+    unknown, the listing failed) -> (False, why): the pod is spared."""
+    from .activities import list_activities
+    from .pod_joins import join_pods
+
+    def recheck(pod):
+        if pod.explained_by is None:
+            return False, "nothing DSS lists explains such a pod: not an orphan"
+        inventory = list_activities(client, kinds=(pod.explained_by,), now=now)
+        (row,) = join_pods([pod], inventory).rows
+        if row.status == "orphan":
+            return True, row.reason
+        return False, "no longer an orphan: %s" % (row.reason or row.status)
+
+    return recheck

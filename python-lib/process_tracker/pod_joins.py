@@ -218,3 +218,28 @@ def merge(host: Optional[Joined], pod_rows: Iterable[PodMatch]) -> Joined:
 def reasons(joined: Joined) -> Dict[int, str]:
     """{pid: reason} of the pod rows of a Joined (host rows have none)."""
     return {m.process.pid: m.reason for m in joined.rows if isinstance(m, PodMatch)}
+
+
+def pod_rows(joined: Joined):
+    """One plain dict per pod row of a Joined, for tables and JSON: where it runs, what it is, what DSS says it
+    runs (or why nothing), memory with its source, requests and limits. Text from labels is made safe."""
+    from .identifiers import safe_text
+
+    out = []
+    for m in joined.rows:
+        p = m.process
+        if not isinstance(m, PodMatch):
+            continue
+        a = m.activity
+        out.append({
+            "where": p.where, "namespace": p.namespace, "pod": p.pod_name, "node": p.node, "phase": p.phase,
+            "role": p.role, "label": p.label, "user": safe_text(p.user), "project": safe_text(
+                a.project_key if a else dss_label(p, "dku-project-key")),
+            "status": m.status, "via": m.via, "reason": safe_text(m.reason, 300),
+            "activity": None if a is None else {"kind": a.kind, "id": safe_text(a.id), "name": safe_text(a.name),
+                                                "owner": safe_text(a.owner), "state": safe_text(a.state)},
+            "rss_anon_bytes": p.rss_anon_bytes, "cpu_percent": p.cpu_percent, "memory_source": p.memory_source,
+            "memory_request_bytes": p.memory_request_bytes, "memory_limit_bytes": p.memory_limit_bytes,
+            "age_seconds": p.age_seconds, "pid": p.pid,
+        })
+    return out

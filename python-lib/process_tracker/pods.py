@@ -545,3 +545,11 @@ def pod_to_json(p: PodRecord) -> Dict[str, object]:
                 "cpu_request_cores": p.cpu_request_cores, "cpu_limit_cores": p.cpu_limit_cores,
                 "age_seconds": p.age_seconds})
     return out
+
+
+def for_treemap(records):
+    """Records for `charts.treemap`, which groups by `instance`: a pod's `where` (`k8s/<node>`) takes that place,
+    so pods group by node beside the host's instances. Host records are returned as they are."""
+    from dataclasses import replace
+
+    return [replace(r, instance=r.where) if isinstance(r, PodRecord) else r for r in records]
