@@ -293,3 +293,36 @@ def test_custom_rbac_rule_per_namespace():
         with pytest.raises(client.ApiException) as e:
             client.CoreV1Api(api).read_namespaced_pod("exec-a", "ml")  # no "get": a Status object, 403
         assert e.value.status == 403 and json.loads(e.value.body)["kind"] == "Status"
+
+
+def test_an_answer_that_is_not_a_pod_list_is_an_error_row(k8s):
+    _fleet(k8s)
+    k8s.cluster.malformed_lists = True
+    listing = pods.list_pods(k8s.api_client(), pods.PodSettings(namespaces=("dss",)), now=NOW)
+    assert listing.reachable and listing.pods == ()
+    (err,) = listing.errors
+    assert err.namespace == "dss" and "JSONDecodeError" in err.message
+
+
+def test_a_hung_api_server_ends_with_the_timeout_as_unreachable(k8s):
+    _fleet(k8s)
+    k8s.cluster.latency_seconds = 3
+    listing = pods.list_pods(k8s.api_client(), pods.PodSettings(timeout_seconds=1), now=NOW)
+    assert listing.reachable is False and "did not answer" in listing.notes[0]
+
+
+def test_tokens_never_reach_notes_errors_or_records(k8s, tmp_path):
+    secret = "eyJhbGciOiJSUzI1NiJ9.s3cr3t-token-value"
+    k8s.cluster.tokens[secret] = (Rule(("list",), "pods", ("dss",)),)
+    _fleet(k8s)
+    path = k8s.write_kubeconfig(str(tmp_path / "kc"), token=secret)
+    api = pods.make_api_client(pods.PodSettings(kubeconfig=path))
+    outputs = []
+    for settings in (pods.PodSettings(), pods.PodSettings(namespaces=("dss", "dss-apps"))):
+        listing = pods.list_pods(api, settings, now=NOW)
+        outputs.append(repr(listing))
+        outputs.extend(json.dumps(pods.pod_to_json(p)) for p in listing.pods)
+    k8s.stop()
+    outputs.append(repr(pods.list_pods(api, pods.PodSettings(timeout_seconds=1), now=NOW)))
+    assert all(secret not in text and "s3cr3t" not in text for text in outputs)
+    assert any("forbidden" in text for text in outputs)

@@ -1,6 +1,7 @@
 """Flask routes of the simulated Kubernetes API server (the few the pod source uses; see dev/README.md)."""
 import copy
 import json
+import time
 
 from flask import Flask, Response, request
 
@@ -46,6 +47,8 @@ def create_app(cluster):
     def handle(fn):
         def view(**kw):
             token = _token()
+            if cluster.latency_seconds:
+                time.sleep(cluster.latency_seconds)
             try:
                 resp = fn(token, **kw)
             except SimError as e:
@@ -64,6 +67,8 @@ def create_app(cluster):
         items, cont, remaining, version = cluster.list_pods(
             namespace, request.args.get("labelSelector"), request.args.get("fieldSelector"), _limit(),
             request.args.get("continue"))
+        if cluster.malformed_lists:
+            return Response("<html>502 Bad Gateway</html>", status=200, mimetype="application/json")
         meta = {"resourceVersion": version}
         if cont:
             meta["continue"] = cont

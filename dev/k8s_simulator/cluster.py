@@ -54,8 +54,9 @@ class SimError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details or {}
 
 
-def user_of(token):
-    return "system:serviceaccount:dss:%s" % token.replace("-token", "")
+def user_of(token, users=None):
+    """The user a token authenticates (the API server names the user, never the token, in its messages)."""
+    return (users or {}).get(token) or "system:serviceaccount:dss:process-tracker"
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Cluster:
     pods: Dict[Tuple[str, str], dict] = field(default_factory=dict)
     metrics: Dict[Tuple[str, str], dict] = field(default_factory=dict)
     tokens: Dict[str, Tuple[Rule, ...]] = field(default_factory=lambda: dict(DEFAULT_TOKENS))
+    users: Dict[str, str] = field(default_factory=dict)  # token -> user name in messages (default: a service account)
     # "ok"; "absent": metrics-server not installed (metrics.k8s.io routes answer 404); "unavailable": its
     # APIService is registered but metrics-server does not answer (503)
     metrics_mode: str = "ok"
@@ -72,6 +74,9 @@ class Cluster:
     requests: List[Request] = field(default_factory=list)
     deleted: List[Tuple[str, str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # faults: every answer delayed by `latency_seconds`; pod lists answered 200 with a body that is not JSON
+    latency_seconds: float = 0.0
+    malformed_lists: bool = False
 
     # ----- state ---------------------------------------------------------------------------------------------
     def add_pod(self, pod, metrics=None):
@@ -104,7 +109,7 @@ class Cluster:
         name, _, group = resource.partition(".")
         where = 'in the namespace "%s"' % namespace if namespace else "at the cluster scope"
         raise SimError(403, "Forbidden", '%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s" %s'
-                       % (resource, user_of(token), verb, name, group, where), {"kind": name})
+                       % (resource, user_of(token, self.users), verb, name, group, where), {"kind": name})
 
     # ----- listing -------------------------------------------------------------------------------------------
     def list_pods(self, namespace, label_selector, field_selector, limit, continue_token):

@@ -254,7 +254,8 @@ def client_failure(exc):
         except (ValueError, TypeError, AttributeError):
             pass
         return exc.status, safe_text(message, 300), False
-    return None, safe_text("%s: %s" % (type(exc).__name__, exc), 300), True
+    # a ValueError is an answer that could not be read (not JSON, not a list): the cluster did answer
+    return None, safe_text("%s: %s" % (type(exc).__name__, exc), 300), not isinstance(exc, ValueError)
 
 
 def is_client_failure(exc):
@@ -301,8 +302,11 @@ def _list_pages(core, namespace, selector, settings):
                 continue
             raise
         doc = json.loads(resp.data)
+        if not isinstance(doc, dict) or not isinstance(doc.get("items") or [], list):
+            raise ValueError("the API server answered with an unexpected shape (not a PodList)")
         items.extend(i for i in (doc.get("items") or []) if isinstance(i, dict))
-        token = (doc.get("metadata") or {}).get("continue")
+        meta = doc.get("metadata")
+        token = meta.get("continue") if isinstance(meta, dict) else None
         if not token:
             return items
     raise ValueError("more than %d pages of pods: listing cut" % MAX_PAGES)
@@ -329,7 +333,7 @@ def _read_metrics(custom, scopes, selector, settings):
             else:
                 doc = custom.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", ns, "pods", **kwargs)
         except Exception as exc:
-            if not is_client_failure(exc):
+            if not (is_client_failure(exc) or isinstance(exc, ValueError)):
                 raise
             status, message, _unreachable = client_failure(exc)
             complete = False
@@ -376,7 +380,7 @@ def list_pods(api_client, settings: PodSettings, now: Optional[float] = None) ->
             if not (is_client_failure(exc) or isinstance(exc, ValueError)):
                 raise
             status, message, unreachable = client_failure(exc)
-            if unreachable and not isinstance(exc, ValueError):
+            if unreachable:
                 notes.append("the Kubernetes cluster did not answer: %s" % message)
                 return PodListing(now, (), tuple(errors), tuple(notes), reachable=False, memory_source=MEMORY_FROM_SPEC)
             errors.append(PodError(ns, "pods", _explain(status, message, ns, "list pods"), status))
