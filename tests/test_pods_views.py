@@ -1,7 +1,7 @@
 """pod_views: the pod source shared for a few seconds and never raising for the cluster; table rows in the
 webapp's row shape (webapp.process_row), with `where` and the pod's status and reason."""
-from dev.dss_simulator.builders import instance, notebook, project, session
-from dev.k8s_simulator import K8sSimulator, demo_pods, dss_pod
+from dev.k8s_simulator import DEMO_DSS_FRAGMENT, K8sSimulator, demo_pods, dss_pod
+from dev.k8s_simulator.scenes import SALES_JOB_ID
 from process_tracker import activities, pod_views, pods, webapp
 
 
@@ -33,9 +33,9 @@ def test_a_broken_configuration_is_a_banner_not_an_exception(tmp_path):
     assert listing.reachable is False and "cannot load the kubeconfig" in listing.notes[0]
 
 
-def test_table_rows_in_the_webapps_shape(simulator):
-    dss = simulator(instance(projects=[project("CHURN", notebooks=[
-        notebook("explore", [session("alice", session_id="s-alice-1")])])]))
+def test_table_rows_in_the_webapps_shape(simulator, demo_instance):
+    dss = simulator(demo_instance)
+    dss.extend(DEMO_DSS_FRAGMENT)
     k8s = K8sSimulator()
     demo_pods(k8s)
     with k8s.serve():
@@ -43,11 +43,14 @@ def test_table_rows_in_the_webapps_shape(simulator):
     inventory = activities.list_activities(dss.client())
     table = pod_views.table_rows(listing, inventory, inventory.taken_at, webapp.process_row)
     by_pod = {r["pod"]: r for r in table["rows"] + table["orphans"]}
-    kernel = by_pod["dataiku-exec-remote-notebook-c7f2"]
-    assert kernel["where"] == "k8s/k8s-node-a" and kernel["status"] == "joined"
+    kernel = by_pod["dataiku-exec-remote-notebook-c7f2a1b9"]
+    assert kernel["where"] == "k8s/k8s-node-a" and kernel["status"] == "joined" and kernel["via"] == "pod_kernel_id"
     assert kernel["activity_kind"] == "notebook_session" and kernel["actionable"] is True
     assert kernel["role_display"] == "Jupyter kernels" and kernel["pid"] < 0
     orphan = by_pod["dataiku-exec-remote-notebook-9d1e"]
-    assert orphan in table["orphans"] and "marketing by bob" in orphan["reason"]
-    assert ("notebook_session", "s-alice-1") in table["explained"]
+    assert orphan in table["orphans"] and "marketing by alice" in orphan["reason"]
+    assert ("notebook_session", "k8s-churn-session-1") in table["explained"]
+    recipe = by_pod["exec-recipe-sales-1"]
+    assert (recipe["activity_kind"], recipe["activity_id"]) == ("job", SALES_JOB_ID)
+    assert by_pod["exec-ml-fraud-1"]["status"] == "unjoined"
     assert table["reachable"] is True and table["memory_source"] == pods.MEMORY_FROM_METRICS

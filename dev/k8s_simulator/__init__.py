@@ -4,8 +4,8 @@ See dev/README.md ("A simulated Kubernetes API") for the routes, shapes and thei
 """
 from .builders import dss_pod, notebook_kernel_labels, pod_metrics, spark_labels
 from .cluster import Cluster, Rule, SimError
-from .scenes import demo_pods, many_pods
+from .scenes import DEMO_DSS_FRAGMENT, demo_pods, many_pods
 from .simulator import K8sSimulator
 
 __all__ = ["K8sSimulator", "Cluster", "Rule", "SimError", "dss_pod", "pod_metrics", "spark_labels",
-           "notebook_kernel_labels", "demo_pods", "many_pods"]
+           "notebook_kernel_labels", "demo_pods", "many_pods", "DEMO_DSS_FRAGMENT"]
