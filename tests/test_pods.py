@@ -326,3 +326,8 @@ def test_tokens_never_reach_notes_errors_or_records(k8s, tmp_path):
     outputs.append(repr(pods.list_pods(api, pods.PodSettings(timeout_seconds=1), now=NOW)))
     assert all(secret not in text and "s3cr3t" not in text for text in outputs)
     assert any("forbidden" in text for text in outputs)
+
+
+def test_the_pod_source_is_off_unless_enabled():
+    assert pods.settings_if_enabled({"k8sNamespaces": "dss"}) is None
+    assert pods.settings_if_enabled({"k8sEnabled": True, "k8sNamespaces": "dss"}).namespaces == ("dss",)

@@ -172,3 +172,10 @@ def test_ids_compare_case_insensitively_on_letters_and_digits():
     assert pod_joins._same("CHURN", "churn")
     assert not pod_joins._same("CHURN", "churn2")
     assert not pod_joins._same(None, None) and not pod_joins._same("", "")
+
+
+def test_claimed_sessions_from_host_rows_are_not_candidates(both):
+    dss, k8s = both
+    inventory, listing = _listed(dss, k8s)
+    rows = _rows(pod_joins.join_pods(listing.pods, inventory, claimed={("notebook_session", "CHURN", "s-alice-1")}))
+    assert rows["dataiku-exec-remote-notebook-q7w8"].status == "orphan"

@@ -184,15 +184,17 @@ def _join_other(pod, by_kind, failed_kinds):
     return _not_joined(pod, failed_kinds)
 
 
-def join_pods(pods: Sequence[PodRecord], inventory: Inventory, host: Optional[Joined] = None) -> Joined:
+def join_pods(pods: Sequence[PodRecord], inventory: Inventory, host: Optional[Joined] = None,
+              claimed: Iterable[Tuple[str, Optional[str], str]] = ()) -> Joined:
     """Join pods to the inventory's activities (see the module docstring). With `host` (the host's Joined from
     joins.join over the same inventory), the result holds both: sessions a host process explains are not
-    candidates for pods, and `not_on_host` loses the activities pods explain."""
+    candidates for pods, and `not_on_host` loses the activities pods explain. `claimed`: more (kind,
+    project key, id) of activities that host processes explain (when the caller has rows, not a Joined)."""
     by_kind: Dict[str, List[Activity]] = {}
     for a in inventory.activities:
         by_kind.setdefault(a.kind, []).append(a)
     failed_kinds = {e.kind for e in inventory.errors}
-    claimed = {_key(m.activity) for m in host.matches} if host is not None else set()
+    claimed = set(claimed) | ({_key(m.activity) for m in host.matches} if host is not None else set())
     rows: Dict[str, PodMatch] = {}
     kernels = [p for p in pods if p.explained_by == "notebook_session"]
     _join_kernels(kernels, by_kind.get("notebook_session", []), claimed, failed_kinds, rows)

@@ -44,10 +44,12 @@ class PodSource:
             return PodListing(self._now(), (), (), (str(e),), reachable=False, memory_source=MEMORY_FROM_SPEC)
 
 
-def table_rows(listing: PodListing, inventory: Inventory, as_of: float, row_fn, host_joined=None) -> Dict[str, object]:
+def table_rows(listing: PodListing, inventory: Inventory, as_of: float, row_fn, host_joined=None,
+               claimed=()) -> Dict[str, object]:
     """{"rows", "orphans", "explained" (set of (kind, id) pods explain), "notes", "errors", "reachable",
-    "memory_source"} for a table beside the host's rows. `row_fn(record, activity, as_of)` makes a row."""
-    joined = join_pods(listing.pods, inventory, host=host_joined)
+    "memory_source"} for a table beside the host's rows. `row_fn(record, activity, as_of)` makes a row;
+    `host_joined` / `claimed`: what host processes explain (see pod_joins.join_pods)."""
+    joined = join_pods(listing.pods, inventory, host=host_joined, claimed=claimed)
     rows, orphans, explained = [], [], set()
     for m in joined.rows:
         if not isinstance(m, PodMatch):

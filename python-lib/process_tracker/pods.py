@@ -166,6 +166,13 @@ def settings_from_config(config: Mapping[str, object]) -> PodSettings:
         raise ConfigError(reverse.get(e.param, e.param), str(e).split(": ", 1)[-1]) from None
 
 
+def settings_if_enabled(config: Mapping[str, object]) -> Optional[PodSettings]:
+    """PodSettings when `config` turns the pod source on (`k8sEnabled` true), else None (the default: off)."""
+    if config.get("k8sEnabled") not in (True, "true", "True", 1):
+        return None
+    return settings_from_config(config)
+
+
 @dataclass(frozen=True)
 class PodRecord(ProcessRecord):
     """A pod as a process-like record (see the module docstring: synthetic negative pid, `where`)."""
