@@ -65,3 +65,20 @@ def table_rows(listing: PodListing, inventory: Inventory, as_of: float, row_fn, 
     return {"rows": rows, "orphans": orphans, "explained": explained, "notes": list(listing.notes),
             "errors": [e.message for e in listing.errors], "reachable": listing.reachable,
             "memory_source": listing.memory_source}
+
+
+def add_to_table(rows, orphans, without, listing: PodListing, inventory: Inventory, as_of: float, row_fn,
+                 hostname: str):
+    """The webapp table's host parts with the pods added: (rows, orphans, activities without a process, the
+    "pods" block {reachable, notes, errors, memory_source, count}). Host rows get `where` = the host name; the
+    activities pods explain leave the "without a process" list; sessions host rows explain are no pod's."""
+    claimed = {(r.get("activity_kind"), r.get("project_key"), r.get("activity_id")) for r in rows + orphans
+               if r.get("activity_kind")}
+    part = table_rows(listing, inventory, as_of, row_fn, claimed=claimed)
+    for r in rows + orphans:
+        r.setdefault("where", hostname)
+    explained = part["explained"]
+    without = [r for r in without if (r.get("activity_kind"), r.get("activity_id")) not in explained]
+    block = {k: part[k] for k in ("notes", "errors", "reachable", "memory_source")}
+    block["count"] = len(part["rows"]) + len(part["orphans"])
+    return rows + part["rows"], orphans + part["orphans"], without, block
