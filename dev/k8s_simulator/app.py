@@ -41,88 +41,99 @@ def _refuse_watch():
         raise SimError(400, "BadRequest", "watch is not simulated (the plugin does not watch)")
 
 
-def create_app(cluster):
-    app = Flask("k8s_simulator")
+def list_pods(cluster, token, namespace=None):
+    _refuse_watch()
+    cluster.authorize(token, "list", PODS, namespace)
+    items, cont, remaining, version = cluster.list_pods(
+        namespace, request.args.get("labelSelector"), request.args.get("fieldSelector"), _limit(),
+        request.args.get("continue"))
+    if cluster.malformed_lists:
+        return Response("<html>502 Bad Gateway</html>", status=200, mimetype="application/json")
+    meta = {"resourceVersion": version}
+    if cont:
+        meta["continue"] = cont
+    if remaining is not None:
+        meta["remainingItemCount"] = remaining
+    return _json({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items})
 
-    def handle(fn):
-        def view(**kw):
-            token = _token()
-            if cluster.latency_seconds:
-                time.sleep(cluster.latency_seconds)
-            try:
-                resp = fn(token, **kw)
-            except SimError as e:
-                resp = _status(e)
-            with cluster.lock:
-                cluster.requests.append(Request(request.method, request.path, request.query_string.decode(),
-                                                token, resp.status_code))
-            return resp
 
-        view.__name__ = fn.__name__
-        return view
+def _not_found(name):
+    return SimError(404, "NotFound", 'pods "%s" not found' % name, {"name": name, "kind": "pods"})
 
-    def list_pods(token, namespace=None):
-        _refuse_watch()
-        cluster.authorize(token, "list", PODS, namespace)
-        items, cont, remaining, version = cluster.list_pods(
-            namespace, request.args.get("labelSelector"), request.args.get("fieldSelector"), _limit(),
-            request.args.get("continue"))
-        if cluster.malformed_lists:
-            return Response("<html>502 Bad Gateway</html>", status=200, mimetype="application/json")
-        meta = {"resourceVersion": version}
-        if cont:
-            meta["continue"] = cont
-        if remaining is not None:
-            meta["remainingItemCount"] = remaining
-        return _json({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items})
 
-    def get_pod(token, namespace, name):
-        cluster.authorize(token, "get", PODS, namespace)
+def get_pod(cluster, token, namespace, name):
+    cluster.authorize(token, "get", PODS, namespace)
+    pod = cluster.pods.get((namespace, name))
+    if pod is None:
+        raise _not_found(name)
+    return _json(pod)
+
+
+def delete_pod(cluster, token, namespace, name):
+    """Delete with an optional `preconditions.uid` (409 Conflict when it is not the pod's); answers the Pod."""
+    cluster.authorize(token, "delete", PODS, namespace)
+    body = request.get_json(silent=True, force=True) or {}
+    wanted_uid = ((body.get("preconditions") or {}).get("uid")) if isinstance(body, dict) else None
+    with cluster.lock:
         pod = cluster.pods.get((namespace, name))
         if pod is None:
-            raise SimError(404, "NotFound", 'pods "%s" not found' % name, {"name": name, "kind": "pods"})
-        return _json(pod)
+            raise _not_found(name)
+        if wanted_uid and wanted_uid != pod["metadata"]["uid"]:
+            raise SimError(409, "Conflict", 'Operation cannot be fulfilled on Pod "%s": Precondition failed: '
+                           "UID in precondition: %s, UID in object meta: %s"
+                           % (name, wanted_uid, pod["metadata"]["uid"]), {"name": name, "kind": "pods"})
+        cluster.remove_pod(namespace, name)
+        cluster.deleted.append((namespace, name))
+    gone = copy.deepcopy(pod)
+    gone["metadata"]["deletionTimestamp"] = now_rfc3339()
+    gone["metadata"]["deletionGracePeriodSeconds"] = 0
+    return _json(gone)
 
-    def delete_pod(token, namespace, name):
-        cluster.authorize(token, "delete", PODS, namespace)
-        body = request.get_json(silent=True, force=True) or {}
-        wanted_uid = ((body.get("preconditions") or {}).get("uid")) if isinstance(body, dict) else None
+
+def list_metrics(cluster, token, namespace=None):
+    if cluster.metrics_mode == "absent":
+        raise SimError(404, "NotFound", "the server could not find the requested resource")
+    if cluster.metrics_mode == "unavailable":
+        raise SimError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+    _refuse_watch()
+    cluster.authorize(token, "list", POD_METRICS, namespace)
+    items = cluster.list_metrics(namespace, request.args.get("labelSelector"))
+    return _json({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items})
+
+
+ROUTES = (
+    ("/api/v1/pods", list_pods, "GET"),
+    ("/api/v1/namespaces/<namespace>/pods", list_pods, "GET"),
+    ("/api/v1/namespaces/<namespace>/pods/<name>", get_pod, "GET"),
+    ("/api/v1/namespaces/<namespace>/pods/<name>", delete_pod, "DELETE"),
+    (METRICS + "/pods", list_metrics, "GET"),
+    (METRICS + "/namespaces/<namespace>/pods", list_metrics, "GET"),
+)
+
+
+def _view(cluster, fn):
+    """A route's view: latency fault, the answer or the error's Status object, and the request log."""
+
+    def view(**kw):
+        token = _token()
+        if cluster.latency_seconds:
+            time.sleep(cluster.latency_seconds)
+        try:
+            resp = fn(cluster, token, **kw)
+        except SimError as e:
+            resp = _status(e)
         with cluster.lock:
-            pod = cluster.pods.get((namespace, name))
-            if pod is None:
-                raise SimError(404, "NotFound", 'pods "%s" not found' % name, {"name": name, "kind": "pods"})
-            if wanted_uid and wanted_uid != pod["metadata"]["uid"]:
-                raise SimError(409, "Conflict", 'Operation cannot be fulfilled on Pod "%s": Precondition failed: '
-                               "UID in precondition: %s, UID in object meta: %s"
-                               % (name, wanted_uid, pod["metadata"]["uid"]), {"name": name, "kind": "pods"})
-            cluster.remove_pod(namespace, name)
-            cluster.deleted.append((namespace, name))
-        gone = copy.deepcopy(pod)
-        gone["metadata"]["deletionTimestamp"] = now_rfc3339()
-        gone["metadata"]["deletionGracePeriodSeconds"] = 0
-        return _json(gone)
+            cluster.requests.append(Request(request.method, request.path, request.query_string.decode(), token,
+                                            resp.status_code))
+        return resp
 
-    def list_metrics(token, namespace=None):
-        if cluster.metrics_mode == "absent":
-            raise SimError(404, "NotFound", "the server could not find the requested resource")
-        if cluster.metrics_mode == "unavailable":
-            raise SimError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
-        _refuse_watch()
-        cluster.authorize(token, "list", POD_METRICS, namespace)
-        items = cluster.list_metrics(namespace, request.args.get("labelSelector"))
-        return _json({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {},
-                      "items": items})
+    return view
 
-    routes = (
-        ("/api/v1/pods", list_pods, ["GET"]),
-        ("/api/v1/namespaces/<namespace>/pods", list_pods, ["GET"]),
-        ("/api/v1/namespaces/<namespace>/pods/<name>", get_pod, ["GET"]),
-        ("/api/v1/namespaces/<namespace>/pods/<name>", delete_pod, ["DELETE"]),
-        (METRICS + "/pods", list_metrics, ["GET"]),
-        (METRICS + "/namespaces/<namespace>/pods", list_metrics, ["GET"]),
-    )
-    for i, (rule, fn, methods) in enumerate(routes):
-        app.add_url_rule(rule, endpoint="%s_%d" % (fn.__name__, i), view_func=handle(fn), methods=methods)
+
+def create_app(cluster):
+    app = Flask("k8s_simulator")
+    for i, (rule, fn, method) in enumerate(ROUTES):
+        app.add_url_rule(rule, endpoint="%s_%d" % (fn.__name__, i), view_func=_view(cluster, fn), methods=[method])
 
     @app.errorhandler(404)
     def not_found(_e):
