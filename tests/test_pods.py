@@ -331,3 +331,14 @@ def test_tokens_never_reach_notes_errors_or_records(k8s, tmp_path):
 def test_the_pod_source_is_off_unless_enabled():
     assert pods.settings_if_enabled({"k8sNamespaces": "dss"}) is None
     assert pods.settings_if_enabled({"k8sEnabled": True, "k8sNamespaces": "dss"}).namespaces == ("dss",)
+
+
+def test_install_id_from_the_data_directory(tmp_path):
+    (tmp_path / "install.ini").write_text("[general]\nnodeid = dss-design\ninstallid = AbC123xyz\n")
+    assert pods.install_id_from_dip_home(str(tmp_path)) == "abc123xyz"
+    (tmp_path / "install.ini").write_text("[general]\ninstallid = not a label/value\n")
+    assert pods.install_id_from_dip_home(str(tmp_path)) is None
+    (tmp_path / "install.ini").write_text("garbage without a section")
+    assert pods.install_id_from_dip_home(str(tmp_path)) is None
+    assert pods.install_id_from_dip_home(str(tmp_path / "missing")) is None
+    assert pods.install_id_from_dip_home(None) is None

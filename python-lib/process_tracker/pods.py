@@ -166,6 +166,28 @@ def settings_from_config(config: Mapping[str, object]) -> PodSettings:
         raise ConfigError(reverse.get(e.param, e.param), str(e).split(": ", 1)[-1]) from None
 
 
+def install_id_from_dip_home(dip_home: Optional[str]) -> Optional[str]:
+    """This DSS node's install id from `<DIP_HOME>/install.ini` (DSS labels its pods with it), or None when the
+    file or the value is missing or is not a label value. The option's name is taken as `installid` in any
+    section (unconfirmed: see docs/kubernetes.md)."""
+    import configparser
+    import os
+
+    if not dip_home:
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(os.path.join(dip_home, "install.ini")) as f:
+            parser.read_file(f)
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    for section in parser.sections():
+        value = parser[section].get("installid")
+        if value and _valid("label_value", value.strip().lower()):
+            return value.strip().lower()
+    return None
+
+
 def settings_if_enabled(config: Mapping[str, object]) -> Optional[PodSettings]:
     """PodSettings when `config` turns the pod source on (`k8sEnabled` true), else None (the default: off)."""
     if config.get("k8sEnabled") not in (True, "true", "True", 1):
