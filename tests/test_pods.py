@@ -342,3 +342,13 @@ def test_install_id_from_the_data_directory(tmp_path):
     assert pods.install_id_from_dip_home(str(tmp_path)) is None
     assert pods.install_id_from_dip_home(str(tmp_path / "missing")) is None
     assert pods.install_id_from_dip_home(None) is None
+
+
+def test_this_node_only_reads_the_install_id_from_the_data_directory(tmp_path):
+    (tmp_path / "install.ini").write_text("[general]\ninstallid = node42\n")
+    config = {"k8sEnabled": True, "k8sThisNodeOnly": True}
+    assert pods.settings_if_enabled(config, dip_home=str(tmp_path)).install_id == "node42"
+    assert pods.settings_if_enabled(dict(config, k8sInstallId="other"), dip_home=str(tmp_path)).install_id == "other"
+    with pytest.raises(ConfigError) as e:
+        pods.settings_if_enabled(config, dip_home=str(tmp_path / "elsewhere"))
+    assert e.value.param == "k8sThisNodeOnly"

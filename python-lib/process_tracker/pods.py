@@ -27,6 +27,7 @@ package is imported lazily (the rest of the plugin works without it).
 import calendar
 import json
 import logging
+import os
 import re
 import time
 import zlib
@@ -171,7 +172,6 @@ def install_id_from_dip_home(dip_home: Optional[str]) -> Optional[str]:
     file or the value is missing or is not a label value. The option's name is taken as `installid` in any
     section (unconfirmed: see docs/kubernetes.md)."""
     import configparser
-    import os
 
     if not dip_home:
         return None
@@ -188,10 +188,18 @@ def install_id_from_dip_home(dip_home: Optional[str]) -> Optional[str]:
     return None
 
 
-def settings_if_enabled(config: Mapping[str, object]) -> Optional[PodSettings]:
-    """PodSettings when `config` turns the pod source on (`k8sEnabled` true), else None (the default: off)."""
+def settings_if_enabled(config: Mapping[str, object], dip_home: Optional[str] = None) -> Optional[PodSettings]:
+    """PodSettings when `config` turns the pod source on (`k8sEnabled` true), else None (the default: off).
+    `k8sThisNodeOnly` (without `k8sInstallId`): only the pods of this node's install id, read from `dip_home`."""
     if config.get("k8sEnabled") not in (True, "true", "True", 1):
         return None
+    config = dict(config)
+    if config.get("k8sThisNodeOnly") in (True, "true", "True", 1) and not config.get("k8sInstallId"):
+        install_id = install_id_from_dip_home(dip_home)
+        if install_id is None:
+            raise ConfigError("k8sThisNodeOnly", "cannot read this DSS node's install id from %s; set k8sInstallId"
+                              % shown(os.path.join(dip_home or "<DIP_HOME>", "install.ini")))
+        config["k8sInstallId"] = install_id
     return settings_from_config(config)
 
 
