@@ -18,7 +18,8 @@ OLD_STAMPS := $(foreach m,$(OLD_MAJORS),.venv-dss$(m)/.installed)
 # call the suites below do not.) $(wildcard) keeps a suite that is not there yet from failing the run.
 DSS_API_TESTS := $(wildcard tests/test_dss_client.py tests/test_dss_runtime.py tests/test_simulator.py \
 	tests/test_simulator_activities.py tests/test_kinds.py tests/test_activities.py tests/test_actions.py \
-	tests/test_macros.py tests/test_webapp_backend.py tests/test_cli_activities.py tests/test_security.py)
+	tests/test_macros.py tests/test_scope_validation.py tests/test_webapp_backend.py tests/test_webapp_actions.py \
+	tests/test_cli_activities.py tests/test_security.py)
 
 .PHONY: help demo test test-clients lint plugin bench clean chromium screenshots
 
