@@ -102,7 +102,7 @@ class WebappOptions:
             allowed_groups=_groups_param(config, "allowedGroups"),
             top_n=_int_param(config, "topProcessesPerRole", history.DEFAULT_TOP_N, 1, 100),
             action_wait_s=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
-            pods=settings_if_enabled(config),
+            pods=settings_if_enabled(config, dip_home=overrides.get("dip_home") or os.environ.get("DIP_HOME")),
         )
         values.update(overrides)
         return cls(**values)
