@@ -36,7 +36,8 @@ def build_parser():
     for module in commands.load():
         module.register(sub)
     for command in sub.choices.values():  # the same options after the sub-command: `activities --url ...`
-        add_connection_options(command, after_command=True)
+        if "--url" not in command._option_string_actions:  # `exporter` declares its own (merge of h-cli and h-prom)
+            add_connection_options(command, after_command=True)
     return parser
 
 
