@@ -109,12 +109,24 @@ def _identity_for(env, dss=None, user=None):
     sim = serving_at(url)
     try:
         return dss_identity(sim, sim.login_of_key(key), for_key=key)
-    except (AttributeError, KeyError):  # no simulator there, or a key nobody has: DSS would answer 401
-        try:
-            port = urlsplit(url).port
-        except ValueError:
-            port = None
-        return {"DKU_BACKEND_PORT": str(port or 1), "DKU_API_TICKET": "ticket-nobody-issued"}
+    except (AttributeError, KeyError):  # no simulator of this process there, or a key nobody has
+        pass
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = None
+    return {"DKU_BACKEND_PORT": str(port or 1), "DKU_API_TICKET": _remote_ticket(url, key) or "ticket-nobody-issued"}
+
+
+def _remote_ticket(url, key):
+    """A ticket from a simulator serving in another process (its `/__sim/ticket` route), or None."""
+    import requests
+
+    try:
+        answer = requests.post(url.rstrip("/") + "/dip/publicapi/__sim/ticket", auth=(key, ""), timeout=10)
+        return answer.json().get("ticket") if answer.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
 
 
 def run_macro(runnable_dir, config, project_key=None, plugin_config=None, env=None, dss=None, user=None):

@@ -115,6 +115,15 @@ def create_app(state):
             info["dataDirPath"] = state.data_dir
         return _js(info)
 
+    @route("/__sim/ticket", methods=("POST",))
+    def sim_ticket():
+        """Not a DSS route: a ticket for the caller's API key, for the DSS harnesses when this simulator serves in
+        another process than the code they run (revoked with the key)."""
+        key, _ = _credentials()
+        if not key:
+            raise SimError(401, "com.dataiku.dip.exceptions.NotAuthenticatedException", "An API key is needed")
+        return _js({"ticket": state.issue_ticket(user().login, for_key=key)})
+
     @route("/auth/info")
     def auth_info():
         return _js(state.auth_info(user(), _flag("withSecrets")))
