@@ -36,8 +36,7 @@ def build_parser():
     for module in commands.load():
         module.register(sub)
     for command in sub.choices.values():  # the same options after the sub-command: `activities --url ...`
-        if "--url" not in command._option_string_actions:  # `exporter` declares its own (merge of h-cli and h-prom)
-            add_connection_options(command, after_command=True)
+        add_connection_options(command, after_command=True)
     return parser
 
 
