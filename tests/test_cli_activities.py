@@ -326,3 +326,15 @@ def test_connection_settings_are_named_by_their_option():
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("process-tracker: error: --url: the DSS URL must start with http:// or https://, "
                                    "got 'dss.example.com'")
+
+
+def test_every_command_module_is_registered_and_its_help_works():
+    from process_tracker import cli, commands
+
+    folder = os.path.dirname(commands.__file__)
+    on_disk = sorted(n[:-3] for n in os.listdir(folder) if n.endswith(".py") and not n.startswith("_"))
+    assert sorted(commands.COMMAND_MODULES) == on_disk
+    parser = cli.build_parser()  # options declared twice (a command's own --url) would raise here
+    for name in parser._subparsers._group_actions[0].choices:
+        proc = subprocess.run([SCRIPT, name, "--help"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "--timeout" in proc.stdout, (name, proc.stderr[-300:])
