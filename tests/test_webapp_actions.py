@@ -322,8 +322,12 @@ def test_two_confirms_in_two_real_processes_send_one_stop(backend, sim):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sim.set_abort_delay(2.0, kind="future", task_id="fut-1")
-    env = dict(os.environ, DKU_DSS_URL=sim.url, DKU_API_KEY=sim.admin_key)
-    env.pop("DIP_HOME", None)
+    from dev.dss_runtime import dss_identity
+
+    # the other backend process runs as DSS runs it: the run-as user's ticket, issued by this process's simulator
+    env = dict(os.environ, **dss_identity(sim))
+    for name in ("DIP_HOME", "DKU_DSS_URL", "DKU_API_KEY"):
+        env.pop(name, None)
     other = subprocess.Popen([sys.executable, "-c", CONFIRM_IN_ANOTHER_PROCESS, root, backend.dir], env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
