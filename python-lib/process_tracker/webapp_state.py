@@ -115,21 +115,12 @@ def _default_scanner():
 
 
 def dss_versions(client):
-    """{"dss": DSS's version or None, "dataikuapi": the client library's version or None}, for the page footer.
-    (To be replaced by dss.py's version reader once it lands: same result shape.)"""
-    from importlib import metadata
+    """{"dss": DSS's version or None, "dataikuapi": the client library's version or None}, for the page footer
+    (from dss.versions: read once per client from get_instance_info())."""
+    from .dss import versions
 
-    try:
-        raw = client.get_instance_info().raw
-        dss_version = raw.get("dssVersion") if isinstance(raw, dict) else None
-    except Exception as exc:  # noqa: BLE001 - a footer nicety: unknown is fine
-        logger.debug("could not read DSS's version (%s)", exc.__class__.__name__)
-        dss_version = None
-    try:
-        api_version = metadata.version("dataiku-api-client")
-    except metadata.PackageNotFoundError:
-        api_version = None
-    return {"dss": safe_text(dss_version, 40), "dataikuapi": safe_text(api_version, 40)}
+    record = versions(client)
+    return {"dss": safe_text(record.dss_version, 40), "dataikuapi": safe_text(record.client_version, 40)}
 
 
 class _TtlCache:
