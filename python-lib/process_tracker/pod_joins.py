@@ -125,16 +125,16 @@ def _unexplained(pod, failed_kinds):
 
 
 def _match(pod, activity, via, reason):
-    return PodMatch(pod, activity, via, pod.pid, "joined", reason)
+    return PodMatch(pod, activity, via, pod.pid, "joined", reason=reason)
 
 
 def _not_joined(pod, failed_kinds):
     status, reason = _unexplained(pod, failed_kinds)
-    return PodMatch(pod, None, None, None, status, reason)
+    return PodMatch(pod, None, None, None, status, reason=reason)
 
 
 def _ambiguous(pod, reason):
-    return PodMatch(pod, None, None, None, "unknown", reason)
+    return PodMatch(pod, None, None, None, "unknown", reason=reason)
 
 
 def _join_kernels(kernels, sessions, claimed, failed_kinds, rows):
