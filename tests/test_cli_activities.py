@@ -302,7 +302,7 @@ def test_a_slow_listing_shows_progress_on_a_terminal_only(simulator):
     from tests.hostile_dss import run_in_pty
 
     sim = simulator(demo())
-    sim.add_fault(r"^/projects/$", latency=2.5)
+    sim.add_fault(r"^/(projects/|jobs/running/)$", latency=2.5)  # the listing call (15+: /jobs/running/ only)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
     status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "abort-jobs"], env=env)
     assert status == 0, output
