@@ -68,6 +68,7 @@ def parse_args(argv=None):
                         help="make every DSS API call about this project fail (HTTP 500), to see how the webapp "
                         "reports a partial listing (repeatable)")
     parser.add_argument("--status-file", help="write the URLs, keys and pids as JSON to this file once ready (tests)")
+    parser.add_argument("--prometheus-url", default="", help="the webapp's Prometheus URL setting (docs/prometheus.md)")
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration: must be > 0 seconds")
@@ -275,6 +276,7 @@ def run(args):
                 "retentionDays": 7,
                 "historyDir": history_dir,
                 "allowedGroups": list(ALLOWED_GROUPS),
+                "prometheusUrl": args.prometheus_url,
             }
             backend = load_backend(dss_url, sim.admin_key, config, dip_home=dip_home)
             server = WebappServer(build_app(backend, config, users=USERS), port=args.port, preferred_port=DEFAULT_PORT)

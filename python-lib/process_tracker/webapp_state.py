@@ -82,6 +82,7 @@ class WebappOptions:
     action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
     watch_window_s: Optional[float] = None  # a view requested this recently is precomputed after each sample
     # (seconds; None: max(3 x sampling_interval_s, 60 s))
+    prometheus_url: Optional[str] = None  # history and nodes from this Prometheus (prom_history.py); None: SQLite
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -98,9 +99,19 @@ class WebappOptions:
             allowed_groups=_groups_param(config, "allowedGroups"),
             top_n=_int_param(config, "topProcessesPerRole", history.DEFAULT_TOP_N, 1, 100),
             action_wait_s=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
+            prometheus_url=_prometheus_param(config, "prometheusUrl"),
         )
         values.update(overrides)
         return cls(**values)
+
+
+def _prometheus_param(config, key):
+    value = config.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    from .prom_history import check_url
+
+    return check_url(value, param=key)
 
 
 def _default_scanner():
@@ -198,6 +209,11 @@ class WebappState:
         self.warm_errors = 0  # views a warm-up failed to compute: logged, never raised
         self.identities = _TtlCache(options.identity_ttl_s)
         self.groups = _TtlCache(options.group_ttl_s)
+        self.prometheus = None  # prom_history.PrometheusHistory when the "Prometheus URL" setting is set
+        if options.prometheus_url:
+            from .prom_history import PrometheusHistory
+
+            self.prometheus = PrometheusHistory(options.prometheus_url, clock=options.clock)
 
     # -- DSS ------------------------------------------------------------------------------------------------
     def client(self):
@@ -293,9 +309,16 @@ class WebappState:
             "sampler": sampler,
         }
 
-    def history_view(self, window):
-        """The /api/history body (JSON bytes) for `window` (ConfigError naming `window` when unknown)."""
+    def history_view(self, window, node=None):
+        """The /api/history body (JSON bytes) for `window` (ConfigError naming `window` when unknown): from the
+        SQLite history, or from Prometheus for one `node` (None: every node) when a Prometheus URL is set."""
         _, step, _ = self.store.window(window)
+        if self.prometheus is not None:
+            from . import prom_history
+
+            key = int(self.options.clock() // step)
+            return self.cached_view("history:%s:%s" % (window, node or ""), key,
+                                    lambda: prom_history.history_view(self.prometheus, window, node=node))
         key = (self.store.latest_taken_at(), int(self.options.clock() // step))
 
         def compute():

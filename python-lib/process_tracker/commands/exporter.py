@@ -8,7 +8,6 @@ auth with --basic-auth-user and the password in the PT_EXPORTER_PASSWORD environ
 (--basic-auth-password-file; never on the command line). /healthz answers 200 while scans succeed. SIGTERM and
 SIGINT stop it cleanly (exit 0). See docs/prometheus.md.
 """
-import argparse
 import logging
 import os
 import signal
@@ -47,9 +46,6 @@ def register(subparsers):
     parser.add_argument("--basic-auth-user", help="require HTTP basic auth with this user")
     parser.add_argument("--basic-auth-password-file",
                         help="file holding the basic auth password (else %s)" % PASSWORD_ENV)
-    # the DSS connection may also be given after the sub-command (SUPPRESS: never overrides the global options)
-    parser.add_argument("--url", default=argparse.SUPPRESS, help="DSS base URL (as the global --url)")
-    parser.add_argument("--api-key", default=argparse.SUPPRESS, help="DSS API key (as the global --api-key)")
     parser.set_defaults(func=run)
     return parser
 
