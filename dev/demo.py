@@ -67,6 +67,9 @@ def parse_args(argv=None):
     parser.add_argument("--failing-project", action="append", default=[], metavar="KEY",
                         help="make every DSS API call about this project fail (HTTP 500), to see how the webapp "
                         "reports a partial listing (repeatable)")
+    parser.add_argument("--k8s", action="store_true",
+                        help="also a simulated Kubernetes cluster with a few DSS pods (dev/k8s_simulator), shown "
+                        "beside the host's processes")
     parser.add_argument("--status-file", help="write the URLs, keys and pids as JSON to this file once ready (tests)")
     parser.add_argument("--prometheus-url", default="", help="the webapp's Prometheus URL setting (docs/prometheus.md)")
     args = parser.parse_args(argv)
@@ -251,6 +254,18 @@ def print_banner(status, snap, table, backfilled):
 
 # ---------------------------------------------------------------------------------------------------- main
 
+def start_cluster(stack, sim, dip_home):
+    """A simulated Kubernetes API with the demo's DSS pods, what DSS lists for them, and the webapp params."""
+    from dev.k8s_simulator import DEMO_DSS_FRAGMENT, K8sSimulator, demo_pods
+
+    cluster = K8sSimulator()
+    demo_pods(cluster)
+    sim.extend(DEMO_DSS_FRAGMENT)
+    stack.enter_context(cluster.serve())
+    kubeconfig = cluster.write_kubeconfig(os.path.join(dip_home, "kubeconfig"), token="reader-token")
+    return {"k8sEnabled": True, "k8sKubeconfig": kubeconfig}
+
+
 def run(args):
     from dev.dss_simulator import Simulator
     from dev.webapp_server import WebappServer, backend_prefix, build_app, load_backend, view_path
@@ -278,6 +293,8 @@ def run(args):
                 "allowedGroups": list(ALLOWED_GROUPS),
                 "prometheusUrl": args.prometheus_url,
             }
+            if args.k8s:
+                config.update(start_cluster(stack, sim, dip_home))
             backend = load_backend(dss_url, sim.admin_key, config, dip_home=dip_home)
             server = WebappServer(build_app(backend, config, users=USERS), port=args.port, preferred_port=DEFAULT_PORT)
             stack.enter_context(server)

@@ -302,7 +302,7 @@ def test_a_slow_listing_shows_progress_on_a_terminal_only(simulator):
     from tests.hostile_dss import run_in_pty
 
     sim = simulator(demo())
-    sim.add_fault(r"^/projects/$", latency=2.5)
+    sim.add_fault(r"^/admin/groups/?$", latency=2.5)  # the first check of every run
     env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
     status, output = run_in_pty([SCRIPT, "--url", sim.url, "--api-key", sim.admin_key, "abort-jobs"], env=env)
     assert status == 0, output
@@ -326,3 +326,15 @@ def test_connection_settings_are_named_by_their_option():
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("process-tracker: error: --url: the DSS URL must start with http:// or https://, "
                                    "got 'dss.example.com'")
+
+
+def test_every_command_module_is_registered_and_its_help_works():
+    from process_tracker import cli, commands
+
+    folder = os.path.dirname(commands.__file__)
+    on_disk = sorted(n[:-3] for n in os.listdir(folder) if n.endswith(".py") and not n.startswith("_"))
+    assert sorted(commands.COMMAND_MODULES) == on_disk
+    parser = cli.build_parser()  # options declared twice (a command's own --url) would raise here
+    for name in parser._subparsers._group_actions[0].choices:
+        proc = subprocess.run([SCRIPT, name, "--help"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "--timeout" in proc.stdout, (name, proc.stderr[-300:])

@@ -100,7 +100,8 @@ def test_code_env_accepts_python_39_to_312_and_lists_runtime_packages():
         names = {line.split(">")[0].split("=")[0].strip() for line in f if line.strip()}
     # inside DSS the client is the one DSS ships (a newer one beside an older DSS is a pairing Dataiku reports as
     # failing): the code env does not install its own; the CLI's pyproject does
-    assert names == {"psutil", "flask", "plotly"}
+    # kubernetes: the webapp lists DSS's pods with it when k8sEnabled (docs/kubernetes.md)
+    assert names == {"psutil", "flask", "plotly", "kubernetes"}
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
         assert '"dataiku-api-client>=' in f.read()
 

@@ -200,7 +200,8 @@ def test_the_webapp_answers_503_with_the_reason_on_a_read_only_folder(sim, tmpfs
 
     b = Backend(sim, tmpfs, monkeypatch)
     try:
-        b.writer.stop()  # its writer lock is a file open for writing: a busy filesystem is not remounted
+        b.writer.stop()  # writer locks are files open for writing: a busy filesystem is not remounted
+        b.state.sampler.stop()  # (the webapp's own sampler takes the lock over once the writer is gone)
         remount(tmpfs, "ro")
         for path in ("/api/snapshot", "/api/history?window=1h", "/api/table"):
             response = b.client.get(path, headers=as_user("admin"))

@@ -65,7 +65,8 @@ def test_lists_dss_pods_as_process_like_records_with_roles_where_and_memory(k8s)
     assert (kernel.memory_request_bytes, kernel.memory_limit_bytes) == (GI, 2 * GI)
     assert (kernel.cpu_request_cores, kernel.cpu_limit_cores) == (0.5, 2.0)
     assert got["exec-recipe-1"].explained_by == "job" and got["exec-recipe-1"].cpu_percent == 150.0
-    assert got["exec-spark-exec-1"].label == "Spark executor pod"
+    assert (got["exec-recipe-1"].role, got["exec-recipe-1"].label) == ("container_recipe", "recipe pod")
+    assert (got["exec-spark-exec-1"].role, got["exec-spark-exec-1"].label) == ("spark_executor", "Spark executor pod")
     assert (got["exec-webapp-1"].role, got["exec-webapp-1"].namespace) == ("webapp_backend", "dss-apps")
     assert got["exec-ml-1"].role == "ml_training"
     assert got["api-deploy-1"].role == "apinode" and got["api-deploy-1"].explained_by is None

@@ -102,3 +102,12 @@ def test_forbidden_and_unreachable_are_lines_not_crashes(both):
     k8s.stop()
     code, text = _run(both)
     assert code == 1 and "note: the Kubernetes cluster did not answer" in text
+
+
+def test_registered_as_a_cli_command(both, capsys):
+    from process_tracker import cli
+
+    dss, k8s, tmp_path = both
+    kubeconfig = k8s.write_kubeconfig(str(tmp_path / "kc"), token="reader-token")
+    code = cli.main(["--url", dss.url, "--api-key", dss.admin_key, "pods", "--kubeconfig", kubeconfig, "--json"])
+    assert code == 0 and len(json.loads(capsys.readouterr().out)["pods"]) == 2

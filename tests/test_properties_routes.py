@@ -237,8 +237,6 @@ def test_hostile_options_never_steer_a_request(sim, face, macro_id, data):
     assert stopped_there == []
 
 
-@pytest.mark.xfail(strict=False, reason="ids read back from DSS reach activities/actions ungated until the "
-                                        "identifiers gate lands there (issue 10 finding 1, the 'kinds' work)")
 @settings(EXAMPLES, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: one failure is enough
 @given(face=FACES, macro_id=st.sampled_from(sorted(params.MACROS)), data=st.data())
 def test_hostile_ids_from_dss_never_steer_a_request(hostile_sim, face, macro_id, data):

@@ -40,21 +40,23 @@ def build_parser():
     return parser
 
 
+_CONNECTION_OPTIONS = (
+    ("--url", dict(default=None, help="DSS base URL, e.g. https://dss.example.com:11200")),
+    ("--api-key", dict(default=None, help="a DSS API key (prefer the DKU_API_KEY environment variable)")),
+    ("--no-check-certificate", dict(action="store_true", default=None, help="do not verify DSS's TLS certificate")),
+    ("--timeout", dict(type=float, default=30.0, help="seconds to wait for each DSS call (default 30)")),
+)
+
+
 def add_connection_options(parser, after_command=False):
     """--url, --api-key, --no-check-certificate, --timeout. After the sub-command they default to nothing, so that
-    a value given before it is kept unless given again."""
+    a value given before it is kept unless given again; a sub-command that declares one itself keeps its own."""
     conn = parser.add_argument_group("DSS connection (default: DKU_DSS_URL, DKU_API_KEY, ~/.dataiku/config.json)")
-
-    def default(value):
-        return argparse.SUPPRESS if after_command else value
-
-    conn.add_argument("--url", default=default(None), help="DSS base URL, e.g. https://dss.example.com:11200")
-    conn.add_argument("--api-key", default=default(None),
-                      help="a DSS API key (prefer the DKU_API_KEY environment variable)")
-    conn.add_argument("--no-check-certificate", action="store_true", default=default(None),
-                      help="do not verify DSS's TLS certificate")
-    conn.add_argument("--timeout", type=float, default=default(30.0),
-                      help="seconds to wait for each DSS call (default 30)")
+    for flag, options in _CONNECTION_OPTIONS:
+        if flag in parser._option_string_actions:  # argparse's own registry of the parser's option strings
+            continue
+        options = dict(options, default=argparse.SUPPRESS) if after_command else options
+        conn.add_argument(flag, **options)
 
 
 def client_factory(args, made=None):

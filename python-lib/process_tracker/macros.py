@@ -57,30 +57,19 @@ def require_admin(client, what: str = "this macro") -> str:
     Admin is probed with an admin-only read (`GET /admin/groups/`): it works for personal and global API keys
     alike. Unreachable DSS or an unknown key raise the translated error (DSSUnreachable, DSSUnauthorized).
     """
-    try:
+    with dss.calling("checking who runs %s" % what):  # typed errors, raised from their cause (the CLI's one line)
         info = client.get_auth_info()
-    except Exception as exc:  # noqa: BLE001 - translated into a typed, readable error
-        raise _translated(exc, "checking who runs %s" % what) from exc  # the cause: for the CLI's one line
     login = info.get("authIdentifier") if isinstance(info, dict) else None
     try:
-        client.list_groups()
-    except Exception as exc:  # noqa: BLE001 - translated; 403 is the answer we look for
-        err = _translated(exc, "checking that %s runs as a DSS administrator" % what)
-        if isinstance(err, DSSForbidden):
-            raise DSSForbidden(
-                "%s needs a DSS administrator: user %s is not one (it lists and stops every user's activities). "
-                "Run it as an administrator, or with an administrator's API key." % (what, login or "(unknown)"),
-                status=403,
-            ) from None
-        raise err from exc
+        with dss.calling("checking that %s runs as a DSS administrator" % what):
+            client.list_groups()
+    except DSSForbidden:  # the answer looked for
+        raise DSSForbidden(
+            "%s needs a DSS administrator: user %s is not one (it lists and stops every user's activities). "
+            "Run it as an administrator, or with an administrator's API key." % (what, login or "(unknown)"),
+            status=403,
+        ) from None
     return login or "(unknown)"
-
-
-def _translated(exc, what):
-    err = dss.translate_error(exc, what)
-    if err is exc and not isinstance(exc, ProcessTrackerError):
-        return DSSError("%s: %s" % (what, exc.__class__.__name__))
-    return err
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -254,10 +243,10 @@ def _notes(inventory, view):
 def _known(what, read):
     """The set DSS knows (project keys, logins), or an error text when it cannot be read."""
     try:
-        return frozenset(read()), None
-    except Exception as exc:  # noqa: BLE001 - translated; the run goes on with a warning row
-        return None, "could not check the %s against DSS (%s): they are used as typed" % (
-            what, _translated(exc, "listing the %s" % what))
+        with dss.calling("listing the %s" % what):
+            return frozenset(read()), None
+    except DSSError as err:  # the run goes on with a warning row
+        return None, "could not check the %s against DSS (%s): they are used as typed" % (what, err)
 
 
 def _plural(word, items):

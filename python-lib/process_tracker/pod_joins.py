@@ -125,16 +125,16 @@ def _unexplained(pod, failed_kinds):
 
 
 def _match(pod, activity, via, reason):
-    return PodMatch(pod, activity, via, pod.pid, "joined", reason)
+    return PodMatch(pod, activity, via, pod.pid, "joined", source="api", reason=reason)
 
 
 def _not_joined(pod, failed_kinds):
     status, reason = _unexplained(pod, failed_kinds)
-    return PodMatch(pod, None, None, None, status, reason)
+    return PodMatch(pod, None, None, None, status, reason=reason)
 
 
 def _ambiguous(pod, reason):
-    return PodMatch(pod, None, None, None, "unknown", reason)
+    return PodMatch(pod, None, None, None, "unknown", reason=reason)
 
 
 def _join_kernels(kernels, sessions, claimed, failed_kinds, rows):
@@ -214,7 +214,8 @@ def merge(host: Optional[Joined], pod_rows: Iterable[PodMatch]) -> Joined:
     if host is None:
         return Joined(pod_rows, pod_matches, pod_orphans, (), ())
     return Joined(host.rows + pod_rows, host.matches + pod_matches, host.orphans + pod_orphans, host.pool,
-                  tuple(a for a in host.not_on_host if _key(a) not in explained))
+                  tuple(a for a in host.not_on_host if _key(a) not in explained),
+                  unverified=getattr(host, "unverified", ()))
 
 
 def reasons(joined: Joined) -> Dict[int, str]:

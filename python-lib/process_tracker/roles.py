@@ -117,6 +117,9 @@ ROLES = (
     Role("runtime_db", "Runtime database (PostgreSQL)", "#637939", (("any", "runtime_db", "database worker"),)),
     Role("story", "Story service", "#ce6dbd", _TO_OTHER),
     Role("fm_agent", "Fleet Manager agent", "#843c39", _TO_OTHER),
+    # roles only pods have (process_tracker.pods: DSS's pods on Kubernetes); no marker on a host
+    Role("container_recipe", "Recipes in containers", "#6b6ecf", (("any", "container_recipe", "recipe child {name}"),)),
+    Role("spark_executor", "Spark executors", "#f7b6d2", (("any", "spark_executor", "Spark executor child {name}"),)),
     Role("dss_other", "Other DSS processes", "#c7c7c7", _TO_OTHER),
     Role("not_dss", "Not DSS", "#e5e5e5", ()),
 )

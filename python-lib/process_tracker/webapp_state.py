@@ -23,10 +23,12 @@ from typing import Callable, Optional, Tuple
 from . import charts, history
 from .errors import ConfigError, DSSError, DSSUnauthorized
 from .identifiers import is_valid, safe_text
+from .pod_views import PodSource, add_to_table
+from .pods import for_treemap, settings_if_enabled
 from .sampler import Sampler
 from .webapp_actions import ApiError, InFlight
 from .webapp_listing import ListingCache
-from .webapp_table import error_rows, join_table
+from .webapp_table import error_rows, join_table, process_row
 
 logger = logging.getLogger("process_tracker.webapp")
 
@@ -82,6 +84,8 @@ class WebappOptions:
     action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
     watch_window_s: Optional[float] = None  # a view requested this recently is precomputed after each sample
     # (seconds; None: max(3 x sampling_interval_s, 60 s))
+    pods: Optional[object] = None  # pods.PodSettings: DSS's pods on Kubernetes beside the host (k8s* params)
+    pod_api_factory: Optional[Callable[[], object]] = None  # () -> kubernetes ApiClient (default: from `pods`)
     prometheus_url: Optional[str] = None  # history and nodes from this Prometheus (prom_history.py); None: SQLite
     extra: dict = field(default_factory=dict)
 
@@ -99,6 +103,7 @@ class WebappOptions:
             allowed_groups=_groups_param(config, "allowedGroups"),
             top_n=_int_param(config, "topProcessesPerRole", history.DEFAULT_TOP_N, 1, 100),
             action_wait_s=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
+            pods=settings_if_enabled(config, dip_home=overrides.get("dip_home") or os.environ.get("DIP_HOME")),
             prometheus_url=_prometheus_param(config, "prometheusUrl"),
         )
         values.update(overrides)
@@ -121,21 +126,12 @@ def _default_scanner():
 
 
 def dss_versions(client):
-    """{"dss": DSS's version or None, "dataikuapi": the client library's version or None}, for the page footer.
-    (To be replaced by dss.py's version reader once it lands: same result shape.)"""
-    from importlib import metadata
+    """{"dss": DSS's version or None, "dataikuapi": the client library's version or None}, for the page footer
+    (from dss.versions: read once per client from get_instance_info())."""
+    from .dss import versions
 
-    try:
-        raw = client.get_instance_info().raw
-        dss_version = raw.get("dssVersion") if isinstance(raw, dict) else None
-    except Exception as exc:  # noqa: BLE001 - a footer nicety: unknown is fine
-        logger.debug("could not read DSS's version (%s)", exc.__class__.__name__)
-        dss_version = None
-    try:
-        api_version = metadata.version("dataiku-api-client")
-    except metadata.PackageNotFoundError:
-        api_version = None
-    return {"dss": safe_text(dss_version, 40), "dataikuapi": safe_text(api_version, 40)}
+    record = versions(client)
+    return {"dss": safe_text(record.dss_version, 40), "dataikuapi": safe_text(record.client_version, 40)}
 
 
 class _TtlCache:
@@ -207,6 +203,8 @@ class WebappState:
         self.computations = Counter()  # view name -> times computed (by a request or a warm-up)
         self.warm_ups = 0  # warm-ups that had watched views to precompute
         self.warm_errors = 0  # views a warm-up failed to compute: logged, never raised
+        self.pods = None if options.pods is None else PodSource(
+            options.pods, ttl_seconds=options.inventory_ttl_s, api_client_factory=options.pod_api_factory)
         self.identities = _TtlCache(options.identity_ttl_s)
         self.groups = _TtlCache(options.group_ttl_s)
         self.prometheus = None  # prom_history.PrometheusHistory when the "Prometheus URL" setting is set
@@ -269,8 +267,9 @@ class WebappState:
         api_error = status.error
         if api_error is None and inv is not None and inv.errors:
             api_error = "%d DSS listing call(s) failed: see the table's errors" % len(inv.errors)
-        key = (taken_at, status.version, api_error, local["is_writer"], local["running"])
-        body = self.cached_view("snapshot", key, lambda: self._snapshot_payload(inv, api_error, local))
+        pods = self.pods.listing() if self.pods is not None else None
+        key = (taken_at, status.version, api_error, local["is_writer"], local["running"], pods and pods.taken_at)
+        body = self.cached_view("snapshot", key, lambda: self._snapshot_payload(inv, api_error, local, pods))
         return _with_extra(body, self._listing_extra(status))
 
     def _no_sample_payload(self, local):
@@ -283,7 +282,7 @@ class WebappState:
             "stats": {}, "sampler": dict(local, last_sample_at=None),
         }
 
-    def _snapshot_payload(self, inv, api_error, local):
+    def _snapshot_payload(self, inv, api_error, local, pods=None):
         latest = self.store.latest()
         activities = inv.activities if inv is not None else ()
         as_of = inv.taken_at if inv is not None else self.options.clock()
@@ -300,7 +299,7 @@ class WebappState:
             "api_error": api_error,
             "roles": charts.role_rows(charted),
             "figures": {
-                "treemap": charts.treemap(charted, top_n=self.options.top_n),
+                "treemap": charts.treemap(charted + for_treemap(pods.pods if pods else ()), top_n=self.options.top_n),
                 "java_xmx": charts.java_xmx(charted),
                 "kernels_idle_memory": charts.kernels_idle_memory(charted, by_pid, as_of),
                 "cgroups": charts.cgroups(latest.cgroups),
@@ -340,11 +339,17 @@ class WebappState:
         status = self.listing.get(wait_seconds)
         inv = status.inventory or Inventory(taken_at=self.options.clock(), activities=(), errors=())
         taken_at = self.store.latest_taken_at()
+        pods = self.pods.listing() if self.pods is not None else None
 
         def compute():
             latest = self.store.latest()
             processes = latest.processes if (latest is not None and latest.on_host) else ()
             rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=self.dip_home)
+            pods_block = None
+            if pods is not None:  # DSS's pods beside the host's processes, with a "where" column
+                rows, orphans, without, pods_block = add_to_table(
+                    rows, orphans, without, pods, inv, inv.taken_at, process_row,
+                    safe_text(latest.hostname) if latest is not None else "")
             if status.inventory is None:  # nothing listed yet: no process can be called an orphan
                 rows, orphans = rows + orphans, []
             rows.sort(key=lambda r: -(r["rss_anon_bytes"] or 0))
@@ -352,9 +357,10 @@ class WebappState:
             if status.error:
                 errors.insert(0, {"kind": "listing", "project_key": None, "message": status.error})
             return {"taken_at": latest.taken_at if latest is not None else None, "rows": rows, "orphans": orphans,
-                    "errors": errors, "activities_without_process": without}
+                    "errors": errors, "activities_without_process": without, "pods": pods_block}
 
-        body = self.cached_view("table", (taken_at, status.version, status.error), compute)
+        key = (taken_at, status.version, status.error, pods and pods.taken_at)
+        body = self.cached_view("table", key, compute)
         return _with_extra(body, self._listing_extra(status))
 
     def view(self, name, wait_seconds=None):

@@ -68,6 +68,15 @@
     ];
 
     var INSTANCE_COLUMN = { key: "instance", title: "DSS instance", type: "path" };
+    var WHERE_COLUMN = { key: "where", title: "Where", type: "text" };
+    var REASON_COLUMN = { key: "reason", title: "Why", type: "text" };
+
+    /** `columns` plus a "Where" column after the role when DSS's pods are listed beside the host's processes
+     * (rows then carry `where`: the host name, or k8s/<node> for a pod). */
+    function withWhere(columns, rows) {
+        if (!rows.some(function (r) { return r.pod; })) return columns;
+        return [columns[0], WHERE_COLUMN].concat(columns.slice(1));
+    }
 
     /** `columns` plus a DSS instance column after the role when the rows come from several instances. */
     function withInstance(columns, rows) {
@@ -607,7 +616,7 @@
         var actionableOnly = $("pt-actionable-only").checked;
         var rows = all.filter(function (r) { return matchesFilter(r, text, role, actionableOnly); });
         rows.sort(compareRows(state.sort.key, state.sort.dir));
-        var columns = withInstance(COLUMNS, all);
+        var columns = withWhere(withInstance(COLUMNS, all), all);
         tableHead(table, columns, state.sort, true, function (col) {
             state.sort = nextSort(state.sort, col);
             renderTable();
@@ -630,6 +639,12 @@
                 if (col.key === "instance") {
                     td.className = "pt-path";
                     td.title = value || "";
+                }
+                if (col.key === "pid" && row.pod) {  // a pod has no pid: its name instead
+                    td.textContent = row.pod;
+                    td.className = "pt-path";
+                    td.title = "pod " + row.namespace + "/" + row.pod + " (" + (row.phase || "?") + "); memory: " +
+                        (row.memory_source || "?");
                 }
                 if (col.key === "pid" && row._noProcess) {
                     td.textContent = "\u2014";
@@ -678,7 +693,8 @@
         var colours = roleColours();
         var rows = ((state.table && state.table.orphans) || []).slice();
         rows.sort(compareRows(state.orphanSort.key, state.orphanSort.dir));
-        var columns = withInstance(ORPHAN_COLUMNS, rows);
+        var columns = withWhere(withInstance(ORPHAN_COLUMNS, rows), rows);
+        if (rows.some(function (r) { return r.reason; })) columns = columns.concat([REASON_COLUMN]);
         tableHead(table, columns, state.orphanSort, false, function (col) {
             state.orphanSort = nextSort(state.orphanSort, col);
             renderOrphans();
@@ -689,7 +705,8 @@
             columns.forEach(function (col) {
                 if (col.key === "role_display") tr.appendChild(roleCell(row, colours));
                 else tr.appendChild(h("td", { className: col.key === "instance" ? "pt-path" : (col.type === "text" ? "" : "pt-num"),
-                    textContent: formatCell(col, row[col.key]), title: col.key === "instance" ? (row.instance || "") : "",
+                    textContent: col.key === "pid" && row.pod ? row.pod : formatCell(col, row[col.key]),
+                    title: col.key === "instance" ? (row.instance || "") : "",
                     dataset: { key: col.key, value: row[col.key] === null || row[col.key] === undefined ? "" : String(row[col.key]) } }));
             });
             body.appendChild(tr);
@@ -722,6 +739,18 @@
         }));
     }
 
+    /** DSS's pods on Kubernetes: an unreachable cluster, refusals and notes (e.g. no metrics API) as a banner. */
+    function renderPodsBanner(pods) {
+        var lines = pods ? (pods.errors || []).concat(pods.notes || []) : [];
+        if (!pods || (pods.reachable && !lines.length)) {
+            clearBanner("pods");
+            return;
+        }
+        setBanner("pods", pods.reachable ? "info" : "warning", pods.reachable ?
+            "Kubernetes: " + pods.count + " DSS pods listed; some could not be read fully:" :
+            "Kubernetes: the cluster did not answer, DSS's pods are not shown:", lines);
+    }
+
     function loadTable() {
         return api("/api/table").then(function (table) {
             state.table = table;
@@ -731,6 +760,7 @@
             renderTable();
             renderOrphans();
             renderTableErrors();
+            renderPodsBanner(table.pods);
         }, failed("the processes and activities", "table"));
     }
 

@@ -3,7 +3,7 @@ takes the parsed args and a `dss.get_client`-like factory. Add a command by addi
 import importlib
 
 COMMAND_MODULES = ("activities", "kill_kernels", "abort_tasks", "abort_jobs", "stop_services", "install_cleanup", "scan",
-                   "exporter")
+                   "exporter", "pods")
 
 
 def load():

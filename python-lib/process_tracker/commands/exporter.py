@@ -46,6 +46,7 @@ def register(subparsers):
     parser.add_argument("--basic-auth-user", help="require HTTP basic auth with this user")
     parser.add_argument("--basic-auth-password-file",
                         help="file holding the basic auth password (else %s)" % PASSWORD_ENV)
+    # the DSS connection may also be given after the sub-command: cli.build_parser adds it to every sub-command
     parser.set_defaults(func=run)
     return parser
 
