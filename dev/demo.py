@@ -71,6 +71,7 @@ def parse_args(argv=None):
                         help="also a simulated Kubernetes cluster with a few DSS pods (dev/k8s_simulator), shown "
                         "beside the host's processes")
     parser.add_argument("--status-file", help="write the URLs, keys and pids as JSON to this file once ready (tests)")
+    parser.add_argument("--prometheus-url", default="", help="the webapp's Prometheus URL setting (docs/prometheus.md)")
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration: must be > 0 seconds")
@@ -290,6 +291,7 @@ def run(args):
                 "retentionDays": 7,
                 "historyDir": history_dir,
                 "allowedGroups": list(ALLOWED_GROUPS),
+                "prometheusUrl": args.prometheus_url,
             }
             if args.k8s:
                 config.update(start_cluster(stack, sim, dip_home))

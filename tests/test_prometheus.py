@@ -242,3 +242,70 @@ def test_webapp_history_from_prometheus_has_the_sqlite_views_shape(stack):
     assert set(view) >= {"window", "points", "step_s", "figures"} and view["node"] == stack.node_a
     assert view["figures"]["memory_by_role"]["data"] and view["figures"]["count_by_role"]["data"]
     assert source.role_series("1h", node='no"such{node}').roles == {}  # escaped: an empty answer, not an error
+
+
+# ---- the webapp's Prometheus mode ----------------------------------------------------------------------------
+
+@pytest.fixture
+def webapp(stack, tmp_path, monkeypatch):
+    """The monitoring webapp loaded as DSS loads it (backend.py exec'd), its "Prometheus URL" set to the stack's."""
+    from test_webapp_backend import Backend
+
+    backend = Backend(stack.sim, tmp_path, monkeypatch, config={"prometheusUrl": stack.url})
+    yield backend
+    backend.close()
+
+
+def test_webapp_lists_the_nodes_and_reads_each_nodes_history_from_prometheus(stack, webapp):
+    from test_webapp_backend import as_user
+
+    nodes = webapp.client.get("/api/nodes", headers=as_user("admin")).get_json()
+    assert nodes["source"] == "prometheus"
+    assert [n["node"] for n in nodes["nodes"]] == sorted([stack.node_a, stack.node_b])
+    body = webapp.client.get("/api/history?window=1h&node=%s" % stack.node_b, headers=as_user("admin")).get_json()
+    assert (body["source"], body["node"], body["step_s"]) == ("prometheus", stack.node_b, 10)
+    names = {t["name"] for t in body["figures"]["count_by_role"]["data"]}
+    assert len(names) == len(fleet_truth(stack.fleet_b))  # node B's roles only
+    everything = webapp.client.get("/api/history?window=1h", headers=as_user("admin")).get_json()
+    assert len(everything["figures"]["count_by_role"]["data"]) > len(names)  # every node summed
+    assert webapp.client.get("/api/nodes").status_code == 403  # reads need a DSS user, as every view
+
+
+def test_webapp_reports_an_unreachable_prometheus_as_a_502_envelope(stack, tmp_path, monkeypatch):
+    from test_webapp_backend import Backend, as_user, error_of
+
+    backend = Backend(stack.sim, tmp_path, monkeypatch, config={"prometheusUrl": "http://127.0.0.1:%d" % free_port()})
+    try:
+        message = error_of(backend.client.get("/api/history?window=1h", headers=as_user("admin")), 502,
+                           "prometheus_unavailable")
+        assert "unreachable" in message
+        error_of(backend.client.get("/api/nodes", headers=as_user("admin")), 502, "prometheus_unavailable")
+    finally:
+        backend.close()
+
+
+@pytest.mark.browser
+def test_the_page_shows_a_node_selector_and_redraws_the_history_per_node(stack, tmp_path):
+    from demo_process import running_demo
+    from webapp_browser import Page, chromium
+
+    with running_demo(tmp_path, "--no-fleet", "--sampling", "2", "--prometheus-url", stack.url) as demo, \
+            chromium() as browser:
+        p = Page(browser, demo, "admin")
+        try:
+            p.page.wait_for_selector("#pt-node-wrap:not([hidden])", timeout=30000)
+            options = p.page.eval_on_selector_all("#pt-node option", "os => os.map(o => o.value)")
+            assert options == [""] + sorted([stack.node_a, stack.node_b])
+            p.page.click("[data-window='1h']")
+            p.page.select_option("#pt-node", stack.node_b)
+            p.page.wait_for_function("n => document.getElementById('pt-history-points').textContent.includes(n)",
+                                     arg=stack.node_b)
+            traces, svgs, points = p.chart("pt-chart-count-history")
+            assert traces == len(fleet_truth(stack.fleet_b)) and svgs >= 1 and points >= traces
+            p.page.select_option("#pt-node", "")
+            p.page.wait_for_function(
+                "() => document.getElementById('pt-history-points').textContent.includes('all nodes')")
+            assert p.chart("pt-chart-count-history")[0] > traces
+            assert p.errors == []
+        finally:
+            p.close()

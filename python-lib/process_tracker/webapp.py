@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from . import history
 from .errors import ConfigError, DSSError
 from .identifiers import safe_text
+from .prom_history import PrometheusError, nodes_view
 from .webapp_actions import ACTION_KINDS, ApiError, run_action
 from .webapp_state import WebappOptions, WebappState
 from .webapp_table import activity_row, join_table, process_row  # noqa: F401 - re-exported
@@ -122,6 +123,7 @@ _EXPECTED = (
     (ConfigError, 400, "bad_parameter", ""),
     (history.HistoryUnavailable, 503, "history_unavailable", ""),
     (DSSError, 502, "dss_unavailable", "the DSS API call failed: "),
+    (PrometheusError, 502, "prometheus_unavailable", ""),
 )
 
 
@@ -185,7 +187,16 @@ def snapshot():
 @reader
 def history_view():
     window = request.args.get("window", "24h")
+    node = request.args.get("node") or None  # a node Prometheus scrapes (only with a Prometheus URL)
+    if node is not None:
+        return _json_bytes(_state().history_view(window, node=node))
     return _serve("history:%s" % window, lambda: _state().history_view(window))
+
+
+@bp.route("/api/nodes")
+@reader
+def nodes():
+    return _json(nodes_view(_state().prometheus))
 
 
 @bp.route("/api/table")

@@ -86,6 +86,7 @@ class WebappOptions:
     # (seconds; None: max(3 x sampling_interval_s, 60 s))
     pods: Optional[object] = None  # pods.PodSettings: DSS's pods on Kubernetes beside the host (k8s* params)
     pod_api_factory: Optional[Callable[[], object]] = None  # () -> kubernetes ApiClient (default: from `pods`)
+    prometheus_url: Optional[str] = None  # history and nodes from this Prometheus (prom_history.py); None: SQLite
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -103,9 +104,19 @@ class WebappOptions:
             top_n=_int_param(config, "topProcessesPerRole", history.DEFAULT_TOP_N, 1, 100),
             action_wait_s=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
             pods=settings_if_enabled(config, dip_home=overrides.get("dip_home") or os.environ.get("DIP_HOME")),
+            prometheus_url=_prometheus_param(config, "prometheusUrl"),
         )
         values.update(overrides)
         return cls(**values)
+
+
+def _prometheus_param(config, key):
+    value = config.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    from .prom_history import check_url
+
+    return check_url(value, param=key)
 
 
 def _default_scanner():
@@ -196,6 +207,11 @@ class WebappState:
             options.pods, ttl_seconds=options.inventory_ttl_s, api_client_factory=options.pod_api_factory)
         self.identities = _TtlCache(options.identity_ttl_s)
         self.groups = _TtlCache(options.group_ttl_s)
+        self.prometheus = None  # prom_history.PrometheusHistory when the "Prometheus URL" setting is set
+        if options.prometheus_url:
+            from .prom_history import PrometheusHistory
+
+            self.prometheus = PrometheusHistory(options.prometheus_url, clock=options.clock)
 
     # -- DSS ------------------------------------------------------------------------------------------------
     def client(self):
@@ -292,9 +308,16 @@ class WebappState:
             "sampler": sampler,
         }
 
-    def history_view(self, window):
-        """The /api/history body (JSON bytes) for `window` (ConfigError naming `window` when unknown)."""
+    def history_view(self, window, node=None):
+        """The /api/history body (JSON bytes) for `window` (ConfigError naming `window` when unknown): from the
+        SQLite history, or from Prometheus for one `node` (None: every node) when a Prometheus URL is set."""
         _, step, _ = self.store.window(window)
+        if self.prometheus is not None:
+            from . import prom_history
+
+            key = int(self.options.clock() // step)
+            return self.cached_view("history:%s:%s" % (window, node or ""), key,
+                                    lambda: prom_history.history_view(self.prometheus, window, node=node))
         key = (self.store.latest_taken_at(), int(self.options.clock() // step))
 
         def compute():

@@ -92,6 +92,7 @@
         table: null,
         history: null,
         window: "24h",
+        node: "",
         tab: "overview",
         sort: { key: "rss_anon_bytes", dir: -1 },
         orphanSort: { key: "rss_anon_bytes", dir: -1 },
@@ -472,17 +473,44 @@
             b.setAttribute("aria-pressed", b.dataset.window === state.window ? "true" : "false");
         });
         $("pt-history-points").textContent = hist.points ? hist.points + " samples over the last " + hist.window +
-            (hist.step_s ? ", one point per " + formatDuration(hist.step_s) : "") + "." : "";
+            (hist.step_s ? ", one point per " + formatDuration(hist.step_s) : "") +
+            (hist.source === "prometheus" ? ", from Prometheus (" + (hist.node || "all nodes") + ")" : "") + "." : "";
         var figs = hist.figures || {};
         var empty = "No history yet: the sampler records a sample every few seconds.";
         showFigure("pt-chart-memory-history", figs.memory_by_role, empty);
         showFigure("pt-chart-count-history", figs.count_by_role, empty);
     }
 
+    // Prometheus mode (the "Prometheus URL" setting): a node selector over every DSS host Prometheus scrapes.
+    function renderNodes(data) {
+        var wrap = $("pt-node-wrap"), select = $("pt-node");
+        if (!data || data.source !== "prometheus") {
+            wrap.hidden = true;
+            return;
+        }
+        clearBanner("nodes");
+        while (select.options.length > 1) select.remove(1);
+        data.nodes.forEach(function (n) {
+            var opt = document.createElement("option");
+            opt.value = n.node;
+            opt.textContent = n.node + (n.up ? "" : " (down)") +
+                (n.dss_datadirs && n.dss_datadirs.length ? " \u00b7 " + n.dss_datadirs.join(", ") : "");
+            select.appendChild(opt);
+        });
+        select.value = state.node;
+        if (select.value !== state.node) state.node = select.value = "";
+        wrap.hidden = false;
+    }
+
+    function loadNodes() {
+        return api("/api/nodes").then(renderNodes, failed("the node list", "nodes"));
+    }
+
     function loadHistory() {
-        var win = state.window;
-        return api("/api/history?window=" + encodeURIComponent(win)).then(function (hist) {
-            if (win !== state.window) return;
+        var win = state.window, node = state.node;
+        var query = "/api/history?window=" + encodeURIComponent(win) + (node ? "&node=" + encodeURIComponent(node) : "");
+        return api(query).then(function (hist) {
+            if (win !== state.window || node !== state.node) return;
             state.history = hist;
             clearBanner("history");
             renderHistory();
@@ -840,7 +868,7 @@
         if (state.busy) return Promise.resolve();
         state.busy = true;
         $("pt-refresh").disabled = true;
-        return Promise.all([loadWhoami(), loadSnapshot(), loadHistory(), loadTable()]).then(function () {
+        return Promise.all([loadWhoami(), loadSnapshot(), loadNodes(), loadHistory(), loadTable()]).then(function () {
             state.busy = false;
             $("pt-refresh").disabled = false;
             document.body.dataset.loaded = "true";
@@ -877,6 +905,10 @@
                 state.window = b.dataset.window;
                 loadHistory();
             });
+        });
+        $("pt-node").addEventListener("change", function () {
+            state.node = $("pt-node").value;
+            loadHistory();
         });
         $("pt-refresh").addEventListener("click", refresh);
         $("pt-auto").addEventListener("change", schedule);
