@@ -81,6 +81,11 @@ STOP_METHODS = ("DELETE", "POST", "PUT")
 # ---- the instance ----------------------------------------------------------------------------------------------
 
 
+
+def _summary(header):
+    """A report header without the "(DSS x, dataikuapi y)" it ends with: the outcome the matrix judges."""
+    return re.sub(r" \(DSS [^()]*, dataikuapi [^()]*\)$", "", header)
+
 @dataclass(frozen=True)
 class Obj:
     """One object of the instance that a face may stop: its plugin kind and id, project, and notebook."""
@@ -416,7 +421,7 @@ def _run_macro(face, url, texts, cell):
     texts.append(result.raw)
     cell.finished = True
     rows = result.rows()
-    cell.outcome = result.table["header"]
+    cell.outcome = _summary(result.table["header"])
     return {r["id"]: r.get("outcome", "") for r in rows if r.get("id")}
 
 
@@ -435,7 +440,7 @@ def _run_cli(face, url, texts, cell):
             cell.problems.append("exit 0 without JSON: %r" % proc.stdout[:200])
             return {}
         cell.finished = True
-        cell.outcome = out["header"]
+        cell.outcome = _summary(out["header"])
         return {r["id"]: r.get("outcome", "") for r in out["rows"] if r.get("id")}
     one_line = len(err.splitlines()) == 1 and err.startswith("process-tracker: error: ")
     cell.finished = proc.returncode == 1 and one_line

@@ -89,6 +89,17 @@ def acted(sim):
     return [(r.method, r.path) for r in sim.actions]
 
 
+@pytest.mark.parametrize("dss_version", ["12.6.2", "15.2.0"])
+def test_every_macro_header_names_the_dss_and_client_versions_used(simulator, dss_version):
+    from importlib.metadata import version  # the client this run has: the matrix runs each release DSS ships
+
+    sim = simulator(kernels_instance())
+    sim.dss_version = dss_version
+    for macro_id in ("kill-idle-kernels", "running-activities", "install-cleanup-scenario"):
+        header = run(sim, macro_id).table["header"]
+        assert header.endswith("(DSS %s, dataikuapi %s)" % (dss_version, version("dataiku-api-client"))), header
+
+
 # --- kill-idle-kernels -----------------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from . import dss, identifiers, params, policy, render
@@ -326,7 +326,14 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
     warnings = check_scope(client, plan.values)
     context = _Run(plan, client, project_key, progress or (lambda i: None), time.time() if now is None else float(now),
                    os.environ if environ is None else environ, scan, pids, warnings)
-    return RUNNERS[spec.runner](context)
+    return with_versions(RUNNERS[spec.runner](context), client)
+
+
+def with_versions(report: render.Report, client) -> render.Report:
+    """The report whose header ends with the DSS and dataikuapi versions the run used (read once per client)."""
+    line = dss.describe_versions(dss.versions(client))
+    return replace(report, header=render.safe_message("%s (%s)" % (report.header, line),
+                                                                  render.MAX_HEADER + len(line) + 3))
 
 
 def _run_install(run_: _Run) -> render.Report:
