@@ -238,3 +238,13 @@ def role_rows(processes):
 
 __all__ = ["role_style", "treemap", "java_xmx", "kernels_idle_memory", "cgroups", "memory_by_role",
            "count_by_role", "role_rows"]
+
+
+def history_body(window, series):
+    """The /api/history body for `series` (a role series from SQLite or Prometheus): points, step and figures."""
+    return {
+        "window": window,
+        "points": series.points,
+        "step_s": series.step_s,
+        "figures": {"memory_by_role": memory_by_role(series), "count_by_role": count_by_role(series)},
+    }

@@ -170,16 +170,7 @@ def history_view(source: PrometheusHistory, window: str, node: Optional[str] = N
     """The /api/history body from Prometheus: the SQLite view's keys plus "source" and "node"."""
     from . import charts
 
-    series = source.role_series(window, node=node)
-    return {
-        "window": window,
-        "points": series.points,
-        "step_s": series.step_s,
-        "figures": {"memory_by_role": charts.memory_by_role(series),
-                    "count_by_role": charts.count_by_role(series)},
-        "source": "prometheus",
-        "node": node,
-    }
+    return dict(charts.history_body(window, source.role_series(window, node=node)), source="prometheus", node=node)
 
 
 def nodes_view(source: Optional[PrometheusHistory]) -> Dict[str, object]:

@@ -320,17 +320,8 @@ class WebappState:
                                     lambda: prom_history.history_view(self.prometheus, window, node=node))
         key = (self.store.latest_taken_at(), int(self.options.clock() // step))
 
-        def compute():
-            series = self.store.role_series(window)
-            return {
-                "window": window,
-                "points": series.points,
-                "step_s": series.step_s,
-                "figures": {"memory_by_role": charts.memory_by_role(series),
-                            "count_by_role": charts.count_by_role(series)},
-            }
-
-        return self.cached_view("history:%s" % window, key, compute)
+        return self.cached_view("history:%s" % window, key,
+                                lambda: charts.history_body(window, self.store.role_series(window)))
 
     def table_view(self, wait_seconds=None):
         """The /api/table body (JSON bytes): processes of the last sample joined to the last DSS listing."""
