@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -24,6 +25,8 @@ import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
+
+from dev.dss_simulator.loader import parse_duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_INSTANCE = os.path.join(ROOT, "dev", "instances", "demo.json")
@@ -39,6 +42,7 @@ HOSTILE_FRAGMENT = {"projects": [{"projectKey": "SANDBOX", "notebooks": [
     {"name": HOSTILE_NOTEBOOK, "language": "python", "sessions": [
         {"sessionId": "0f0f0f0f-7777-4777-8777-777777777777", "creator": "ops", "startedAgo": "3d",
          "idleFor": "2d", "state": "idle", "connections": 0}]}]}]}
+JOB_PROCESSES = ("jek-1", "jek-2")  # the demo's running jobs' JEKs (dev.fleet.DEMO_JOBS)
 STEADY_ROLES = {"supervisord", "nginx", "backend", "jupyter_server", "governserver", "eventserver", "apinode"}
 
 
@@ -96,12 +100,85 @@ def _walk_specs(specs):
         yield from _walk_specs(getattr(spec, "children", ()) or ())
 
 
-def start_fleet(stack, dip_home, budget_mib):
+def start_fleet(stack, dip_home, budget_mib, jobs_started_at):
     from dev.fleet import Fleet, demo_layout
 
-    specs = demo_layout(dip_home)
+    specs = demo_layout(dip_home, jobs_started_at)
     fleet = stack.enter_context(Fleet(specs, memory_scale=memory_scale(specs, budget_mib)))
     return fleet
+
+
+def fleet_ender(fleet):
+    """The simulator's `end_process`: stopping an activity in DSS ends its process (and its children) in the fleet,
+    so its memory goes away and it never shows as an orphan."""
+    names = {pid: name for name, pid in fleet.pids.items()}
+
+    def end(pid):
+        if pid in names and fleet.alive(names[pid]):
+            fleet.kill(names[pid])
+
+    return end
+
+
+# ---------------------------------------------------------------------------------------------------- instance
+
+PID_FIELDS = ("kernelPid", "pid", "processPid")  # where the demo instance names a fleet process
+JOB_DATE = re.compile(r"_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}$")
+
+
+def _fleet_name(obj, started_at):
+    """The fleet process `obj` (a session, job, webapp backend...) names as its pid, if the fleet started it."""
+    for key in PID_FIELDS:
+        ref = obj.get(key)
+        if isinstance(ref, dict) and ref.get("fleet") in started_at:
+            return ref["fleet"]
+    return None
+
+
+def _agree(obj, started_at, now):
+    """`obj` and what it holds, every object naming a fleet process started when that process started, and idle
+    at most since then (a kernel idle for 3 weeks becomes a kernel idle since its process started)."""
+    if isinstance(obj, list):
+        return [_agree(x, started_at, now) for x in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: _agree(v, started_at, now) for k, v in obj.items()}
+    name = _fleet_name(obj, started_at)
+    if name is not None:
+        age = max(0.0, now - started_at[name])
+        out["startedAgo"] = age
+        if "idleFor" in out:
+            out["idleFor"] = min(parse_duration(out["idleFor"], "idleFor"), age)
+    return out
+
+
+def _dated_jobs(instance, now):
+    """Every job id re-dated with the job's start (`startedAgo` before `now`), as DSS dates its job ids; returns
+    {old id: new id}."""
+    from dev.fleet import dss_job_id
+
+    renamed = {}
+    for project in instance.get("projects", []):
+        for job in project.get("jobs", []):
+            started = now - parse_duration(job.get("startedAgo", 0), "startedAgo")
+            new = dss_job_id(JOB_DATE.sub("", job["id"]), started)
+            renamed[job["id"]] = new
+            job["id"] = new
+    return renamed
+
+
+def seed_instance(instance, now, started_at=None, jobs_started_at=None):
+    """The demo instance as DSS would report it for this fleet, and {old job id: new id}.
+
+    `started_at`: {fleet name: process start time}; every activity running in a fleet process starts with it
+    (jobs at `jobs_started_at`: when the fleet dated its recipe's job directory, just before their JEKs started).
+    Then every job id is dated with its start. Times stay relative (`startedAgo`, `idleFor`) to `now`."""
+    started_at = dict(started_at or {})
+    for jek in JOB_PROCESSES:
+        if jek in started_at and jobs_started_at is not None:
+            started_at[jek] = jobs_started_at  # (psutil's create times are only exact to the second)
+    out = _agree(instance, started_at, now)
+    return out, _dated_jobs(out, now)
 
 
 # ---------------------------------------------------------------------------------------------------- webapp
@@ -148,7 +225,8 @@ def synthetic_history(roles, now, interval_s):
 
     Steady roles (backend, nginx...) keep their count with a little memory drift; the others follow the working
     day, and Jupyter kernels pile up over the week until someone cleans them (two days ago). Raw points every
-    `interval_s` for the last hour, every minute for the last day, every 5 minutes before.
+    `interval_s` for the last hour, every minute for the last day, every 5 minutes before, up to `now`
+    (excluded): every factor is 1 at `now`, so the series join the live samples at the same totals.
     """
     from process_tracker.history import RoleSample
 
@@ -170,7 +248,8 @@ def synthetic_history(roles, now, interval_s):
             rss = float(r.get("rss_bytes") or 0)
             if count <= 0:
                 continue
-            drift = 1.0 + 0.04 * math.sin(ts / 5400.0 + len(r["role"]))
+            phase = len(r["role"])
+            drift = 1.0 + 0.04 * (math.sin(ts / 5400.0 + phase) - math.sin(now / 5400.0 + phase))  # 1 at `now`
             if r["role"] in STEADY_ROLES:
                 factor_count, factor_mem = 1.0, drift
             else:
@@ -186,10 +265,11 @@ def synthetic_history(roles, now, interval_s):
     return samples
 
 
-def backfill(history_dir, roles, interval_s):
+def backfill(history_dir, roles, interval_s, until):
+    """Write the synthetic history up to `until` (the first live sample's time), joining it at the same totals."""
     from process_tracker.history import HistoryStore
 
-    samples = synthetic_history(roles, time.time(), interval_s)
+    samples = synthetic_history(roles, until, interval_s)
     HistoryStore(history_dir, retention_days=7).record_series(samples)
     return len(samples)
 
@@ -254,12 +334,18 @@ def print_banner(status, snap, table, backfilled):
 
 # ---------------------------------------------------------------------------------------------------- main
 
-def start_cluster(stack, sim, dip_home):
-    """A simulated Kubernetes API with the demo's DSS pods, what DSS lists for them, and the webapp params."""
+def start_cluster(stack, sim, dip_home, job_ids):
+    """A simulated Kubernetes API with the demo's DSS pods, what DSS lists for them, and the webapp params.
+    `job_ids` ({demo.json job id: the demo's dated id}) relabels the job pods (DSS lower-cases label values)."""
     from dev.k8s_simulator import DEMO_DSS_FRAGMENT, K8sSimulator, demo_pods
 
     cluster = K8sSimulator()
     demo_pods(cluster)
+    relabel = {old.lower(): new.lower() for old, new in job_ids.items()}
+    for pod in cluster.cluster.pods.values():
+        labels = pod["metadata"]["labels"]
+        for key, value in labels.items():
+            labels[key] = relabel.get(value, value)
     sim.extend(DEMO_DSS_FRAGMENT)
     stack.enter_context(cluster.serve())
     kubeconfig = cluster.write_kubeconfig(os.path.join(dip_home, "kubeconfig"), token="reader-token")
@@ -273,14 +359,17 @@ def run(args):
     dip_home = tempfile.mkdtemp(prefix="dss-demo-dip-home-")
     try:
         with ExitStack() as stack:
-            fleet_pids = {}
+            fleet_pids, started_at, end_process = {}, {}, None
+            jobs_started_at = time.time()
             if not args.no_fleet:
                 print("starting the process fleet...", flush=True)
-                fleet = start_fleet(stack, dip_home, args.memory_mib)
+                fleet = start_fleet(stack, dip_home, args.memory_mib, jobs_started_at)
                 fleet_pids = dict(fleet.pids)
+                started_at = {name: fleet.create_time(name) for name in fleet_pids}
+                end_process = fleet_ender(fleet)
             with open(DEMO_INSTANCE) as f:
-                instance = json.load(f)
-            sim = Simulator(instance, fleet_pids=fleet_pids)
+                instance, job_ids = seed_instance(json.load(f), time.time(), started_at, jobs_started_at)
+            sim = Simulator(instance, fleet_pids=fleet_pids, end_process=end_process)
             sim.extend(HOSTILE_FRAGMENT)
             for key in args.failing_project:
                 sim.fail_project(key)
@@ -294,7 +383,7 @@ def run(args):
                 "prometheusUrl": args.prometheus_url,
             }
             if args.k8s:
-                config.update(start_cluster(stack, sim, dip_home))
+                config.update(start_cluster(stack, sim, dip_home, job_ids))
             backend = load_backend(dss_url, sim.admin_key, config, dip_home=dip_home)
             server = WebappServer(build_app(backend, config, users=USERS), port=args.port, preferred_port=DEFAULT_PORT)
             stack.enter_context(server)
@@ -302,7 +391,7 @@ def run(args):
             snap = wait_first_sample(client)
             backfilled = 0
             if snap and snap.get("roles") and not args.no_backfill:
-                backfilled = backfill(history_dir, snap["roles"], args.sampling)
+                backfilled = backfill(history_dir, snap["roles"], args.sampling, float(snap["taken_at"]))
             try:
                 table = client.get("/api/table")
             except OSError:
@@ -319,6 +408,7 @@ def run(args):
                 "keys": {u: sim.key_for(u) for u in USERS},
                 "dip_home": dip_home,
                 "fleet_pids": fleet_pids,
+                "job_ids": job_ids,
                 "demo_pid": os.getpid(),
                 "sampling_interval_s": args.sampling,
             }

@@ -224,10 +224,26 @@ def _jek(dip_home: str, name: str, parent: str, memory_mib: float, port: int) ->
                     cwd=dip_home + "/jobs", env=_dss_env(dip_home))
 
 
-def demo_layout(dip_home: str) -> List[ProcSpec]:
+def dss_job_id(name: str, started_at: float) -> str:
+    """A DSS job id: `<name>_<local start time as YYYY-MM-DDTHH-MM-SS.mmm>`, e.g. Build_x_2026-12-02T10-11-12.345."""
+    millis = int(round(started_at * 1000))
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(millis // 1000))
+    return "%s_%s.%03d" % (name, stamp, millis % 1000)
+
+
+# The demo's running jobs: JEK name -> (project key, job id prefix, recipe activity id), as in dev/instances/demo.json
+DEMO_JOBS = {"jek-1": ("CHURN", "Build_churn_scored", "compute_churn_scored_NP"),
+             "jek-2": ("SALES", "Build_sales_monthly", "compute_sales_monthly_NP")}
+
+
+def demo_layout(dip_home: str, jobs_started_at: Optional[float] = None) -> List[ProcSpec]:
     """The demo DSS design node: every row of dss-reference.md section 3 that lives on a design node. Names,
-    parents and kernel ids are a contract with the simulator's demo instance (`{"fleet": "<name>"}` pids)."""
+    parents and kernel ids are a contract with the simulator's demo instance (`{"fleet": "<name>"}` pids).
+    The recipe's working directory names its job, dated `jobs_started_at` (default: now): the demo dates the
+    instance's job the same way (`dss_job_id`)."""
     d = dip_home
+    jobs_started_at = time.time() if jobs_started_at is None else jobs_started_at
+    churn_job = dss_job_id(DEMO_JOBS["jek-1"][1], jobs_started_at)
     py = d + "/pyenv/bin/python"
     specs = [_supervisord(d, "supervisord", ("backend", "nginx", "ipython", "eventserver"))]
     specs += _nginx(d, "", "supervisord")
@@ -236,14 +252,14 @@ def demo_layout(dip_home: str) -> List[ProcSpec]:
               _jek(d, "jek-idle", "backend", 16, 41003)]
     specs.append(ProcSpec(
         "recipe-1", (d + "/code-envs/python/py39-ds/bin/python", "-u",
-                     d + "/jobs/SALES/Build_orders_by_day_2024-05-02T09-12-44.118/compute_orders_by_day_NP/"
-                     "python-exec-wrapper.py", "recipe.py"),
+                     "%s/jobs/CHURN/%s/%s/python-exec-wrapper.py" % (d, churn_job, DEMO_JOBS["jek-1"][2]),
+                     "recipe.py"),
         parent="jek-1", memory_mib=30, role="python recipe",
-        cwd=d, env=_dss_env(d, DKU_CURRENT_PROJECT_KEY="SALES")))
+        cwd=d, env=_dss_env(d, DKU_CURRENT_PROJECT_KEY="CHURN")))
     specs.append(ProcSpec(
         "spark-1", (JAVA, "-cp", "%s/conf/:%s/jars/*" % (SPARK_HOME, SPARK_HOME), "-Xmx1g",
                     "org.apache.spark.deploy.SparkSubmit", "--master", "local[2]", "--conf", "spark.driver.memory=1g",
-                    "--name", "DSS_CHURN_compute_features_NP", "--class", "com.dataiku.dip.spark.SparkRecipeRunner",
+                    "--name", "DSS_SALES_%s" % DEMO_JOBS["jek-2"][2], "--class", "com.dataiku.dip.spark.SparkRecipeRunner",
                     INSTALL_DIR + "/lib/spark/dataiku-spark-recipes.jar"),
         parent="jek-2", comm="java", memory_mib=40, role="Spark driver", cwd=d, env=_dss_env(d)))
     for name, memory in (("fek-1", 16), ("fek-2", 16)):
@@ -266,7 +282,7 @@ def demo_layout(dip_home: str) -> List[ProcSpec]:
     specs.append(ProcSpec("webapp-1", (d + "/code-envs/python/py39-web/bin/python", "-u",
                                        INSTALL_DIR + "/python/dataiku/webapps/backend.py"),
                           parent="backend", memory_mib=12, role="webapp backend (Flask)", cwd=d + "/run/webapps",
-                          env=_dss_env(d, DKU_CURRENT_PROJECT_KEY="SALES")))
+                          env=_dss_env(d, DKU_CURRENT_PROJECT_KEY="CHURN")))
     specs.append(ProcSpec("jupyter", (py, INSTALL_DIR + "/dku-jupyter/dkulauncher.py",
                                       "--config=%s/install-support/jupyter/jupyter_notebook_config.py" % d,
                                       "--notebook-dir=%s/config/ipython_notebooks" % d, "--ip=127.0.0.1",

@@ -372,3 +372,60 @@ def test_the_platform_layout_carries_the_documented_markers_of_dss_companions():
         assert story[story.index("--file") + 1].endswith("/story/docker-compose.yml")
         for name in ("platform-fm-agent", "platform-postgres", "platform-postgres-govern", "platform-story"):
             assert psutil.Process(fleet.pid(name)).ppid() == os.getpid()  # init / systemd on a real host
+
+
+def _stoppable_layout(d):
+    """A second instance's node (supervisord, backend, a JEK, Jupyter, a kernel) plus a recipe under the JEK and a
+    webapp backend, for the simulator's stops."""
+    py = d + "/code-envs/python/py39-ds/bin/python"
+    return second_instance_layout(d, prefix="") + [
+        ProcSpec("recipe-1", (py, "-u", d + "/jobs/P/Build_x/compute_x_NP/python-exec-wrapper.py"), parent="jek-1",
+                 memory_mib=1, env={"DIP_HOME": d}),
+        ProcSpec("webapp-1", (py, "-u", "/opt/dataiku/python/dataiku/webapps/backend.py"), parent="backend",
+                 memory_mib=1, env={"DIP_HOME": d}),
+    ]
+
+
+def test_stopping_an_activity_in_the_simulator_ends_its_process_in_the_fleet(manual_clock):
+    """As in DSS: an unload ends the kernel, a job abort the JEK and its recipe, a webapp stop its backend, each
+    once the abort delay has passed; nothing else is touched."""
+    import dataikuapi  # noqa: F401 - the real client, over HTTP
+
+    from dev.demo import fleet_ender
+    from dev.dss_simulator import Simulator
+    from dev.dss_simulator import builders as b
+
+    with Fleet(_stoppable_layout, memory_scale=0.25) as fleet:
+        ids = identities(fleet)
+        inst = b.instance(projects=[b.project(
+            "P", notebooks=[b.notebook("nb", sessions=[b.session("alice", session_id="s1",
+                                                                   kernel_pid={"fleet": "kernel-1"})])],
+            jobs=[b.job("Build_x_2026-12-02T10-11-12.345", "alice", kernel_pid={"fleet": "jek-1"})],
+            webapps=[b.webapp("W1", backend_pid={"fleet": "webapp-1"}, backend_owner="alice")])],
+            abortDelay="5s")
+        sim = Simulator(inst, clock=manual_clock, fleet_pids=fleet.pids, end_process=fleet_ender(fleet))
+        with sim.serve():
+            project = sim.client().get_project("P")
+            project.get_jupyter_notebook("nb").unload("s1")
+            project.get_job("Build_x_2026-12-02T10-11-12.345").abort()
+            project.get_webapp("W1").stop_backend()
+            sim.reap()
+            assert all(running(i) for i in ids.values())  # still aborting: the processes run
+            manual_clock.advance(5)
+            sim.reap()
+            gone = {"kernel-1", "jek-1", "recipe-1", "webapp-1"}
+            for name, identity in ids.items():
+                assert running(identity) == (name not in gone), name
+            assert sorted(sim.ended_pids) == sorted(ids[n][0] for n in gone - {"recipe-1"})
+
+
+def test_without_end_process_the_simulator_never_touches_processes(manual_clock):
+    from dev.dss_simulator import Simulator
+    from dev.dss_simulator import builders as b
+
+    with Fleet(_stoppable_layout, memory_scale=0.25) as fleet:
+        inst = b.instance(projects=[b.project("P", jobs=[b.job("J1", "alice", kernel_pid={"fleet": "jek-1"})])])
+        sim = Simulator(inst, clock=manual_clock, fleet_pids=fleet.pids)
+        with sim.serve():
+            sim.client().get_project("P").get_job("J1").abort()
+            assert sim.reap() == [] and fleet.alive("jek-1")

@@ -108,7 +108,7 @@ class _Loader:
         targets = f.get("targets", [])
         project_key = project_key or f.get("projectKey") or (targets[0].get("projectKey") if targets else None)
         data = data or {k: f[k] for k in ("displayName", "action", "targets", "extras", "progress", "result", "error",
-                                           "raw") if k in f}
+                                           "raw", "processPid") if k in f}
         return self.task("future", job_id, project_key, f["owner"], f, data, "futures[%s]" % job_id)
 
     def project(self, p):
@@ -196,6 +196,8 @@ class _Loader:
         if ca.get("state", "STARTED") == "STARTED" or "endedAgo" in ca:
             data = {"futureId": ca.get("futureId") or uuid.uuid4().hex[:8],
                     "displayName": "Continuous activity %s" % rid}
+            if ca.get("processPid") is not None:
+                data["processPid"] = int(ca["processPid"])
             self.task("continuous_activity", rid, pk, ca.get("owner", s.projects[pk]["owner"]), ca, data,
                       "%s.continuousActivities[%s]" % (what, rid))
 

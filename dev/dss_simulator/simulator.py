@@ -8,6 +8,7 @@
         assert sim.phase("future", "abc") == "ABORTED"
 """
 import re
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -75,9 +76,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 class Simulator:
     """A DSS instance seeded from `instance` (see dev/README.md). `clock()` gives epoch seconds (default time.time);
-    `fleet_pids` maps fleet process names to pids for the `{"fleet": name}` references in the instance."""
+    `fleet_pids` maps fleet process names to pids for the `{"fleet": name}` references in the instance.
+    `end_process(pid)`, when given, is called once for the process of each task that has ended (aborted,
+    unloaded, stopped or finished), as DSS ends the kernel, JEK or backend of what it stops: the demo passes a
+    function ending that fleet process. Checked while serving (every `REAP_INTERVAL_SECONDS`) and by `reap()`."""
 
-    def __init__(self, instance=None, clock=None, fleet_pids=None):
+    REAP_INTERVAL_SECONDS = 0.2
+
+    def __init__(self, instance=None, clock=None, fleet_pids=None, end_process=None):
         self.clock = clock or time.time
         self.state = State(self.clock)
         load(self.state, instance or {}, fleet_pids)
@@ -85,6 +91,29 @@ class Simulator:
         self.url = None
         self._server = None
         self._thread = None
+        self.end_process = end_process
+        self.ended_pids = []  # pids passed to end_process, in order
+        self._reaper = None
+        self._reap_lock = threading.Lock()
+
+    def reap(self):
+        """Call `end_process` for every process whose task has ended since the last call; returns those pids.
+        An `end_process` error is printed and not retried (the process is then left as it is)."""
+        if self.end_process is None:
+            return []
+        with self._reap_lock:
+            new = [pid for pid in self.state.ended_process_pids() if pid not in self.ended_pids]
+            for pid in new:
+                self.ended_pids.append(pid)
+                try:
+                    self.end_process(pid)
+                except Exception as e:  # noqa: BLE001 - a dev tool: report and go on
+                    print("dss simulator: could not end process %s: %s" % (pid, e), file=sys.stderr)
+            return new
+
+    def _reap_loop(self):
+        while not self.state.shutdown.wait(self.REAP_INTERVAL_SECONDS):
+            self.reap()
 
     # ----- serving ----------------------------------------------------------------------------------------
     def start(self, host="127.0.0.1", port=0):
@@ -98,6 +127,9 @@ class Simulator:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="dss-simulator", daemon=True)
         self._thread.start()
+        if self.end_process is not None:
+            self._reaper = threading.Thread(target=self._reap_loop, name="dss-simulator-reaper", daemon=True)
+            self._reaper.start()
         with _serving_lock:
             _serving[self.port] = self
         return self.url
@@ -117,7 +149,9 @@ class Simulator:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._reaper is not None:
+            self._reaper.join(timeout=30)
+        self._server = self._thread = self._reaper = None
 
     @contextmanager
     def serve(self, host="127.0.0.1", port=0):

@@ -180,6 +180,23 @@ class State:
         if self.phase(task) == "RUNNING":
             task.abort_requested_at = self.now()
 
+    @staticmethod
+    def process_pid(task):
+        """The pid of the process running `task` on this host, if the instance gave one: a session's or a job's
+        kernelPid, a webapp backend's pid, a future's or a continuous activity's processPid (not served)."""
+        if task.kind in ("session", "job"):
+            return task.data.get("kernelPid")
+        if task.kind == "webapp":
+            return task.data.get("extras", {}).get("pid")
+        return task.data.get("processPid")
+
+    def ended_process_pids(self):
+        """The pids of the processes whose task has ended (aborted, unloaded, stopped, or finished on its own)."""
+        with self.lock:
+            now = self.now()
+            return [pid for pid in (self.process_pid(t) for t in self.tasks.values() if not self.alive(t, now))
+                    if pid]
+
     def task(self, kind, task_id):
         with self.lock:
             t = self.tasks.get((kind, task_id))
