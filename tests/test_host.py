@@ -301,7 +301,7 @@ def test_cli_scan_table_groups_by_role_and_shows_no_secret(full_fleet):
 def test_cli_scan_refuses_bad_options_in_one_line():
     result = subprocess.run([CLI, "scan", "--top", "-1"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip() == "process-tracker: error: --top: must be >= 0, got -1"
+    assert result.stderr.strip() == "process-tracker: error: --top: must be a whole number between 0 and 1000, got -1"
 
 
 def test_snapshot_to_json_is_plain_json(scanned):

@@ -15,6 +15,8 @@ import time
 from ..errors import ConfigError
 from ..render import format_bytes, safe
 
+MAX_TOP = 1000  # processes shown per role: more is a typo (the JSON output has them all)
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -37,8 +39,8 @@ def run(args, make_client=None, out=None):
     from ..host import Scanner
 
     out = out or sys.stdout
-    if args.top < 0:
-        raise ConfigError("--top", "must be >= 0, got %d" % args.top)
+    if not 0 <= args.top <= MAX_TOP:
+        raise ConfigError("--top", "must be a whole number between 0 and %d, got %d" % (MAX_TOP, args.top))
     if not 0 <= args.interval <= 600:
         raise ConfigError("--interval", "must be between 0 and 600 seconds, got %s" % args.interval)
     scanner = Scanner(pss=bool(args.pss))
