@@ -4,13 +4,15 @@ Every function takes records (host processes, activities, cgroups, `history.Role
 dict the page passes to `Plotly.react(div, fig.data, fig.layout)`. Figures carry labels, pids, ids and
 numbers only: never a command line. Text that comes from users (notebook names, projects, logins) is
 HTML-escaped, because plotly.js interprets a subset of HTML in text and hover labels.
-Memory is shown in MiB, times as epoch milliseconds on date axes (UTC).
+Memory is shown in MiB (treemap boxes with their unit: "1.2 GiB"), times as epoch milliseconds on date axes,
+shown in UTC on a 24-hour clock like every time of the webapp; activity states in sentence case ("Running").
 """
 import functools
 import html
 
 from . import roles as catalogue
 from .identifiers import safe_text
+from .render import format_bytes
 
 MIB = 1024.0 * 1024.0
 HIDDEN_ROLES = ("not_dss",)  # processes that are not DSS's: scanned, stored, not charted
@@ -42,6 +44,19 @@ def _esc(value):
 
 def _mib(value):
     return None if value is None else round(value / MIB, 1)
+
+
+def state_label(state):
+    """An activity state in the one casing the webapp shows: "RUNNING", "idle" -> "Running", "Idle"."""
+    text = str(state or "").replace("_", " ").strip().lower()
+    return text[:1].upper() + text[1:]
+
+
+# Date axes: UTC, 24-hour, the zone in the title and in every hover label.
+TIME_AXIS = {"type": "date", "title": {"text": "time (UTC)"}, "tickformat": "%H:%M\n%b %d",
+             "hoverformat": "%Y-%m-%d %H:%M:%S UTC"}
+# The same legend order in every history chart (plotly reverses it for stacked areas by default).
+LEGEND = {"traceorder": "normal"}
 
 
 def _figure(data, layout):
@@ -100,17 +115,24 @@ def treemap(processes, top_n=8, title="Memory by role now (RssAnon)"):
             # parents must be at least the sum of their children once rounded
             values[ids.index(role_id)] = round(sum(v for i, v in zip(parents, values) if i == role_id), 1)
         values[inst_index] = round(sum(v for i, v in zip(parents, values) if i == inst_id), 1)
+    sizes = [format_bytes(int(v * MIB)) for v in values]  # every box with its unit: "1.2 GiB"
+    branches = set(parents)
+    # plotly writes a parent's header with its label only: a role's size goes in its label, a process's in its
+    # text; an instance (or node) keeps its path as label, its total in the hover
+    labels = ["%s \u00b7 %s" % (label, size) if i in branches and parent else label
+              for i, parent, label, size in zip(ids, parents, labels, sizes)]
     trace = {
         "type": "treemap",
         "ids": ids,
         "labels": labels,
         "parents": parents,
         "values": values,
+        "text": sizes,
         "branchvalues": "total",
         "marker": {"colors": colours},
         "customdata": hover,
-        "hovertemplate": "<b>%{label}</b><br>%{value:,.1f} MiB RssAnon<br>%{customdata}<extra></extra>",
-        "textinfo": "label+value",
+        "hovertemplate": "<b>%{label}</b><br>%{text} RssAnon<br>%{customdata}<extra></extra>",
+        "texttemplate": ["%{label}" if i in branches else "%{label} \u00b7 %{text}" for i in ids],
     }
     return _figure([trace], {"title": {"text": title}, "margin": {"l": 5, "r": 5, "t": 40, "b": 5}})
 
@@ -156,7 +178,7 @@ def kernels_idle_memory(processes, activities_by_pid, now, title="Jupyter kernel
             ys.append(_mib(p.rss_anon_bytes))
             if a is not None:
                 hover.append("%s / %s<br>user %s, pid %d, %s" % (
-                    _esc(a.project_key), _esc(a.name), _esc(a.owner), p.pid, _esc(a.state)))
+                    _esc(a.project_key), _esc(a.name), _esc(a.owner), p.pid, _esc(state_label(a.state))))
             else:
                 hover.append("not listed by DSS<br>pid %d, user %s" % (p.pid, _esc(p.user or "?")))
         return {"type": "scatter", "mode": "markers", "name": name, "x": xs, "y": ys, "customdata": hover,
@@ -207,7 +229,7 @@ def memory_by_role(series, title=None):
     return _figure(
         _series_traces(series, "rss_anon_bytes", MIB, stacked=True),
         {"title": {"text": title or "Memory by role, last %s (RssAnon)" % series.window},
-         "xaxis": {"type": "date", "title": {"text": "time (UTC)"}}, "yaxis": {"title": {"text": "MiB"}},
+         "xaxis": dict(TIME_AXIS), "yaxis": {"title": {"text": "MiB"}}, "legend": dict(LEGEND),
          "hovermode": "x unified"},
     )
 
@@ -217,7 +239,7 @@ def count_by_role(series, title=None):
     return _figure(
         _series_traces(series, "count", 1.0, stacked=False),
         {"title": {"text": title or "Processes by role, last %s" % series.window},
-         "xaxis": {"type": "date", "title": {"text": "time (UTC)"}}, "yaxis": {"title": {"text": "processes"}},
+         "xaxis": dict(TIME_AXIS), "yaxis": {"title": {"text": "processes"}}, "legend": dict(LEGEND),
          "hovermode": "x unified"},
     )
 

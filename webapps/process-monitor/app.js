@@ -189,19 +189,39 @@
         return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
     }
 
-    function formatTime(epochS) {
-        if (!epochS) return "";
-        return new Date(epochS * 1000).toLocaleTimeString();
+    function pad2(n) {
+        return (n < 10 ? "0" : "") + n;
     }
 
-    /** A DSS data directory, short: its last two path components (the full path is in the cell's tooltip). */
+    /** Every time on the page: 24-hour, in UTC, the zone shown ("14:05:09 UTC"), as the charts' axes and the
+     * macros' reports show times. */
+    function formatTime(epochS) {
+        if (!epochS) return "";
+        var d = new Date(epochS * 1000);
+        return pad2(d.getUTCHours()) + ":" + pad2(d.getUTCMinutes()) + ":" + pad2(d.getUTCSeconds()) + " UTC";
+    }
+
+    /** An activity state in one casing everywhere: "RUNNING", "idle" -> "Running", "Idle". */
+    function formatState(value) {
+        var text = String(value).replace(/_/g, " ").trim().toLowerCase();
+        return text.charAt(0).toUpperCase() + text.slice(1);
+    }
+
+    var PATH_CHARS = 32; // the longest DSS data directory shown in a cell (the full path is in its tooltip)
+
+    /** A DSS data directory, short, keeping its END (what tells instances apart): its last two components
+     * ("\u2026/dss_data/design"), else its last one, else its last PATH_CHARS characters, always cut at the start. */
     function shortPath(path) {
-        var parts = String(path).split("/").filter(function (p) { return p; });
-        return parts.length > 2 ? "\u2026/" + parts.slice(-2).join("/") : String(path);
+        var full = String(path);
+        var parts = full.split("/").filter(function (p) { return p; });
+        var options = [parts.length > 2 ? "\u2026/" + parts.slice(-2).join("/") : full, "\u2026/" + parts.slice(-1)];
+        var fitting = options.filter(function (t) { return t.length <= PATH_CHARS; });
+        return fitting.length ? fitting[0] : "\u2026" + full.slice(full.length - PATH_CHARS + 1);
     }
 
     function formatCell(col, value) {
         if (col.type === "path") return value ? shortPath(value) : "";
+        if (col.key === "state" && value) return formatState(value);
         if (col.type === "bytes") return formatBytes(value);
         if (col.type === "duration") return formatDuration(value);
         if (value === null || value === undefined) return "";
@@ -777,7 +797,7 @@
         add("Name", row.activity_name);
         add("Project", row.project_key);
         add("User", row.owner);
-        add("State", row.state);
+        add("State", row.state ? formatState(row.state) : "");
         add("Age", formatDuration(row.age_seconds));
         add("Idle", formatDuration(row.idle_seconds));
         add("Memory (RssAnon)", formatBytes(row.rss_anon_bytes));
