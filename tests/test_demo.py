@@ -6,8 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
+import dataikuapi
+import psutil
 import pytest
 from demo_process import ROOT, DemoProcess
 
@@ -93,17 +96,15 @@ def test_bad_options_are_refused_naming_the_option():
 
 # ---- an honest demo: DSS's times agree with the fleet's processes, and stopping an activity ends its process ----
 
-def _wait_until(condition, what, timeout_s=60.0):
-    """Poll `condition()` until it returns a true value (the value), failing with `what` after `timeout_s`."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
+def _wait_until(condition, what, timeout_seconds=60.0):
+    """Poll `condition()` until it returns a true value (the value), failing with `what` after `timeout_seconds`."""
+    deadline = time.monotonic() + timeout_seconds
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("still not true after %.0f s: %s" % (timeout_s, what))
+            raise AssertionError("still not true after %.0f s: %s" % (timeout_seconds, what))
         time.sleep(0.3)
 
 
@@ -115,13 +116,11 @@ def _kernel_memory(status):
 
 
 def test_dss_times_agree_with_the_processes_and_stopping_an_activity_ends_its_process(tmp_path):
-    import psutil
-
     demo = DemoProcess(tmp_path, "--memory-mib", "200", "--sampling", "2")
     try:
         status = demo.start()
         pids = status["fleet_pids"]
-        client = __import__("dataikuapi").DSSClient(status["dss_url"], status["admin_key"])
+        client = dataikuapi.DSSClient(status["dss_url"], status["admin_key"])
         # Sessions start when their kernel process started, and are idle at most since then.
         sessions = {s["kernelPid"]: s for p in ("CHURN", "FRAUD", "SALES", "MARKETING", "FORECAST")
                     for nb in client.get_project(p).list_jupyter_notebooks()
@@ -136,8 +135,8 @@ def test_dss_times_agree_with_the_processes_and_stopping_an_activity_ends_its_pr
         jobs = {j["def"]["id"]: j for j in client.get_project("CHURN").list_jobs()}
         churn = status["job_ids"]["Build_churn_scored_2026-11-25T09-41-12.304"]
         assert churn in jobs and jobs[churn]["state"] == "RUNNING"
-        assert churn.startswith("Build_churn_scored_" + __import__("time").strftime(
-            "%Y-%m-%dT%H-%M-%S", __import__("time").localtime(jobs[churn]["startTime"] / 1000.0)))
+        assert churn.startswith("Build_churn_scored_" + time.strftime(
+            "%Y-%m-%dT%H-%M-%S", time.localtime(jobs[churn]["startTime"] / 1000.0)))
         assert abs(jobs[churn]["startTime"] / 1000.0 - psutil.Process(pids["jek-1"]).create_time()) < 1.0
         assert "/jobs/CHURN/%s/" % churn in " ".join(psutil.Process(pids["recipe-1"]).cmdline())
         # Unloading a kernel ends its process: the kernels' memory goes down, and no orphan appears.
@@ -145,7 +144,7 @@ def test_dss_times_agree_with_the_processes_and_stopping_an_activity_ends_its_pr
         client.get_project("CHURN").get_jupyter_notebook("Churn exploration").unload(
             "c1a7e0f2-0b6d-4b8e-9a41-1f3c2d5e6a01")
         _wait_until(lambda: not psutil.pid_exists(pids["kernel-1"]), "kernel-1 ended")
-        gone_at = __import__("time").time()
+        gone_at = time.time()
         after = _wait_until(lambda: (lambda k: k if k[0] > gone_at + 0.5 else None)(_kernel_memory(status)),
                             "a sample taken after the kernel ended")
         assert after[1] == count - 1 and after[2] < memory
