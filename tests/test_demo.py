@@ -135,8 +135,9 @@ def test_dss_times_agree_with_the_processes_and_stopping_an_activity_ends_its_pr
         jobs = {j["def"]["id"]: j for j in client.get_project("CHURN").list_jobs()}
         churn = status["job_ids"]["Build_churn_scored_2026-11-25T09-41-12.304"]
         assert churn in jobs and jobs[churn]["state"] == "RUNNING"
-        assert churn.startswith("Build_churn_scored_" + time.strftime(
-            "%Y-%m-%dT%H-%M-%S", time.localtime(jobs[churn]["startTime"] / 1000.0)))
+        stamp, millis = churn[len("Build_churn_scored_"):].split(".")
+        dated = time.mktime(time.strptime(stamp, "%Y-%m-%dT%H-%M-%S")) + int(millis) / 1000.0  # local time, as DSS
+        assert abs(dated - jobs[churn]["startTime"] / 1000.0) < 0.1, (churn, jobs[churn]["startTime"])
         assert abs(jobs[churn]["startTime"] / 1000.0 - psutil.Process(pids["jek-1"]).create_time()) < 1.0
         assert "/jobs/CHURN/%s/" % churn in " ".join(psutil.Process(pids["recipe-1"]).cmdline())
         # Unloading a kernel ends its process: the kernels' memory goes down, and no orphan appears.
