@@ -109,10 +109,13 @@ def _wait_until(condition, what, timeout_seconds=60.0):
 
 
 def _kernel_memory(status):
-    _, _, body = _get(status["webapp"]["backend_url"] + "/api/snapshot")
-    snap = json.loads(body)
-    kernels = [r for r in snap["roles"] if r["role"] == "jupyter_kernel"]
-    return snap["taken_at"], sum(r["count"] for r in kernels), sum(r["rss_anon_bytes"] for r in kernels)
+    """(sample time, number, RssAnon) of this demo's Jupyter kernels (other DSS-shaped processes may share the host)."""
+    _, _, body = _get(status["webapp"]["backend_url"] + "/api/table")
+    table = json.loads(body)
+    home = os.path.realpath(status["dip_home"])
+    kernels = [r for r in table["rows"] + table["orphans"]
+               if r.get("role") == "jupyter_kernel" and os.path.realpath(r.get("instance") or "/") == home]
+    return table["taken_at"], len(kernels), sum(r["rss_anon_bytes"] or 0 for r in kernels)
 
 
 def test_dss_times_agree_with_the_processes_and_stopping_an_activity_ends_its_process(tmp_path):
