@@ -103,10 +103,10 @@ def read(kind, obj, project_key=None, listed=None):
 
 def test_records_are_built_from_partial_json_absent_values_are_none():
     s = read("notebook_session", {"sessionId": "x", "projectKey": "P"})
-    assert (s.kind, s.id, s.name, s.state, s.pid, s.start_time, s.owner) == (
+    assert (s.kind, s.id, s.name, s.state, s.pid, s.started_at, s.owner) == (
         "notebook_session", "x", "?", "unknown", None, None, None)
     f = read("future", {"jobId": "f", "runningTime": 60000, "aborted": True, "payload": None})
-    assert (f.kind, f.state, f.start_time, f.details["running_seconds"]) == ("future", "aborting", NOW - 60, 60.0)
+    assert (f.kind, f.state, f.started_at, f.details["running_seconds"]) == ("future", "aborting", NOW - 60, 60.0)
     j = read("job", {"def": {"id": "j", "projectKey": "P"}})
     assert (j.id, j.project_key, j.state, j.pid) == ("j", "P", "RUNNING", None)
     assert read("webapp", {"futureInfo": {"alive": False}}, "P", {"id": "w", "name": "W"}) is None
@@ -140,14 +140,14 @@ def test_admin_lists_every_running_activity_of_every_kind_with_its_fields(sim):
     by_id = {a.id: a for a in inv.activities}
 
     s1 = by_id["s1"]
-    assert (s1.name, s1.owner, s1.state, s1.pid, s1.start_time, s1.last_activity_time) == (
+    assert (s1.name, s1.owner, s1.state, s1.pid, s1.started_at, s1.last_activity_at) == (
         "explore", "alice", "idle", 4101, NOW - 9 * 86400, NOW - 8 * 86400)
     assert {k: s1.details[k] for k in ("session_id", "notebook_name", "kernel_id", "kernel_connections")} == {
         "session_id": "s1", "notebook_name": "explore", "kernel_id": "k1", "kernel_connections": 1}
     assert by_id["s2"].state == "busy"
 
     f1 = by_id["f1"]
-    assert (f1.name, f1.owner, f1.state, f1.start_time) == ("Computing metrics", "bob", "running", NOW - 9 * 86400)
+    assert (f1.name, f1.owner, f1.state, f1.started_at) == ("Computing metrics", "bob", "running", NOW - 9 * 86400)
     assert f1.details["action"] == "compute_metrics"
     assert f1.details["running_seconds"] == 9 * 86400
     assert f1.details["progress"] == [{"name": "metrics", "cur": 1, "target": 2, "unit": "NONE"}]
@@ -157,7 +157,7 @@ def test_admin_lists_every_running_activity_of_every_kind_with_its_fields(sim):
         "alice", "running", "NIGHTLY", "run-1")
 
     j = by_id["j-run"]
-    assert (j.owner, j.state, j.pid, j.start_time) == ("alice", "RUNNING", 4201, NOW - 25 * 60)
+    assert (j.owner, j.state, j.pid, j.started_at) == ("alice", "RUNNING", 4201, NOW - 25 * 60)
     assert (j.details["initiator"], j.details["scenario_id"], j.details["scenario_run_id"]) == ("alice", "NIGHTLY", "r-7")
     assert j.details["running_seconds"] == 25 * 60
 
@@ -170,7 +170,7 @@ def test_admin_lists_every_running_activity_of_every_kind_with_its_fields(sim):
         "bob", "running", "STARTED", "ca-stream")
 
     cs = by_id["cs-run"]
-    assert (cs.owner, cs.state, cs.start_time, cs.details["running_seconds"]) == ("bob", "RUNNING", NOW - 86400, 86400)
+    assert (cs.owner, cs.state, cs.started_at, cs.details["running_seconds"]) == ("bob", "RUNNING", NOW - 86400, 86400)
 
 
 def test_instance_wide_calls_are_used_for_admins(sim):

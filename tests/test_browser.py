@@ -80,6 +80,8 @@ def test_every_chart_renders_with_data(open_page):
         p.page.wait_for_function("w => document.getElementById('pt-history-points').textContent.includes(w)", arg=window)
         assert p.chart("pt-chart-memory-history")[2] >= 1
         assert p.chart("pt-chart-count-history")[2] >= 1
+        assert ", one point per " in p.page.inner_text("#pt-history-points")  # /api/history's step_seconds
+    assert p.page.inner_text("#pt-footer").startswith("Sampled every 2 s")  # the sampler's interval_seconds
     chips = p.page.locator("#pt-summary .pt-chip").count()
     assert chips >= 5
     p.shot("overview.png")

@@ -29,7 +29,7 @@ def write_settings(home, settings):
 
 
 def rec(pid, ppid, role, cgroup=None, instance=D):
-    return ProcessRecord(pid=pid, ppid=ppid, create_time=1000.0 + pid, name="x", role=role, label=role,
+    return ProcessRecord(pid=pid, ppid=ppid, created_at=1000.0 + pid, name="x", role=role, label=role,
                          user="dataiku", instance=instance, rss_bytes=1, rss_anon_bytes=1, cgroup=cgroup)
 
 

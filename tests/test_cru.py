@@ -33,12 +33,12 @@ def sleepers():
 
 
 def record(pid, role="python_recipe"):
-    return ProcessRecord(pid=pid, ppid=1, create_time=psutil.Process(pid).create_time(), name="python", role=role,
+    return ProcessRecord(pid=pid, ppid=1, created_at=psutil.Process(pid).create_time(), name="python", role=role,
                          label=role, user="root", instance=None, rss_bytes=None, rss_anon_bytes=None)
 
 
 def start(proc, item_id="cru-1", context=JOB, shift=0.0):
-    return cru_message("start", item_id, proc.pid, proc.create_time + shift, context)
+    return cru_message("start", item_id, proc.pid, proc.created_at + shift, context)
 
 
 def joined(reader, *procs):
@@ -60,12 +60,12 @@ def test_a_reused_pid_and_a_completed_item_do_not_join(tmp_path, sleepers):
     log = AuditLog(str(tmp_path))
     # an item of an older process that had reused's pid an hour before it started
     log.write(start(reused, "old", shift=-3600), start(done, "d"), start(alive, "a"))
-    log.write(cru_message("complete", "d", done.pid, done.create_time, JOB, end_time=done.create_time + 5))
+    log.write(cru_message("complete", "d", done.pid, done.created_at, JOB, end_time=done.created_at + 5))
     log.write(cru_message("complete", "not-kept", alive.pid, 5.0, JOB, end_time=9.0))  # another item's end
     reader = AuditReader([str(tmp_path)])
     assert set(joined(reader, reused, done, alive)) == {alive.pid}
     assert reused.pid not in reader.items  # the stale item is dropped...
-    log.write(cru_message("update", "new", reused.pid, reused.create_time, JOB))
+    log.write(cru_message("update", "new", reused.pid, reused.created_at, JOB))
     assert set(joined(reader, reused, done, alive)) == {alive.pid, reused.pid}  # ...and the new one learnt
 
 
@@ -158,7 +158,7 @@ def test_only_live_pids_are_kept_and_the_first_poll_reads_the_tail_only(tmp_path
     reader = AuditReader([str(tmp_path)], backfill_bytes=size // 2)
     assert joined(reader, a) == {}  # a's start is in the older half, not read back
     assert reader.items == {} and reader.stats.parsed == 0  # the dead pids' events were not even parsed
-    log.write(cru_message("update", "early", a.pid, a.create_time, JOB))  # DSS's next update repeats it
+    log.write(cru_message("update", "early", a.pid, a.created_at, JOB))  # DSS's next update repeats it
     assert set(joined(reader, a)) == {a.pid}
     reader.poll(live=set())  # the process is gone: forgotten
     assert reader.items == {}
@@ -272,10 +272,10 @@ def test_any_split_of_the_writes_and_rotations_gives_the_same_items(tmp_path, sl
     lives = []  # per process: start, updates, and for some a complete; interleaved, each in its own order
     for n, p in enumerate(procs):
         item_id, ctx = "i%d" % n, dict(JOB, activityId="a%d" % n)
-        life = [cru_message("start", item_id, p.pid, p.create_time, ctx)]
-        life += [cru_message("update", item_id, p.pid, p.create_time, ctx) for _ in range(rng.randrange(12))]
+        life = [cru_message("start", item_id, p.pid, p.created_at, ctx)]
+        life += [cru_message("update", item_id, p.pid, p.created_at, ctx) for _ in range(rng.randrange(12))]
         if n % 2:
-            life.append(cru_message("complete", item_id, p.pid, p.create_time, ctx, end_time=p.create_time + 9))
+            life.append(cru_message("complete", item_id, p.pid, p.created_at, ctx, end_time=p.created_at + 9))
         lives.append(life)
     events = []
     while any(lives):

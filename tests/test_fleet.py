@@ -53,10 +53,10 @@ def identities(fleet):
 
 def running(identity, zombie_ok=False):
     """True when that very process (pid + create time) still exists (a zombie counts unless zombie_ok)."""
-    pid, create_time = identity
+    pid, created_at = identity
     try:
         proc = psutil.Process(pid)
-        if proc.create_time() != create_time:
+        if proc.create_time() != created_at:
             return False
         return not (zombie_ok and proc.status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:

@@ -7,8 +7,8 @@ import pytest
 
 from process_tracker.errors import ConfigError
 from process_tracker.history import (
-    BUCKET_S,
-    RAW_RETENTION_S,
+    BUCKET_SECONDS,
+    RAW_RETENTION_SECONDS,
     HistoryStore,
     default_history_dir,
     role_samples,
@@ -30,10 +30,10 @@ class Clock:
 def test_record_then_latest_round_trips_the_last_sample_without_secrets(tmp_path):
     clock = Clock(T0)
     store = HistoryStore(str(tmp_path), clock=clock)
-    store.record(snapshot(T0), sampler={"interval_s": 10, "cpu_percent_of_core": 0.4}, on_host=True)
+    store.record(snapshot(T0), sampler={"interval_seconds": 10, "cpu_percent_of_core": 0.4}, on_host=True)
     latest = store.latest()
     assert latest.taken_at == T0 and latest.hostname == "dss-host" and latest.on_host
-    assert latest.sampler["interval_s"] == 10
+    assert latest.sampler["interval_seconds"] == 10
     assert latest.stats["seen"] == 11
     by_pid = {p.pid: p for p in latest.processes}
     assert by_pid[110].ids["kernel_id"] == "11111111-1111-4111-8111-111111111111"
@@ -60,7 +60,7 @@ def test_role_series_averages_per_step_and_counts_absent_roles_as_zero(tmp_path)
         (T0 + 10, role_samples({"jek": (4, 300, 400, 3.0)}), []),
     ])
     series = store.role_series("24h")
-    assert series.step_s == BUCKET_S and series.points == 1
+    assert series.step_seconds == BUCKET_SECONDS and series.points == 1
     assert series.roles["jek"]["count"] == (3.0,)
     assert series.roles["jek"]["rss_anon_bytes"] == (200.0,)
     assert series.roles["jupyter_kernel"]["count"] == (2.0,)
@@ -87,10 +87,10 @@ def test_retention_and_downsampling_bound_a_7_day_window(tmp_path):
     conn = sqlite3.connect(store.path)
     oldest_raw = conn.execute("SELECT MIN(ts) FROM role_raw").fetchone()[0]
     oldest_bucket = conn.execute("SELECT MIN(bucket) FROM role_bucket").fetchone()[0]
-    assert oldest_raw >= clock.now - RAW_RETENTION_S
-    assert oldest_bucket >= clock.now - 7 * day - BUCKET_S
+    assert oldest_raw >= clock.now - RAW_RETENTION_SECONDS
+    assert oldest_bucket >= clock.now - 7 * day - BUCKET_SECONDS
     week = store.role_series("7d")
-    assert week.step_s == 1800 and 330 <= week.points <= 337
+    assert week.step_seconds == 1800 and 330 <= week.points <= 337
     assert set(week.roles["jek"]["count"]) == {3.0}
     day_series = store.role_series("24h")
     assert 285 <= day_series.points <= 289

@@ -127,7 +127,7 @@ def test_every_fleet_process_gets_its_role_label_and_instance(full_fleet, scanne
             p = records[full_fleet.pid(name)]
             assert (p.role, p.label, p.link) == (role, label, link), name
             assert p.instance == (os.path.join(base, instance) if instance else None), name
-            assert p.create_time == pytest.approx(full_fleet.create_time(name), abs=0.01), name
+            assert p.created_at == pytest.approx(full_fleet.create_time(name), abs=0.01), name
             assert p.user == full_fleet.username(name), name
 
 
@@ -332,8 +332,8 @@ def test_a_process_killed_between_scans_disappears_without_error(tmp_path):
         fleet.kill("recipe")
         second = scanner.scan()
         records = _by_pid(second)
-        assert fleet.pid("recipe") not in records or records[fleet.pid("recipe")].create_time != \
-            first[fleet.pid("recipe")].create_time
+        assert fleet.pid("recipe") not in records or records[fleet.pid("recipe")].created_at != \
+            first[fleet.pid("recipe")].created_at
         assert records[fleet.pid("jek")].role == "jek"
         assert records[fleet.pid("jek")].cpu_percent is not None
 
@@ -417,7 +417,7 @@ def _wait_for(predicate, timeout=30.0):
     raise AssertionError("condition not reached in %.0f s" % timeout)
 
 
-def test_records_are_identified_by_pid_and_create_time(full_fleet, scanned):
+def test_records_are_identified_by_pid_and_created_at(full_fleet, scanned):
     for p in scanned[1].processes:
         if p.pid in set(full_fleet.pids.values()):
             assert p.key == (p.pid, psutil.Process(p.pid).create_time())
@@ -487,11 +487,11 @@ def test_a_reused_pid_gets_a_new_identity_and_a_new_classification(tmp_path, pat
         _wait_for(lambda: psutil.Process(new.pid).name() == "java")
         snapshot = scanner.scan()
         after = _by_pid(snapshot)[new.pid]
-        assert after.create_time == psutil.Process(new.pid).create_time()
+        assert after.created_at == psutil.Process(new.pid).create_time()
         assert (after.role, after.instance) == ("jek", str(tmp_path))
         assert after.cpu_percent is None  # a new identity: no previous CPU time to compare with
         if CAN_PICK_PIDS:
-            assert new.pid == pid and after.create_time != before.create_time
+            assert new.pid == pid and after.created_at != before.created_at
             assert snapshot.stats.pid_reused == 1
     finally:
         for p in (old, new):

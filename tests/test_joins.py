@@ -1,6 +1,6 @@
 """Joins of host processes to DSS activities (python-lib/process_tracker/joins.py), from hand-built records only:
 pid joins, kernel-id joins, descendants, wrappers, orphans, the JEK pool, activities not on this host."""
-from process_tracker.activities import Activity, Inventory, ListingError
+from process_tracker.activities import Activity, Inventory, FailedListing
 from process_tracker.host import ProcessRecord, ScanStats, Snapshot, role_totals
 from process_tracker.joins import STATUSES, join
 
@@ -10,7 +10,7 @@ K = {n: "%d%d%d%d%d%d%d%d-0000-4000-8000-000000000000" % ((n,) * 8) for n in ran
 
 def rec(pid, ppid, role, link=False, kernel_id=None, instance=D, label=None):
     ids = {"kernel_id": kernel_id} if kernel_id else {}
-    return ProcessRecord(pid=pid, ppid=ppid, create_time=1000.0 + pid, name="x", role=role, label=label or role,
+    return ProcessRecord(pid=pid, ppid=ppid, created_at=1000.0 + pid, name="x", role=role, label=label or role,
                          user="dataiku", instance=instance if role != "not_dss" else None, rss_bytes=2 << 20,
                          rss_anon_bytes=1 << 20, ids=ids, link=link)
 
@@ -118,7 +118,7 @@ def test_matches_and_for_activity_cover_descendants_and_wrappers():
 
 
 def test_a_failed_session_listing_makes_kernels_unknown_not_orphans():
-    errors = (ListingError("notebook_session", "P", "listing notebooks failed: HTTP 500"),)
+    errors = (FailedListing("notebook_session", "P", "listing notebooks failed: HTTP 500"),)
     joined = join(snapshot(), inventory(ACTIVITIES[5:], errors))
     status = {pid: m.status for pid, m in _rows(joined).items()}
     assert status[111] == status[113] == status[131] == status[114] == "unknown"

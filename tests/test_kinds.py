@@ -79,7 +79,7 @@ def test_a_traversal_through_a_future_id_never_reaches_dss(sim):
     for bad in ("../admin/users/alice", "../projects/CHURN"):
         with pytest.raises(ConfigError):
             get_activity(client, "future", bad)
-        stub = Activity("future", bad, None, "x", None, "running", start_time=NOW - 86400 * 9)
+        stub = Activity("future", bad, None, "x", None, "running", started_at=NOW - 86400 * 9)
         with pytest.raises(ConfigError, match="^decisions: "):
             perform(client, [Decision(stub, True, "asked")], apply=True, wait_seconds=0)
     with pytest.raises(ConfigError) as e:

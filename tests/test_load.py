@@ -40,7 +40,7 @@ def test_the_history_is_bounded_by_its_retention_over_simulated_days(fleet, tmp_
     ours = tuple(p for p in scan.processes if p.instance == fleet.dip_home)
     assert len(ours) >= 20
     snapshot = dataclasses.replace(scan, processes=ours, roles=role_totals(ours))
-    sizes = simulate_history(str(tmp_path), days=2, interval_s=120, retention_days=1, snapshot=snapshot)
+    sizes = simulate_history(str(tmp_path), days=2, interval_seconds=120, retention_days=1, snapshot=snapshot)
     (_, rows_1, bytes_1, _), (_, rows_2, bytes_2, _) = sizes
     assert rows_2 <= rows_1 * 1.02 + 50, sizes  # raw rows kept 24 h, buckets kept 1 day: flat after day one
     assert bytes_2 <= bytes_1 * 1.10 + 64 * 1024, sizes  # freed pages are reused: the file stops growing

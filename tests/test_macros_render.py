@@ -2,7 +2,7 @@
 import json
 
 from process_tracker import render
-from process_tracker.activities import Activity, ListingError
+from process_tracker.activities import Activity, FailedListing
 from process_tracker.policy import Decision
 
 NOW = 1_700_000_000.0
@@ -19,7 +19,7 @@ def test_durations_bytes_and_times():
 
 def _activity(**kw):
     base = dict(kind="notebook_session", id="s1", project_key="P", name="<script>nb</script>", owner="alice",
-                state="idle", start_time=NOW - 7200, last_activity_time=NOW - 3600, pid=42)
+                state="idle", started_at=NOW - 7200, last_activity_at=NOW - 3600, pid=42)
     base.update(kw)
     return Activity(**base)
 
@@ -35,7 +35,7 @@ def test_decision_rows_have_every_column_as_text():
 
 
 def test_error_rows_in_both_tables():
-    e = ListingError("webapp", "FRAUD", "listing webapps of project FRAUD: boom")
+    e = FailedListing("webapp", "FRAUD", "listing webapps of project FRAUD: boom")
     (action,) = render.error_rows([e])
     assert action["outcome"] == "error" and action["project"] == "FRAUD" and action["message"].endswith("boom")
     (inv,) = render.error_rows([e], render.INVENTORY_COLUMNS)

@@ -59,7 +59,7 @@ def test_lists_dss_pods_as_process_like_records_with_roles_where_and_memory(k8s)
                                                                 "notebook_session")
     assert kernel.user == "alice" and kernel.labels["dku-project-key"] == "churn"  # DSS lower-cases label values
     assert (kernel.where, kernel.node, kernel.namespace, kernel.phase) == ("k8s/node-1", "node-1", "dss", "Running")
-    assert kernel.create_time == NOW - 7200 and kernel.age_seconds == 7200
+    assert kernel.created_at == NOW - 7200 and kernel.age_seconds == 7200
     assert kernel.rss_anon_bytes == kernel.rss_bytes == 700 * MI and kernel.cpu_percent == 10.0
     assert kernel.memory_source == pods.MEMORY_FROM_METRICS
     assert (kernel.memory_request_bytes, kernel.memory_limit_bytes) == (GI, 2 * GI)
@@ -251,7 +251,7 @@ def test_odd_pods_are_skipped_or_read_defensively(k8s):
     (p,) = listing.pods
     assert (p.role, p.label, p.explained_by) == ("dss_other", "DSS pod", None)
     assert "dku-project-key" not in p.labels  # not a valid label value: dropped, not passed on
-    assert p.memory_request_bytes is None and p.create_time == NOW - 3600  # creationTimestamp instead
+    assert p.memory_request_bytes is None and p.created_at == NOW - 3600  # creationTimestamp instead
 
 
 def test_records_go_through_the_existing_views(k8s, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from dev.dss_simulator.builders import instance, job, notebook, project, session, webapp
 from dev.k8s_simulator import K8sSimulator, dss_pod, spark_labels
 from process_tracker import activities, host, joins, pod_joins, pods
-from process_tracker.activities import Inventory, ListingError
+from process_tracker.activities import Inventory, FailedListing
 
 NOW = None  # the simulators run on real time here
 
@@ -130,7 +130,7 @@ def test_a_failed_listing_makes_its_pods_unknown_not_orphans(both):
     dss, k8s = both
     inventory, listing = _listed(dss, k8s)
     failing = Inventory(inventory.taken_at, tuple(a for a in inventory.activities if a.kind != "notebook_session"),
-                        (ListingError("notebook_session", None, "DSS answered 500"),))
+                        (FailedListing("notebook_session", None, "DSS answered 500"),))
     rows = _rows(pod_joins.join_pods(listing.pods, failing))
     gone = rows["dataiku-exec-remote-notebook-gone"]
     assert gone.status == "unknown" and "listing DSS's notebook sessions failed" in gone.reason

@@ -28,7 +28,7 @@ def kernel(sid="s1", idle_h=1.0, age_h=2.0, state="idle", connections=0, project
            last=True):
     return Activity(
         kind="notebook_session", id=sid, project_key=project, name="nb-" + sid, owner=owner, state=state,
-        start_time=NOW - age_h * H, last_activity_time=(NOW - idle_h * H) if last else None, pid=pid,
+        started_at=NOW - age_h * H, last_activity_at=(NOW - idle_h * H) if last else None, pid=pid,
         details={"kernel_connections": connections, "kernel_id": "k-" + sid},
     )
 
@@ -37,22 +37,22 @@ def future(fid="f1", running_h=30.0, action="train_model", project="P", owner="b
     d = {"action": action, "targets": [{"type": "SAVED_MODEL", "project_key": project, "id": "m"}]}
     d.update(details or {})
     return Activity(kind="future", id=fid, project_key=project, name="task " + fid, owner=owner, state=state,
-                    start_time=NOW - running_h * H, details=d)
+                    started_at=NOW - running_h * H, details=d)
 
 
 def scenario(fid="sc1", scenario_id="NIGHTLY", running_h=30.0, project="P", owner="bob"):
     return Activity(kind="scenario", id=fid, project_key=project, name=scenario_id, owner=owner, state="running",
-                    start_time=NOW - running_h * H, details={"scenario_id": scenario_id})
+                    started_at=NOW - running_h * H, details={"scenario_id": scenario_id})
 
 
 def job(jid="j1", running_h=30.0, project="P", owner="carol", scenario_id=None, pid=None, state="RUNNING"):
     return Activity(kind="job", id=jid, project_key=project, name="build " + jid, owner=owner, state=state,
-                    start_time=NOW - running_h * H, pid=pid, details={"scenario_id": scenario_id})
+                    started_at=NOW - running_h * H, pid=pid, details={"scenario_id": scenario_id})
 
 
 def service(kind="webapp", sid="w1", running_h=100.0, project="P", owner="dave", details=None, start=True):
     return Activity(kind=kind, id=sid, project_key=project, name=sid, owner=owner, state="running",
-                    start_time=(NOW - running_h * H) if start else None, details=details or {})
+                    started_at=(NOW - running_h * H) if start else None, details=details or {})
 
 
 def one(activity, rules, protected=NO_PROTECTION, memory=None):
@@ -116,7 +116,7 @@ def test_connected_kernel_spared_unless_asked():
 
 def test_connection_count_read_defensively():
     k = Activity(kind="notebook_session", id="x", project_key="P", name="n", owner="a", state="idle",
-                 start_time=NOW - 100 * H, last_activity_time=NOW - 100 * H, details={"kernel_connections": None})
+                 started_at=NOW - 100 * H, last_activity_at=NOW - 100 * H, details={"kernel_connections": None})
     assert one(k, KernelRules()).act
 
 

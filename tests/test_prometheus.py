@@ -233,13 +233,13 @@ def test_webapp_history_from_prometheus_has_the_sqlite_views_shape(stack):
     series = source.role_series("1h", node=stack.node_b)
     truth = fleet_truth(stack.fleet_b)
     assert set(series.roles) == set(truth)
-    assert series.points >= 1 and series.step_s == 10
+    assert series.points >= 1 and series.step_seconds == 10
     last = {role: values["count"][-1] for role, values in series.roles.items()}
     assert last == pytest.approx({role: count for role, (count, _) in truth.items()})
     both = source.role_series("1h")
     assert both.roles["backend"]["count"][-1] == pytest.approx(2.0)  # every node summed
     view = history_view(source, "24h", node=stack.node_a)
-    assert set(view) >= {"window", "points", "step_s", "figures"} and view["node"] == stack.node_a
+    assert set(view) >= {"window", "points", "step_seconds", "figures"} and view["node"] == stack.node_a
     assert view["figures"]["memory_by_role"]["data"] and view["figures"]["count_by_role"]["data"]
     assert source.role_series("1h", node='no"such{node}').roles == {}  # escaped: an empty answer, not an error
 
@@ -263,7 +263,7 @@ def test_webapp_lists_the_nodes_and_reads_each_nodes_history_from_prometheus(sta
     assert nodes["source"] == "prometheus"
     assert [n["node"] for n in nodes["nodes"]] == sorted([stack.node_a, stack.node_b])
     body = webapp.client.get("/api/history?window=1h&node=%s" % stack.node_b, headers=as_user("admin")).get_json()
-    assert (body["source"], body["node"], body["step_s"]) == ("prometheus", stack.node_b, 10)
+    assert (body["source"], body["node"], body["step_seconds"]) == ("prometheus", stack.node_b, 10)
     names = {t["name"] for t in body["figures"]["count_by_role"]["data"]}
     assert len(names) == len(fleet_truth(stack.fleet_b))  # node B's roles only
     everything = webapp.client.get("/api/history?window=1h", headers=as_user("admin")).get_json()

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from bench.reliability import FACES, FAULTS, HANG_S, S_A, S_B, Simulator, reliability_instance, run_cell
+from bench.reliability import FACES, FAULTS, HANG_SECONDS, S_A, S_B, Simulator, reliability_instance, run_cell
 
 KERNELS = "macro kill-idle-kernels"
 TASKS = "macro abort-background-tasks"
@@ -117,7 +117,7 @@ def test_a_hung_read_is_tried_once_then_reported_and_a_hung_stop_is_sent_once(mo
     assert run_cell(KERNELS, "stop_hang").ok
     stops = [(r.method, r.path) for r in logs[1] if r.method == "DELETE"]
     assert sorted(stops) == sorted([S_A.stop(), S_B.stop()])
-    assert HANG_S > 1.0  # each hung call outlived the client's 1 s timeout
+    assert HANG_SECONDS > 1.0  # each hung call outlived the client's 1 s timeout
 
 
 def test_the_instance_of_the_matrix_is_what_the_faces_expect():

@@ -143,7 +143,7 @@ def test_two_confirms_at_once_in_two_backend_processes_send_one_stop(backend, si
 def test_a_confirm_while_dss_is_already_aborting_does_not_stop_again(backend, sim):
     sim.set_abort_delay(60.0, kind="future", task_id="fut-1")
     body = {"kind": "future", "project_key": None, "id": "fut-1", "confirm": True}
-    backend.state.options = dataclasses.replace(backend.state.options, action_wait_s=0.5)
+    backend.state.options = dataclasses.replace(backend.state.options, action_wait_seconds=0.5)
     first = backend.client.post("/api/actions/apply", json=body, headers=dict(as_user("admin"), **CSRF))
     assert first.get_json()["outcome"] == "abort_requested"
     again = backend.client.post("/api/actions/apply", json=body, headers=dict(as_user("ops"), **CSRF))
@@ -298,7 +298,7 @@ def test_host_and_dss_text_in_figures_is_escaped():
 
     kernel = proc(110, "jupyter_kernel", "python3\x1b]0;owned\x07\u202etxt.exe", 900)
     session = Activity("notebook_session", "sess-1", "PRJ", "report\r\x1b[2Kspared", "alice\n", "idle",
-                       start_time=0.0, last_activity_time=0.0, pid=110)
+                       started_at=0.0, last_activity_at=0.0, pid=110)
     figures = [charts.treemap([kernel]), charts.kernels_idle_memory([kernel], {110: session}, 3600.0)]
     assert control_characters(figures) == []
     assert "\\x1b" in json.dumps(figures)  # shown escaped, not dropped

@@ -100,7 +100,7 @@ class Backend:
         monkeypatch.setenv("DKU_API_KEY", sim.admin_key)
         monkeypatch.delenv("DIP_HOME", raising=False)
         self.dir = str(tmp_path / "history")
-        self.writer = Sampler(HistoryStore(self.dir), lambda: FakeScanner(processes), interval_s=10)
+        self.writer = Sampler(HistoryStore(self.dir), lambda: FakeScanner(processes), interval_seconds=10)
         assert self.writer.try_elect()
         assert self.writer.sample_once()
         app = load_webapp(WEBAPP, config=dict({"historyDir": self.dir}, **(config or {}))).application
@@ -160,7 +160,7 @@ def test_snapshot_serves_the_writer_sample_with_figures_and_self_metrics(backend
     assert body["figures"]["cgroups"]["data"][0]["x"] == [1300.0]
     assert body["stats"]["seen"] == 11
     sampler = body["sampler"]
-    assert sampler["interval_s"] == 10 and sampler["is_writer"] is False  # this process only reads
+    assert sampler["interval_seconds"] == 10 and sampler["is_writer"] is False  # this process only reads
     assert sampler["last_sample_at"] == body["taken_at"] and sampler["cpu_percent_of_core"] >= 0
     assert sampler["db_bytes"] > 0
 
@@ -330,8 +330,8 @@ def test_register_routes_is_idempotent_and_starts_one_sampler(backend):
 
 def test_two_samplers_elect_one_writer_and_the_other_takes_over(tmp_path):
     store_a, store_b = HistoryStore(str(tmp_path)), HistoryStore(str(tmp_path))
-    a = Sampler(store_a, lambda: FakeScanner(), interval_s=10)
-    b = Sampler(store_b, lambda: FakeScanner(), interval_s=10)
+    a = Sampler(store_a, lambda: FakeScanner(), interval_seconds=10)
+    b = Sampler(store_b, lambda: FakeScanner(), interval_seconds=10)
     try:
         assert a.sample_once() is True
         assert b.sample_once() is False and not b.is_writer
@@ -345,7 +345,7 @@ def test_two_samplers_elect_one_writer_and_the_other_takes_over(tmp_path):
 
 def test_the_sampler_survives_scan_failures_and_counts_them(tmp_path):
     scanner = FakeScanner(fail_first=2)
-    s = Sampler(HistoryStore(str(tmp_path)), lambda: scanner, interval_s=10)
+    s = Sampler(HistoryStore(str(tmp_path)), lambda: scanner, interval_seconds=10)
     try:
         assert s.sample_once() is False and s.sample_once() is False
         assert s.errors == 2 and s.last_error == "OSError"
@@ -356,7 +356,7 @@ def test_the_sampler_survives_scan_failures_and_counts_them(tmp_path):
 
 
 def test_the_sampler_thread_samples_and_stops(tmp_path):
-    s = Sampler(HistoryStore(str(tmp_path)), lambda: FakeScanner(), interval_s=2)
+    s = Sampler(HistoryStore(str(tmp_path)), lambda: FakeScanner(), interval_seconds=2)
     s.start()
     s.start()  # idempotent
     try:
@@ -390,8 +390,8 @@ def test_bad_webapp_params_name_the_parameter(config, param):
 def test_webapp_params_defaults_and_group_lists():
     options = WebappOptions.from_config({"allowedGroups": "ops_team, admins ,", "historyDir": " "})
     assert options.allowed_groups == ("admins", "ops_team") and options.history_dir is None
-    assert options.sampling_interval_s == 10 and options.retention_days == 7
-    assert options.action_wait_s == 10 and WebappOptions.from_config({"actionWaitSeconds": 0}).action_wait_s == 0
+    assert options.sampling_interval_seconds == 10 and options.retention_days == 7
+    assert options.action_wait_seconds == 10 and WebappOptions.from_config({"actionWaitSeconds": 0}).action_wait_seconds == 0
 
 
 json_values = st.recursive(
@@ -488,10 +488,10 @@ class Ticked:
         from process_tracker.webapp import register_routes
 
         directory = str(tmp_path / "history")
-        self.other = None if writer else Sampler(HistoryStore(directory), lambda: FakeScanner(), interval_s=10)
+        self.other = None if writer else Sampler(HistoryStore(directory), lambda: FakeScanner(), interval_seconds=10)
         now = __import__("time").time()
         values = dict(history_dir=directory, client_factory=sim.client, scanner_factory=lambda: FakeScanner(),
-                      clock=lambda: now, start_sampler=False, sampling_interval_s=3600.0, inventory_ttl_s=600.0)
+                      clock=lambda: now, start_sampler=False, sampling_interval_seconds=3600.0, inventory_ttl_seconds=600.0)
         values.update(options)
         app = Flask("ticked")
         self.state = register_routes(app, WebappOptions(**values))
@@ -542,11 +542,11 @@ def test_after_a_sample_the_watched_views_are_served_precomputed(sim, tmp_path, 
         t.close()
 
 
-@pytest.mark.parametrize("window_s", [None, 0.0], ids=["never-opened", "looked-at-too-long-ago"])
-def test_when_nobody_watches_a_sample_lists_nothing_and_computes_nothing(sim, tmp_path, window_s):
-    t = Ticked(sim, tmp_path, watch_window_s=window_s)
+@pytest.mark.parametrize("window_seconds", [None, 0.0], ids=["never-opened", "looked-at-too-long-ago"])
+def test_when_nobody_watches_a_sample_lists_nothing_and_computes_nothing(sim, tmp_path, window_seconds):
+    t = Ticked(sim, tmp_path, watch_window_seconds=window_seconds)
     try:
-        if window_s is not None:  # the page was opened, longer ago than the watch window
+        if window_seconds is not None:  # the page was opened, longer ago than the watch window
             assert t.client.get("/api/snapshot", headers=as_user("admin")).status_code == 200
         seen = len(sim.requests)
         computed = dict(t.state.computations)

@@ -10,7 +10,7 @@ import pytest
 from dev.dss_simulator import Simulator
 from test_webapp_backend import Backend, as_user, dss_instance
 
-LATENCY_S = 45
+LATENCY_SECONDS = 45
 PATHS = ("/api/snapshot", "/api/history?window=1h", "/api/table")
 
 
@@ -21,17 +21,17 @@ def sim():
         yield s
 
 
-def answered_without_waiting(client, path, bound_s=20):
-    """The answer of GET `path`, or None when it was still waiting after `bound_s` (the fault is 45 s)."""
+def answered_without_waiting(client, path, bound_seconds=20):
+    """The answer of GET `path`, or None when it was still waiting after `bound_seconds` (the fault is 45 s)."""
     answers = []
     thread = threading.Thread(target=lambda: answers.append(client.get(path, headers=as_user("admin"))), daemon=True)
     thread.start()
-    thread.join(bound_s)
+    thread.join(bound_seconds)
     return None if thread.is_alive() else answers[0]
 
 
 def test_a_cold_page_on_a_slow_dss_gets_its_host_views_without_waiting(sim, tmp_path, monkeypatch):
-    sim.add_fault(path="/futures/.*", latency=LATENCY_S)
+    sim.add_fault(path="/futures/.*", latency=LATENCY_SECONDS)
     b = Backend(sim, tmp_path, monkeypatch)
     try:
         for path in PATHS:
@@ -53,7 +53,7 @@ def test_when_dss_becomes_slow_the_views_serve_the_last_listing_and_say_how_old(
     try:
         first = b.client.get("/api/table", headers=as_user("admin")).get_json()
         assert first["rows"] and first["listing"]["slow"] is False and first["listing"]["note"] is None
-        sim.add_fault(path="/futures/.*", latency=LATENCY_S)
+        sim.add_fault(path="/futures/.*", latency=LATENCY_SECONDS)
         b.state.listing.forget()  # the listing expired: the next views ask DSS again
         for path in PATHS:
             response = answered_without_waiting(b.client, path)
