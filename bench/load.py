@@ -11,7 +11,7 @@
 2. History: the sampler writing a real scan of this host every 10 s of an injected clock for `--days` simulated
    days with a 1-day retention; rows and database size per simulated day must stop growing after the first.
 
-Imported by tests/test_load.py, which runs short versions.
+Imported by tests/integration/test_load.py, which runs short versions.
 """
 import argparse
 import dataclasses

@@ -19,7 +19,7 @@ injected. Client timeout 1 s, stops verified for 2 s, hung calls hang 1.5 s. For
 - leaks: the API key, a token planted in a task's payload, or a traceback, in any table, message, CLI output,
   webapp answer or log record.
 
-Imported by tests/test_reliability_faults.py, which runs cells of the same matrix.
+Imported by tests/integration/test_reliability_faults.py, which runs cells of the same matrix.
 """
 import argparse
 import json

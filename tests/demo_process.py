@@ -1,6 +1,6 @@
 """Running `python -m dev.demo` as a subprocess for the demo and browser tests, and proving it leaves nothing behind.
 
-Not a test module: a helper imported by tests/test_demo.py and tests/test_browser*.py.
+Not a test module: a helper imported by tests/integration/test_demo.py and tests/browser/test_*.py.
 """
 import contextlib
 import json

@@ -16,7 +16,7 @@ from dev.dss_runtime import MacroFailed, run_macro
 from dev.dss_simulator.builders import future, instance, job, notebook, project, session, user, default_users
 from tests.hostile_dss import html_errors, run_in_pty
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNABLES = os.path.join(ROOT, "python-runnables")
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "process-tracker")
 

@@ -15,7 +15,7 @@ import pytest
 from dev.dss_runtime import MacroFailed, run_macro
 from dev.dss_simulator.builders import instance, job, project, webapp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNABLES = os.path.join(ROOT, "python-runnables")
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "process-tracker")
 

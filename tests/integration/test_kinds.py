@@ -281,7 +281,7 @@ def test_docs_list_every_route_of_the_kinds_table():
 
     from process_tracker import actions
 
-    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "dss-calls.md").read_text()
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "dss-calls.md").read_text()
     routes = [r for rs in kinds.ROUTES.values() for r in rs] + list(kinds.COMMON_ROUTES) + [actions.AUTH_INFO]
     missing = [(r.method, r.path) for r in routes if "`%s %s" % (r.method, r.path) not in doc]
     assert missing == []

@@ -306,7 +306,7 @@ def test_host_and_dss_text_in_figures_is_escaped():
 
 CONFIRM_IN_ANOTHER_PROCESS = r"""
 import json, os, sys
-sys.path[:0] = [os.path.join(sys.argv[1], p) for p in ("python-lib", "tests", "")]
+sys.path[:0] = [os.path.join(sys.argv[1], p) for p in ("python-lib", "tests", "tests/integration", "")]
 from dev.dss_runtime import load_webapp
 from test_webapp_backend import CSRF, WEBAPP, Browser, as_user
 app = load_webapp(WEBAPP, config={"historyDir": sys.argv[2], "allowedGroups": ["ops_team"]}).application
@@ -326,7 +326,7 @@ def test_two_confirms_in_two_real_processes_send_one_stop(backend, sim):
     import sys
     import threading
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sim.set_abort_delay(2.0, kind="future", task_id="fut-1")
     from dev.dss_runtime import dss_identity
 

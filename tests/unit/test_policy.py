@@ -216,7 +216,7 @@ def test_the_plugin_id_comes_from_plugin_json():
     import json
     import pathlib
 
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     assert PLUGIN_ID == json.loads((root / "plugin.json").read_text())["id"] == "process-tracker"
 
 

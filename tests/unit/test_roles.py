@@ -1,6 +1,6 @@
 """The role catalogue (python-lib/process_tracker/roles.py), table-driven over command lines and small trees:
 every role and marker, the inheritance rules, transparent wrappers (UIF chain), labels, ids, redaction, and the
-validation of bad catalogue entries. Pure: no process is started here (tests/test_host.py does that)."""
+validation of bad catalogue entries. Pure: no process is started here (tests/integration/test_host.py does that)."""
 import pytest
 
 from process_tracker import roles

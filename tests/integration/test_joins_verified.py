@@ -13,7 +13,7 @@ from process_tracker import joins
 from process_tracker.activities import Activity, Inventory
 from process_tracker.host import Scanner
 
-RUNNABLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python-runnables")
+RUNNABLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "python-runnables")
 KERNELS = ("kernel-1", "kernel-2", "kernel-3", "kernel-4")  # 40, 20, 30 and 15 MiB
 SPOOF_MIB = 120
 

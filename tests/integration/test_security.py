@@ -10,7 +10,7 @@
   CLI mirror (even the webapp's "allowed to act" group: the macros need a DSS administrator);
 - identity that cannot be resolved (DSS down, a failing or malformed identity answer, a group definition that
   cannot be read) fails closed.
-The browser side (the page renders these names as text) is tests/test_browser_security.py.
+The browser side (the page renders these names as text) is tests/browser/test_browser_security.py.
 """
 import json
 import logging
@@ -25,7 +25,7 @@ from dev.dss_runtime import MacroFailed, load_webapp_app, run_macro
 from dev.dss_simulator.builders import load_demo
 from dev.fleet import PLANTED_SECRETS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNABLES = os.path.join(ROOT, "python-runnables")
 WEBAPP = os.path.join(ROOT, "webapps", "process-monitor")
 CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")

@@ -10,7 +10,7 @@ import pytest
 
 from process_tracker.metrics import METRICS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(ROOT, "prometheus", "rules.yml")
 RULE_TESTS = os.path.join(ROOT, "prometheus", "rules.test.yml")
 DASHBOARD = os.path.join(ROOT, "grafana", "process-tracker.json")

@@ -27,7 +27,7 @@ from dev.fleet import (
     second_instance_layout,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IS_ROOT = os.geteuid() == 0
 
 

@@ -19,7 +19,7 @@ from process_tracker import params
 from process_tracker.macros import ThresholdExceeded
 from process_tracker.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNABLES = os.path.join(ROOT, "python-runnables")
 WEBAPP = os.path.join(ROOT, "webapps", "process-monitor")
 MACROS = sorted(params.SPECS)

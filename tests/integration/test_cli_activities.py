@@ -56,7 +56,7 @@ def test_the_cli_prints_the_same_rows_as_the_macro(simulator):
     from dev.dss_runtime import run_macro
 
     sim = simulator(demo())
-    macro = run_macro(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python-runnables",
+    macro = run_macro(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "python-runnables",
                                    "abort-long-jobs"), {"minRunningHours": 2},
                       project_key="CHURN", env={"DKU_DSS_URL": sim.url, "DKU_API_KEY": sim.admin_key})
     proc = cli(sim, "abort-jobs", "--min-running-hours", "2", "--json")

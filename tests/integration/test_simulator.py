@@ -24,7 +24,7 @@ from dev.dss_simulator.builders import (
 )
 from dev.dss_simulator.loader import parse_duration
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 

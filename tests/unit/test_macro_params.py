@@ -1,7 +1,7 @@
 """params.py: one declaration of the macros' parameters; runnable.json, the CLI and validation agree with it.
 
 To rewrite the runnable.json params from params.SPECS after changing a declaration:
-    .venv/bin/python tests/test_macro_params.py --write
+    .venv/bin/python tests/unit/test_macro_params.py --write
 """
 import argparse
 import json
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from process_tracker import params, policy
 from process_tracker.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MACROS = sorted(params.SPECS)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from dev.dss_runtime import MacroFailed, load_webapp, run_macro
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 
 
 def test_run_macro_instantiates_first_runnable_subclass_with_three_args_and_records_progress():
@@ -48,7 +48,7 @@ def test_load_webapp_execs_backend_with_injected_app_and_config():
 
 
 # ----- identity: inside DSS the client is DSS's own, whatever the environment and ~/.dataiku say -----------------
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture()

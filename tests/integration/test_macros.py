@@ -22,7 +22,7 @@ from dev.dss_simulator.builders import (
 )
 from process_tracker import macros
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNABLES = os.path.join(ROOT, "python-runnables")
 NO_SCAN = {"scanHost": False}
 

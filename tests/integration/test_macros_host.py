@@ -6,7 +6,7 @@ from dev.dss_runtime import run_macro
 from dev.dss_simulator.builders import instance, notebook, project, session
 from dev.fleet import KERNEL_IDS, PLANTED_SECRETS
 
-RUNNABLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python-runnables")
+RUNNABLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "python-runnables")
 KERNELS = ("kernel-1", "kernel-2", "kernel-3", "kernel-4")  # 40, 20, 30 and 15 MiB of anonymous memory
 
 

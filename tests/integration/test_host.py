@@ -30,7 +30,7 @@ from process_tracker.host import (
     snapshot_to_json,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # a python program that names itself `java` (prctl PR_SET_NAME: the comm a JVM has) and waits on stdin: DSS JVM
 # markers on its command line then count, as for a real JVM
 JVM_LOOKALIKE = "import ctypes, sys; ctypes.CDLL(None).prctl(15, b'java', 0, 0, 0); sys.stdin.read()"

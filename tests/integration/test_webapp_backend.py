@@ -21,7 +21,7 @@ from process_tracker.sampler import Sampler
 from process_tracker.webapp import WebappOptions
 from sample_records import ML_SECRET, demo_processes, snapshot
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEBAPP = os.path.join(ROOT, "webapps", "process-monitor")
 K1 = "11111111-1111-4111-8111-111111111111"
 K2 = "22222222-2222-4222-8222-222222222222"

@@ -31,7 +31,7 @@ from process_tracker import cli, identifiers, params
 from process_tracker.errors import ProcessTrackerError
 from tests.hostile_dss import outside_routes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNABLES = os.path.join(ROOT, "python-runnables")
 EXAMPLES = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                            HealthCheck.too_slow])

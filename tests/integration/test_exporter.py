@@ -18,7 +18,7 @@ from process_tracker import cli
 from process_tracker.exporter import Exporter, ExporterOptions, ServeOptions, serve
 from process_tracker.host import ScanOptions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")
 PROMTOOL = shutil.which("promtool")
 

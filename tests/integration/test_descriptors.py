@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PLUGIN_KEYS = {"id", "version", "meta", "params"}
 PLUGIN_META_KEYS = {"label", "description", "author", "icon", "licenseInfo", "url", "tags", "supportLevel"}
