@@ -110,8 +110,10 @@ class Stack:
             fleet.stop()
 
 
-@pytest.fixture(scope="module")
-def stack(fleet, tmp_path_factory):
+@pytest.fixture(scope="module", name="stack")
+def prometheus_stack(fleet, tmp_path_factory):
+    """Node A (the demo fleet, listing the simulator) and node B (host only), their exporters and a Prometheus
+    scraping both every second. tests/browser/test_prometheus_browser.py imports it."""
     tmp = str(tmp_path_factory.mktemp("prometheus"))
     s = Stack(tmp)
     try:
@@ -282,30 +284,3 @@ def test_webapp_reports_an_unreachable_prometheus_as_a_502_envelope(stack, tmp_p
         error_of(backend.client.get("/api/nodes", headers=as_user("admin")), 502, "prometheus_unavailable")
     finally:
         backend.close()
-
-
-@pytest.mark.browser
-def test_the_page_shows_a_node_selector_and_redraws_the_history_per_node(stack, tmp_path):
-    from demo_process import running_demo
-    from webapp_browser import Page, chromium
-
-    with running_demo(tmp_path, "--no-fleet", "--sampling", "2", "--prometheus-url", stack.url) as demo, \
-            chromium() as browser:
-        p = Page(browser, demo, "admin")
-        try:
-            p.page.wait_for_selector("#pt-node-wrap:not([hidden])", timeout=30000)
-            options = p.page.eval_on_selector_all("#pt-node option", "os => os.map(o => o.value)")
-            assert options == [""] + sorted([stack.node_a, stack.node_b])
-            p.page.click("[data-window='1h']")
-            p.page.select_option("#pt-node", stack.node_b)
-            p.page.wait_for_function("n => document.getElementById('pt-history-points').textContent.includes(n)",
-                                     arg=stack.node_b)
-            traces, svgs, points = p.chart("pt-chart-count-history")
-            assert traces == len(fleet_truth(stack.fleet_b)) and svgs >= 1 and points >= traces
-            p.page.select_option("#pt-node", "")
-            p.page.wait_for_function(
-                "() => document.getElementById('pt-history-points').textContent.includes('all nodes')")
-            assert p.chart("pt-chart-count-history")[0] > traces
-            assert p.errors == []
-        finally:
-            p.close()
