@@ -102,13 +102,17 @@ def read(kind, obj, project_key=None, listed=None):
 
 
 def test_records_are_built_from_partial_json_absent_values_are_none():
-    s = read("notebook_session", {"sessionId": "x", "projectKey": "P"})
-    assert (s.kind, s.id, s.name, s.state, s.pid, s.started_at, s.owner) == (
-        "notebook_session", "x", "?", "unknown", None, None, None)
-    f = read("future", {"jobId": "f", "runningTime": 60000, "aborted": True, "payload": None})
-    assert (f.kind, f.state, f.started_at, f.details["running_seconds"]) == ("future", "aborting", NOW - 60, 60.0)
-    j = read("job", {"def": {"id": "j", "projectKey": "P"}})
-    assert (j.id, j.project_key, j.state, j.pid) == ("j", "P", "RUNNING", None)
+    assert read("notebook_session", {"sessionId": "x", "projectKey": "P"}) == Activity(
+        "notebook_session", "x", "P", "?", None, "unknown", details={
+            "session_id": "x", "notebook_name": None, "kernel_id": None, "kernel_connections": None,
+            "execution_state": "unknown", "unix_owner": None, "owner_display_name": None, "running_seconds": None})
+    assert read("future", {"jobId": "f", "runningTime": 60000, "aborted": True, "payload": None}) == Activity(
+        "future", "f", None, "background task", None, "aborting", started_at=NOW - 60, details={
+            "future_id": "f", "progress": [], "running_seconds": 60.0, "action": None, "targets": [],
+            "runnable_type": None})
+    assert read("job", {"def": {"id": "j", "projectKey": "P"}}) == Activity("job", "j", "P", "j", None, "RUNNING", details={
+        "job_id": "j", "initiator": None, "job_type": None, "scenario_id": None, "scenario_run_id": None,
+        "running_seconds": None})
     assert read("webapp", {"futureInfo": {"alive": False}}, "P", {"id": "w", "name": "W"}) is None
     assert read("continuous_activity", {"recipeId": "r", "desiredState": "STOPPED"}) is None
     assert read("code_studio", {"state": "STOPPED"}, "P", {"id": "c"}) is None
@@ -139,18 +143,19 @@ def test_admin_lists_every_running_activity_of_every_kind_with_its_fields(sim):
     assert ids(inv) == ALL_SMALL
     by_id = {a.id: a for a in inv.activities}
 
-    s1 = by_id["s1"]
-    assert (s1.name, s1.owner, s1.state, s1.pid, s1.started_at, s1.last_activity_at) == (
-        "explore", "alice", "idle", 4101, NOW - 9 * 86400, NOW - 8 * 86400)
-    assert {k: s1.details[k] for k in ("session_id", "notebook_name", "kernel_id", "kernel_connections")} == {
-        "session_id": "s1", "notebook_name": "explore", "kernel_id": "k1", "kernel_connections": 1}
+    assert by_id["s1"] == Activity(
+        "notebook_session", "s1", "CHURN", "explore", "alice", "idle", started_at=NOW - 9 * 86400,
+        last_activity_at=NOW - 8 * 86400, pid=4101, details={
+            "session_id": "s1", "notebook_name": "explore", "kernel_id": "k1", "kernel_connections": 1,
+            "execution_state": "idle", "unix_owner": "dataiku", "owner_display_name": "Alice",
+            "running_seconds": 9 * 86400})
     assert by_id["s2"].state == "busy"
 
-    f1 = by_id["f1"]
-    assert (f1.name, f1.owner, f1.state, f1.started_at) == ("Computing metrics", "bob", "running", NOW - 9 * 86400)
-    assert f1.details["action"] == "compute_metrics"
-    assert f1.details["running_seconds"] == 9 * 86400
-    assert f1.details["progress"] == [{"name": "metrics", "cur": 1, "target": 2, "unit": "NONE"}]
+    assert by_id["f1"] == Activity(
+        "future", "f1", "FRAUD", "Computing metrics", "bob", "running", started_at=NOW - 9 * 86400, details={
+            "future_id": "f1", "progress": [{"name": "metrics", "cur": 1, "target": 2, "unit": "NONE"}],
+            "running_seconds": 9 * 86400, "action": "compute_metrics", "runnable_type": None,
+            "targets": [{"type": "DATASET", "id": "tx", "project_key": "FRAUD"}]})
 
     sc = by_id["run-1"]
     assert (sc.owner, sc.state, sc.details["scenario_id"], sc.details["future_id"]) == (

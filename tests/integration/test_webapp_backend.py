@@ -389,9 +389,9 @@ def test_bad_webapp_params_name_the_parameter(config, param):
 
 def test_webapp_params_defaults_and_group_lists():
     options = WebappOptions.from_config({"allowedGroups": "ops_team, admins ,", "historyDir": " "})
-    assert options.allowed_groups == ("admins", "ops_team") and options.history_dir is None
-    assert options.sampling_interval_seconds == 10 and options.retention_days == 7
-    assert options.action_wait_seconds == 10 and WebappOptions.from_config({"actionWaitSeconds": 0}).action_wait_seconds == 0
+    assert options == WebappOptions(sampling_interval_seconds=10.0, retention_days=7.0, history_dir=None,
+                                    allowed_groups=("admins", "ops_team"), action_wait_seconds=10.0)
+    assert WebappOptions.from_config({"actionWaitSeconds": 0}).action_wait_seconds == 0
 
 
 json_values = st.recursive(
