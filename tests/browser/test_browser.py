@@ -10,7 +10,7 @@ with `make screenshots`).
 import dataikuapi
 import pytest
 from demo_process import running_demo
-from webapp_browser import Page, chromium
+from webapp_browser import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,12 +24,6 @@ CHART_IDS = {
 def demo(tmp_path_factory):
     with running_demo(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "1000") as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import os
 import dataikuapi
 import pytest
 from demo_process import running_demo
-from webapp_browser import SHOTS, Page, chromium
+from webapp_browser import SHOTS, Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -18,12 +18,6 @@ def demo(tmp_path_factory):
     with running_demo(tmp_path_factory.mktemp("demo-degraded"), "--no-fleet", "--no-backfill", "--sampling", "2",
                       "--failing-project", FAILING_PROJECT) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 def test_degraded_mode_and_a_failing_project_are_explained_and_api_views_still_work(browser, demo):

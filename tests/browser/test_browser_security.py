@@ -6,8 +6,6 @@ logged-in user's own login is hostile too (the identity banner). Same Chromium l
 from urllib.parse import quote
 
 import pytest
-from demo_process import CHROMIUM, CHROMIUM_ARGS
-from playwright.sync_api import sync_playwright
 
 from dev.dss_runtime import load_webapp_app
 from dev.dss_simulator.builders import instance, job, notebook, project, session, user
@@ -50,16 +48,6 @@ def served(tmp_path_factory):
         finally:
             backend.extensions["process_tracker"].sampler.stop()
             mp.undo()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def open_as(browser, server, login):

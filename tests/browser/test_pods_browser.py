@@ -5,7 +5,7 @@ never deleted by the webapp)."""
 import dataikuapi
 import pytest
 from demo_process import running_demo
-from webapp_browser import Page, chromium
+from webapp_browser import Page
 
 from dev.k8s_simulator.scenes import KERNEL_POD_KERNEL_ID
 
@@ -17,12 +17,6 @@ KERNEL_POD = "dataiku-exec-remote-notebook-c7f2a1b9"
 def demo(tmp_path_factory):
     with running_demo(tmp_path_factory.mktemp("demo"), "--k8s", "--sampling", "2", "--memory-mib", "600") as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture
