@@ -133,3 +133,62 @@ def test_the_page_is_usable_1024_px_wide(page):
     assert wrap == ["auto", True]
     p.shot("processes-1024.png", full_page=False)
     assert p.errors == []
+
+
+def _kernels_mib(p, dip_home):
+    """This demo instance's Jupyter kernels box in the treemap, as drawn: its MiB (None until drawn)."""
+    return p.page.evaluate(
+        """home => { const t = (document.getElementById('pt-chart-treemap').data || [])[0];
+            if (!t) return null;
+            const i = t.ids.findIndex(id => id.endsWith('/r:jupyter_kernel') && id.includes(home));
+            return i < 0 ? null : t.values[i]; }""",
+        dip_home,
+    )
+
+
+def test_unloading_a_kernel_from_the_page_ends_it_and_its_memory_goes_down(page, demo):
+    """The honest demo: an unload confirmed in the page ends the kernel process (as DSS does), so the instance's
+    kernel memory goes down in the treemap and the kernel never shows up again, not even as an orphan."""
+    import time
+
+    import psutil
+
+    p = page
+    home = demo.status["dip_home"].rsplit("/", 1)[-1]
+    pid = demo.status["fleet_pids"]["kernel-3"]
+    p.chart("pt-chart-treemap")
+    before = _kernels_mib(p, home)
+    assert before and before > 0
+    p.tab("processes")
+    p.page.click('#pt-table tr[data-pid="%d"] button[data-kind]' % pid)
+    p.page.wait_for_selector("#pt-dialog-confirm:not([hidden])")
+    p.page.click("#pt-dialog-confirm")
+    p.page.wait_for_selector("#pt-dialog[data-phase=done]", timeout=60000)
+    p.page.click("#pt-dialog-cancel")
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not psutil.pid_exists(pid), "the unloaded kernel's process must end"
+    gone_at = time.time()
+    p.tab("overview")
+    after = None
+    while time.monotonic() < deadline:
+        p.page.click("#pt-refresh")
+        p.page.wait_for_selector("#pt-refresh:not([disabled])")
+        taken = p.page.evaluate("() => document.getElementById('pt-updated').textContent")
+        after = _kernels_mib(p, home)
+        if after is not None and after < before and taken and _sample_after(taken, gone_at):
+            break
+        time.sleep(1)
+    assert after is not None and after < before, (before, after)
+    assert str(pid) not in [r["pid"] for r in p.rows()] + [r["pid"] for r in p.rows("#pt-orphans")]
+    assert p.errors == []
+
+
+def _sample_after(text, epoch):
+    """Whether the page's "sample of HH:MM:SS UTC" is at or after `epoch` (within 12 h, across midnight too)."""
+    hms = re.search(r"(\d\d):(\d\d):(\d\d) UTC", text)
+    if not hms:
+        return False
+    h, m, s = (int(x) for x in hms.groups())
+    return (h * 3600 + m * 60 + s - int(epoch) % 86400) % 86400 < 43200
