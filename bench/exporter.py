@@ -59,7 +59,10 @@ os.read(lifeline, 1)
 for _ in range(count):
     os.wait()
 """
-CLI = os.path.join(os.path.dirname(sys.executable), "process-tracker")
+# the exporter of this checkout (python-lib first on its path), whichever checkout the venv was installed from
+CLI = [sys.executable, "-m", "process_tracker"]
+CLI_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    p for p in (os.path.join(ROOT, "python-lib"), os.environ.get("PYTHONPATH")) if p))
 PE = shutil.which("prometheus-process-exporter")
 
 
@@ -97,9 +100,9 @@ def pe_config(path):
 
 def start_exporters(tmp, interval, pe_defaults):
     pt_port, pe_port = free_port(), free_port()
-    pt = subprocess.Popen([CLI, "exporter", "--no-dss", "--listen", "127.0.0.1:%d" % pt_port, "--scan-interval",
-                           str(interval), "--dss-datadir", os.path.join(tmp, "dss_data")],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pt = subprocess.Popen(CLI + ["exporter", "--no-dss", "--listen", "127.0.0.1:%d" % pt_port, "--scan-interval",
+                                 str(interval), "--dss-datadir", os.path.join(tmp, "dss_data")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CLI_ENV)
     config = os.path.join(tmp, "process-exporter.yml")
     pe_config(config)
     flags = [] if pe_defaults else ["-gather-smaps=false", "-threads=false"]
@@ -196,7 +199,8 @@ def main(argv=None):
     parser.add_argument("--pe-defaults", action="store_true", help="process-exporter with smaps and threads on")
     args = parser.parse_args(argv)
     if PE is None:
-        print("prometheus-process-exporter is missing: apt-get install prometheus-process-exporter")
+        print("prometheus-process-exporter is missing: run `bash dev/ensure-process-exporter.sh` as root (or "
+              "`make bench`), which installs Debian's package")
         return 1
     load = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="pt-bench-exporter-")
