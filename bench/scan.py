@@ -14,6 +14,8 @@ medians of --reps:
   and no parsing (the floor: what reading the files the scan needs costs, with nothing done with them);
 - cold scan (new Scanner: every command line read and classified) / bare process_iter over the same information
   plus cmdline, name and uids;
+- how many processes the steady scans still had to read through psutil (new or young ones: other sessions'
+  processes on a shared machine), median and max per scan: a steady figure holds only where this is ~0;
 - steady-state collector CPU at a 10 s interval: CPU per steady scan / 10 s, in % of one core (target <= 1%),
   and the same measured over real scans 10 s apart.
 
@@ -127,10 +129,10 @@ def measure(workload, count, reps, interval_scans, young_seconds):
         scanner.scan()
         snap = scanner.scan()
         classified = snap.stats.classified
-        same, floor, steady = [], [], []
+        same, floor, steady, analysed = [], [], [], []
         for _ in range(reps):
             same.append(cpu_of(bare(SAME_INFO)))
-            steady.append(cpu_of(scanner.scan))
+            steady.append(cpu_of(lambda: analysed.append(scanner.scan().stats.analysed)))
             floor.append(cpu_of(pure_python_pass))
         interval = []
         for _ in range(interval_scans):
@@ -142,6 +144,7 @@ def measure(workload, count, reps, interval_scans, young_seconds):
             "steady_ms": med(steady) * 1e3, "same_ms": med(same) * 1e3, "floor_ms": med(floor) * 1e3,
             "cold_ms": med(cold) * 1e3, "cold_base_ms": med(cold_base) * 1e3,
             "ratio_same": med(steady) / med(same), "ratio_floor": med(steady) / med(floor),
+            "analysed": "%d / %d" % (med(analysed), max(analysed)),
             "ratio_cold": med(cold) / med(cold_base),
             "core_pct": med(steady) / 10.0 * 100, "core_pct_real": (med(interval) / 10.0 * 100) if interval else None,
         }
@@ -167,14 +170,14 @@ def main(argv=None):
     results = [measure(w, args.processes, args.reps, args.interval_scans, young) for w in workloads]
     print()
     print("| workload | processes (DSS) | steady scan CPU | bare psutil, same info | ratio (target <= 0.75) "
-          "| floor: stat+status | ratio | cold scan / bare+cmdline,name,uids | CPU at 10 s (target <= 1%) "
-          "| measured 10 s apart |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| floor: stat+status | ratio | read through psutil per scan (median / max) "
+          "| cold scan / bare+cmdline,name,uids | CPU at 10 s (target <= 1%) | measured 10 s apart |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print("| %s | %d (%d) | %.1f ms | %.1f ms | %.2f | %.1f ms | %.2f | %.1f / %.1f ms = %.2f | %.2f%% | %s |" % (
+        print("| %s | %d (%d) | %.1f ms | %.1f ms | %.2f | %.1f ms | %.2f | %s | %.1f / %.1f ms = %.2f | %.2f%% | %s |" % (
             r["workload"], r["processes"], r["classified"], r["steady_ms"], r["same_ms"], r["ratio_same"],
-            r["floor_ms"], r["ratio_floor"], r["cold_ms"], r["cold_base_ms"], r["ratio_cold"], r["core_pct"],
-            "%.2f%%" % r["core_pct_real"] if r["core_pct_real"] is not None else "-"))
+            r["floor_ms"], r["ratio_floor"], r["analysed"], r["cold_ms"], r["cold_base_ms"], r["ratio_cold"],
+            r["core_pct"], "%.2f%%" % r["core_pct_real"] if r["core_pct_real"] is not None else "-"))
     return 0
 
 

@@ -555,9 +555,9 @@ class Scanner:
     def _refresh(self, proc, known, check_identity, young_after, psutil):
         """Identity check and static reads of a new, young or possibly reused process.
 
-        psutil keeps its Process objects (and their cached create_time) across process_iter calls: a pid the
-        kernel handed to another process is checked with is_running() and read through a fresh Process. psutil
-        may also find the reuse itself (NoSuchProcess on a live pid): then the same, once.
+        `proc` is a psutil Process made for the pid this scan; with `check_identity` it is checked with
+        is_running() and its create_time compared with the known identity's (a different one: the pid was reused,
+        a fresh identity). psutil may also find a reuse itself (NoSuchProcess on a live pid): then the same, once.
         Returns (proc, known, reused, analysed, denied). Raises psutil.NoSuchProcess when the process is gone,
         psutil.AccessDenied when its identity cannot be read (another user's process under hidepid).
         """
