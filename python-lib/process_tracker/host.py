@@ -524,12 +524,14 @@ class Scanner:
         return data.rstrip(b"\n")[:15].decode("utf-8", "ignore")
 
     def _read_static(self, proc, known, psutil):
-        """Read the command line, name, user and parent of a new or young process, and classify it.
+        """Read the command line, name and user of a new or young process, and its parent when new, and classify it.
+        (A young process's parent changes only when the parent exits: the tree phase re-reads it then.)
 
         Returns True when something was unreadable (AccessDenied). Raises psutil.NoSuchProcess when it is gone and
         psutil.AccessDenied when its parent cannot be read (then nothing of it can: hidepid).
         """
         denied = False
+        new = known.traits is None
         try:
             argv = proc.cmdline()
         except psutil.ZombieProcess:
@@ -543,10 +545,11 @@ class Scanner:
             known.user = self._user(proc.uids().real)
         except (psutil.AccessDenied, psutil.ZombieProcess):
             known.user, denied = None, True
-        try:
-            known.ppid = proc.ppid()
-        except psutil.ZombieProcess:
-            known.ppid = 0
+        if new:
+            try:
+                known.ppid = proc.ppid()
+            except psutil.ZombieProcess:
+                known.ppid = 0
         known.traits = catalogue.analyse(argv, name)
         known.resolved = None
         del argv  # the raw command line stops here
