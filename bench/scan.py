@@ -20,8 +20,15 @@ medians of --reps:
   and the same measured over real scans 10 s apart.
 
     .venv/bin/python bench/scan.py [--processes 2000] [--reps 15] [--interval-scans 3] [--workload both]
+        [--against OTHER/python-lib]
+
+`--against` also times, interleaved with the rest, the steady scan of another checkout's scanner (imported
+beside this one), e.g. the scanner before a change:
+`git archive 04b965f python-lib | tar -x -C /tmp/pt-old && .venv/bin/python bench/scan.py --against
+/tmp/pt-old/python-lib`.
 """
 import argparse
+import importlib
 import os
 import statistics
 import subprocess
@@ -112,7 +119,25 @@ def pure_python_pass():
                 os.close(fd)
 
 
-def measure(workload, count, reps, interval_scans, young_seconds):
+def scanner_of(python_lib):
+    """The Scanner class of the checkout whose python-lib is `python_lib`, imported beside this checkout's."""
+    def ours():
+        return {k: m for k, m in sys.modules.items() if k == "process_tracker" or k.startswith("process_tracker.")}
+
+    saved = ours()
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, python_lib)
+    try:
+        return importlib.import_module("process_tracker.host").Scanner
+    finally:
+        sys.path.remove(python_lib)
+        for name in ours():
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def measure(workload, count, reps, interval_scans, young_seconds, against=None):
     dss_dir = tempfile.mkdtemp(prefix="pt-bench-dss-") if workload == "dss" else None
     nursery, lifeline = spawn_sleepers(count, dss_dir)
     try:
@@ -125,15 +150,18 @@ def measure(workload, count, reps, interval_scans, young_seconds):
             cold_base.append(cpu_of(bare(COLD_INFO)))
             cold.append(cpu_of(Scanner().scan))
         time.sleep(max(0.0, started + young_seconds + 1 - time.time()))
-        scanner = Scanner()
-        scanner.scan()
+        scanner, other = Scanner(), against() if against else None
+        for s in filter(None, (scanner, other)):
+            s.scan()
         snap = scanner.scan()
         classified = snap.stats.classified
-        same, floor, steady, analysed = [], [], [], []
+        same, floor, steady, analysed, other_steady = [], [], [], [], []
         for _ in range(reps):
             same.append(cpu_of(bare(SAME_INFO)))
             steady.append(cpu_of(lambda: analysed.append(scanner.scan().stats.analysed)))
             floor.append(cpu_of(pure_python_pass))
+            if other is not None:
+                other_steady.append(cpu_of(other.scan))
         interval = []
         for _ in range(interval_scans):
             time.sleep(10.0)
@@ -147,6 +175,7 @@ def measure(workload, count, reps, interval_scans, young_seconds):
             "analysed": "%d / %d" % (med(analysed), max(analysed)),
             "ratio_cold": med(cold) / med(cold_base),
             "core_pct": med(steady) / 10.0 * 100, "core_pct_real": (med(interval) / 10.0 * 100) if interval else None,
+            "other_ms": med(other_steady) * 1e3 if other_steady else None,
         }
     finally:
         stop_sleepers(nursery, lifeline)
@@ -160,14 +189,17 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--interval-scans", type=int, default=3, help="scans 10 s apart (0: skip)")
     parser.add_argument("--workload", choices=("both", "not-dss", "dss"), default="both")
+    parser.add_argument("--against", metavar="PYTHON_LIB", help="also time this other checkout's steady scan")
     args = parser.parse_args(argv)
     young = Scanner().options.young_seconds
-    print("command: .venv/bin/python bench/scan.py --processes %d --reps %d --interval-scans %d --workload %s"
-          % (args.processes, args.reps, args.interval_scans, args.workload))
+    print("command: .venv/bin/python bench/scan.py --processes %d --reps %d --interval-scans %d --workload %s%s"
+          % (args.processes, args.reps, args.interval_scans, args.workload,
+             " --against " + args.against if args.against else ""))
+    against = scanner_of(os.path.abspath(args.against)) if args.against else None
     print("psutil %s, python %s, %d CPUs, load average %.2f %.2f %.2f" % (
         psutil.__version__, sys.version.split()[0], os.cpu_count(), *os.getloadavg()))
     workloads = ("not-dss", "dss") if args.workload == "both" else (args.workload,)
-    results = [measure(w, args.processes, args.reps, args.interval_scans, young) for w in workloads]
+    results = [measure(w, args.processes, args.reps, args.interval_scans, young, against) for w in workloads]
     print()
     print("| workload | processes (DSS) | steady scan CPU | bare psutil, same info | ratio (target <= 0.75) "
           "| floor: stat+status | ratio | read through psutil per scan (median / max) "
@@ -178,6 +210,10 @@ def main(argv=None):
             r["workload"], r["processes"], r["classified"], r["steady_ms"], r["same_ms"], r["ratio_same"],
             r["floor_ms"], r["ratio_floor"], r["analysed"], r["cold_ms"], r["cold_base_ms"], r["ratio_cold"],
             r["core_pct"], "%.2f%%" % r["core_pct_real"] if r["core_pct_real"] is not None else "-"))
+    for r in results:
+        if r["other_ms"] is not None:
+            print("%s: steady scan of %s %.1f ms, of this checkout %.1f ms: %.2fx" % (
+                r["workload"], args.against, r["other_ms"], r["steady_ms"], r["steady_ms"] / r["other_ms"]))
     return 0
 
 
