@@ -158,9 +158,9 @@ class ScanOptions:
     pss_every: only every Nth scan (1: every scan).
     young_seconds: processes younger than this are re-read and re-classified on every scan.
     details: "dss" (swap, threads, cgroup of DSS processes only) or "all" (every process).
-    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads (status, statm,
-      cgroup, pid allocation; psutil itself, the comm and the hidepid check read psutil.PROCFS_PATH); tests point
-      them at fake trees.
+    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads of status, statm
+      and cgroup (the listing and the stat pass, psutil itself, the comm and the hidepid check read
+      psutil.PROCFS_PATH); tests point them at fake trees.
     cgroup_markers: a cgroup is a DSS cgroup when one of its path components is one of these (case-insensitive).
     """
 
@@ -312,7 +312,11 @@ def cgroup_totals(paths: Mapping[str, int], cgroup_root: str = "/sys/fs/cgroup")
 
 
 def read_allocations(proc_root: str = "/proc") -> Optional[Tuple[int, int, int]]:
-    """(last pid allocated in this pid namespace, tasks forked since boot, pid_max), or None when unreadable."""
+    """(last pid allocated in this pid namespace, tasks forked since boot, pid_max), or None when unreadable.
+
+    With `reusable_pids`, what tells which pids may have been reused between two readings without reading each
+    process. The Scanner no longer needs it (it reads every process's start ticks in its stat pass, an exact
+    check); kept as a tested helper."""
     try:
         with open(proc_root + "/sys/kernel/ns_last_pid", "rb") as f:
             last = int(f.read())
