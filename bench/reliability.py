@@ -506,6 +506,11 @@ def _run_cli(face, url, texts, cell):
     env.update(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY, HOME=tempfile.gettempdir(),
                PYTHONPATH=os.path.join(ROOT, "python-lib"))  # this checkout's code, whatever the venv points at
     cmd = [CLI, "--timeout", str(TIMEOUT_S), face.command, "--json", "--wait-seconds", str(WAIT_S), "--apply"]
+    if cell.fault == "hidepid":
+        if not _can_hide_pids():
+            cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
+            return {}
+        cmd = AS_NOBODY_WITH_HIDEPID + cmd
     cmd += ["--no-scan-host"] if face.command == "kill-kernels" and cell.fault != "hidepid" else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     texts.extend([proc.stdout, proc.stderr])
@@ -589,12 +594,15 @@ def _host_views(browser, cell, answers):
             cell.views_blocked += 1
             cell.problems.append("%s took %.1f s" % (path, cell.view_seconds[path]))
         answers.append(answer)
-    body = answers[-3].get_json(silent=True) or {}
-    stats = body.get("stats") or {}
-    history = body.get("history_state") or {}
-    cell.notes.append("sample: %s; unreadable %s (%s); history: %s" % (
-        "yes" if body.get("taken_at") else "none", stats.get("unreadable"), stats.get("unreadable_reason"),
-        history.get("reason") or history.get("notice") or "ok"))
+    body, table = (answers[-3].get_json(silent=True) or {}), (answers[-1].get_json(silent=True) or {})
+    stats, history = body.get("stats") or {}, body.get("history_state") or {}
+    error = (body.get("error") or {}).get("message")
+    cell.notes.append("snapshot: %s" % ("error: %s" % error if error else "sample %s; stats %s; history %s" % (
+        "yes" if body.get("taken_at") else "none", json.dumps(stats, sort_keys=True),
+        history.get("reason") or history.get("notice") or "ok")))
+    cell.notes.append("table: %s host rows; listing: %s; errors: %s" % (
+        len(table.get("rows") or ()), (table.get("listing") or {}).get("note"),
+        " | ".join(sorted(e.get("message", "") for e in table.get("errors") or ())) or "none"))
 
 
 def _readable_error(answer, body):
@@ -678,22 +686,27 @@ class _Arrivals:
         return waves
 
 
-HIDEPID_SCRIPT = ('mount -t proc -o hidepid=1 proc /proc && exec setpriv --reuid=nobody --regid=nogroup '
-                  '--clear-groups "$0" -m bench.reliability --cell "$1" "$2"')
+# run a command as `nobody` in a private mount namespace whose /proc is mounted hidepid=1 (other users'
+# /proc/<pid> unreadable), as on a hardened host (needs root; the host's own /proc is untouched)
+AS_NOBODY_WITH_HIDEPID = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          'mount -t proc -o hidepid=1 proc /proc && exec setpriv --reuid=nobody --regid=nogroup '
+                          '--clear-groups "$@"', "sh"]
+
+
+def _can_hide_pids():
+    return os.geteuid() == 0 and all(shutil.which(c) for c in ("unshare", "setpriv"))
 
 
 def _run_cell_as_nobody(face_name, fault_name):
-    """The cell in a child process run as `nobody`, in a private mount namespace whose /proc is mounted
-    hidepid=1 (other users' /proc/<pid> unreadable), as on a hardened host; needs root. The simulator and the
-    judge run in the child too; the Cell comes back as JSON."""
-    if os.geteuid() != 0 or not all(shutil.which(c) for c in ("unshare", "setpriv")):
+    """A macro or webapp cell in a child process run AS_NOBODY_WITH_HIDEPID (the CLI face runs its command so,
+    from this process). The simulator and the judge run in the child too; the Cell comes back as JSON."""
+    if not _can_hide_pids():
         cell = Cell(face_name, fault_name)
         cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
         return cell
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PT_RELIABILITY_CHILD": "1",
            "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "python-lib"), os.path.join(ROOT, "tests"), ROOT])}
-    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", HIDEPID_SCRIPT, sys.executable, face_name,
-            fault_name]
+    argv = AS_NOBODY_WITH_HIDEPID + [sys.executable, "-m", "bench.reliability", "--cell", face_name, fault_name]
     done = subprocess.run(argv, env=env, cwd="/tmp", capture_output=True, text=True, timeout=600)
     try:
         return Cell(**json.loads(done.stdout.strip().splitlines()[-1]))
@@ -706,7 +719,7 @@ def _run_cell_as_nobody(face_name, fault_name):
 def run_cell(face_name, fault_name):
     """Run one cell of the matrix and judge it (see the module docstring). Returns a Cell."""
     face, fault = FACES[face_name], FAULTS[fault_name]
-    if fault.special == "hidepid" and not os.environ.get("PT_RELIABILITY_CHILD"):
+    if fault.special == "hidepid" and face.type != "cli" and not os.environ.get("PT_RELIABILITY_CHILD"):
         return _run_cell_as_nobody(face_name, fault_name)
     cell = Cell(face.name, fault.name, deadline_seconds=DEADLINE_S[face.type])
     sim = Simulator(reliability_instance())

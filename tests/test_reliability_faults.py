@@ -81,7 +81,37 @@ CELLS = [
     (WEBAPP, "flaky_reads", r"^HTTP "),
     (WEBAPP, "revoked", r"^HTTP 200,403$"),
     (WEBAPP, "api_down", r"^HTTP 200,403,502$"),
+    # issue 12: a DSS answering slowly, hugely or oddly, a host hiding processes, a damaged history
+    (CLI_KERNELS, "trickle", r"^exit 1: process-tracker: error: nothing could be listed \(1 failed call\), first: "
+                             r"listing running notebooks: DSS did not answer in time$"),
+    (KERNELS, "oversized", r"^error: nothing could be listed \(1 failed call\), first: listing running notebooks: "
+                           r"DSS's answer is over the 67108864-byte bound$"),
+    (TASKS, "wrong_types", r"^Applied: 1 aborted, 6 spared, 2 error\.$"),  # f-A-long's start time is a string
+    (INSTALLER, "wrong_types", r"^1 created, 1 warning\.$"),  # project keys not checkable: a warning row
+    (CLI_TASKS, "non_finite", r"^Applied: 1 aborted, 5 spared, 2 error\.$"),  # 1e999 and NaN start times
+    (JOBS, "html_502", r"^error: nothing could be listed \(1 failed call\), first: listing running jobs: "
+                       r"DSS answered an HTML page \(HTTP 502\)$"),
+    (TASKS, "slow_futures", r"^error: nothing could be listed \(2 failed calls\), first: listing background tasks: "
+                            r"DSS did not answer in time$"),
+    (WEBAPP, "slow_futures", r"^HTTP 200,502$"),
+    (CLI_KERNELS, "hidepid", r"^Applied: 2 aborted, 2 spared\.$"),  # host scan as nobody under hidepid=1
+    (WEBAPP, "hidepid", r"^HTTP 200$"),
+    (WEBAPP, "history_truncated", r"^HTTP 200$"),
+    (WEBAPP, "history_garbage", r"^HTTP 200$"),
+    (WEBAPP, "history_readonly", r"^HTTP 200,503$"),  # the history views: 503 with the reason
 ]
+
+# what the webapp's page said besides its statuses (Cell.notes: the snapshot's sample, stats and history banner,
+# the table's error rows)
+NOTED = {
+    (WEBAPP, "slow_futures"): r"table: .*errors: listing background tasks: DSS did not answer in time",
+    (WEBAPP, "hidepid"): r'snapshot: sample yes; stats .*"unreadable": [1-9].*"unreadable_reason": "hidepid=noaccess"',
+    (WEBAPP, "history_truncated"): r"snapshot: sample yes; .*history The history file was damaged \(database disk "
+                                   r"image is malformed\) and was moved aside",
+    (WEBAPP, "history_garbage"): r"snapshot: sample yes; .*history The history file was damaged \(file is not a "
+                                 r"database\) and was moved aside",
+    (WEBAPP, "history_readonly"): r"snapshot: error: the history folder .* is read-only: .*no restart is needed",
+}
 
 
 @pytest.mark.parametrize(("face", "fault", "shown"), CELLS, ids=["%s-%s" % (c[0].split()[-1], c[1]) for c in CELLS])
@@ -91,6 +121,8 @@ def test_fault_cell(face, fault, shown):
     assert cell.wrong_aborts == 0 and cell.misreports == 0 and cell.mismatches == 0, cell.problems
     assert cell.leaks == 0, cell.problems
     assert re.search(shown, cell.outcome), cell.outcome
+    if (face, fault) in NOTED:
+        assert re.search(NOTED[face, fault], "\n".join(cell.notes)), cell.notes
 
 
 def test_the_cells_cover_every_face_and_every_fault():
