@@ -529,6 +529,8 @@ def translate_error(exc, what):
 
     if isinstance(exc, ProcessTrackerError):  # already typed (a ConfigError is also a ValueError: not a body)
         return exc
+    if isinstance(exc, AnswerTooLarge):  # DSS answered, too much: not an unreachable DSS
+        return DSSError("%s: %s" % (what, exc))
     if isinstance(exc, requests.exceptions.Timeout) or _retried_until_timeout(exc):
         return DSSUnreachable("%s: DSS did not answer in time" % what)
     if isinstance(exc, requests.exceptions.ConnectionError):
