@@ -4,6 +4,9 @@ stops exactly what it decided to stop (each stop sent at most once, never retrie
 shows no secret nor traceback. Real dataikuapi over HTTP, the real console script, the webapp as DSS loads it.
 
 Client timeout 1 s, stops verified for 2 s: a hung call costs about 3 s (a read: 3 tries), not minutes.
+The cells here are a subset (every face and every fault at least once, about 50 of the bench's ~240 cells), so
+that the file runs in well under a minute; `bench/reliability.py` runs them all and measures the times (a test
+here never asserts a duration: a slow DSS shows as its "did not answer in time" row or message).
 """
 import re
 
@@ -31,18 +34,13 @@ CELLS = [
     (SERVICES, "none", r"^Applied: 6 aborted\.$"),
     (INVENTORY, "none", r"^22 listed\.$"),
     (INSTALLER, "none", r"^1 created\.$"),
-    (CLI_KERNELS, "none", r"^Applied: 2 aborted, 2 spared\.$"),
     (CLI_TASKS, "none", r"^Applied: 3 aborted, 5 spared\.$"),
-    (CLI_JOBS, "none", r"^Applied: 2 aborted, 2 spared\.$"),
-    (WEBAPP, "none", r"^HTTP 200$"),
     (TASKS, "stop_500", r"^Applied: 3 failed, 5 spared\.$"),
     (SERVICES, "stop_500", r"^Applied: 6 failed\.$"),
-    (CLI_JOBS, "stop_500", r"^Applied: 2 failed, 2 spared\.$"),
     (WEBAPP, "stop_500", r"^HTTP 200$"),
     (JOBS, "stop_malformed", r"^Applied: 2 aborted, 2 spared\.$"),
     (SERVICES, "stop_malformed", r"^Applied: 6 aborted\.$"),
     (CLI_KERNELS, "stop_malformed", r"^Applied: 2 aborted, 2 spared\.$"),
-    (WEBAPP, "stop_malformed", r"^HTTP 200$"),
     (KERNELS, "project_500", r"^Applied: 1 aborted, 1 failed, 2 spared\.$"),
     # futures are instance-wide, but what they run (a webapp, a continuous activity) is unknown in the failing
     # project: every future is spared (fail closed), the scenario run is still aborted
@@ -51,39 +49,30 @@ CELLS = [
     (INVENTORY, "project_500", r"^19 listed, 3 error\.$"),
     (INSTALLER, "project_500", r"^error: installing the clean-up scenario in project B: .*Simulated failure"),
     (CLI_JOBS, "project_500", r"^Applied: 1 aborted, 1 failed, 2 spared\.$"),
-    (WEBAPP, "project_500", r"^HTTP 200$"),  # a failing re-check is a "failed" outcome, not a 502
     (JOBS, "listing_malformed", r"^error: nothing could be listed \(1 failed call\), first: listing running jobs: "
                                 r"DSS answered with a malformed body$"),
     (INVENTORY, "listing_malformed", r"^10 error\.$"),
-    (WEBAPP, "listing_malformed", r"^HTTP 200,502$"),
     # the kernel macro against every fault
     (KERNELS, "latency", r"^Applied: 2 aborted, 2 spared\.$"),
     (KERNELS, "listing_500", r"^error: nothing could be listed \(1 failed call\), first: listing running notebooks"),
-    (KERNELS, "listing_hang", r"^error: nothing could be listed .*: DSS did not answer in time$"),
     (KERNELS, "listing_malformed", r"^error: nothing could be listed"),
     (KERNELS, "probe_500", r"^Applied: 2 failed, 2 spared\.$"),
     (KERNELS, "flaky_reads", r"^Applied: "),
     (KERNELS, "stop_500", r"^Applied: 2 failed, 2 spared\.$"),
-    (KERNELS, "stop_hang", r"^Applied: 2 failed, 2 spared\.$"),
     (KERNELS, "stop_late", r"^Applied: 2 aborted, 2 spared\.$"),
     (KERNELS, "stop_malformed", r"^Applied: 2 aborted, 2 spared\.$"),
     (KERNELS, "revoked_mid_run", r"^Applied: "),
     (KERNELS, "revoked", r"^error: checking who runs the kill-idle-kernels macro: .*Unknown API Key$"),
     (KERNELS, "api_down", UNREACHABLE),
     # the other faces against the faults that matter most for them
-    (JOBS, "stop_late", r"^Applied: 2 aborted, 2 spared\.$"),
     (JOBS, "project_hang", r"^Applied: 1 aborted, 1 failed, 2 spared\.$"),
     (INVENTORY, "api_down", UNREACHABLE),
     (INSTALLER, "api_down", UNREACHABLE),
     (CLI_TASKS, "api_down", CLI_UNREACHABLE),
-    (CLI_JOBS, "revoked_mid_run", r"^Applied: "),
-    (WEBAPP, "probe_500", r"^HTTP 200$"),  # a failing re-check is a "failed" outcome, not a 502
-    (WEBAPP, "flaky_reads", r"^HTTP "),
     (WEBAPP, "revoked", r"^HTTP 200,403$"),
-    (WEBAPP, "api_down", r"^HTTP 200,403,502$"),
     # issue 12: a DSS answering slowly, hugely or oddly, a host hiding processes, a damaged history
-    (CLI_KERNELS, "trickle", r"^exit 1: process-tracker: error: nothing could be listed \(1 failed call\), first: "
-                             r"listing running notebooks: DSS did not answer in time$"),
+    (KERNELS, "trickle", r"^error: nothing could be listed \(1 failed call\), first: listing running notebooks: "
+                         r"DSS did not answer in time$"),
     (KERNELS, "oversized", r"^error: nothing could be listed \(1 failed call\), first: listing running notebooks: "
                            r"DSS's answer is over the 67108864-byte bound$"),
     (TASKS, "wrong_types", r"^Applied: 1 aborted, 6 spared, 2 error\.$"),  # f-A-long's start time is a string
@@ -125,9 +114,15 @@ def test_fault_cell(face, fault, shown):
         assert re.search(NOTED[face, fault], "\n".join(cell.notes)), cell.notes
 
 
+# run (and judged like every cell) by test_a_hung_read_is_tried_once_then_reported_and_a_hung_stop_is_sent_once
+HUNG = [(KERNELS, "listing_hang", r"^error: nothing could be listed .*: DSS did not answer in time$"),
+        (KERNELS, "stop_hang", r"^Applied: 2 failed, 2 spared\.$")]
+
+
 def test_the_cells_cover_every_face_and_every_fault():
-    assert {c[0] for c in CELLS} == set(FACES)
-    assert {c[1] for c in CELLS} == set(FAULTS)
+    """Every face and every fault has a cell here (the bench runs them all, each face against each fault)."""
+    assert {c[0] for c in CELLS + HUNG} == set(FACES)
+    assert {c[1] for c in CELLS + HUNG} == set(FAULTS)
 
 
 def test_a_hung_read_is_tried_once_then_reported_and_a_hung_stop_is_sent_once(monkeypatch):
@@ -144,9 +139,11 @@ def test_a_hung_read_is_tried_once_then_reported_and_a_hung_stop_is_sent_once(mo
         return real(cell, face, fault, sim, *args)
 
     monkeypatch.setattr(reliability, "_judge", keep_log)
-    assert run_cell(KERNELS, "listing_hang").ok
+    for face, fault, shown in HUNG:
+        cell = run_cell(face, fault)
+        assert cell.ok, cell.problems
+        assert re.search(shown, cell.outcome), cell.outcome
     assert [r.path for r in logs[0]].count("/admin/notebooks/") == 1
-    assert run_cell(KERNELS, "stop_hang").ok
     stops = [(r.method, r.path) for r in logs[1] if r.method == "DELETE"]
     assert sorted(stops) == sorted([S_A.stop(), S_B.stop()])
     assert HANG_S > 1.0  # each hung call outlived the client's 1 s timeout
