@@ -1,7 +1,7 @@
 """The fault matrix: every face of the plugin (the macros, the CLI, the webapp) against every fault the simulated
 DSS can inject, judged against the simulator's own log and state, never against the plugin's report alone.
 
-    .venv/bin/python bench/reliability.py [--faces macro,cli,webapp] [--faults none,stop_hang,...] [--list]
+    .venv/bin/python bench/reliability.py [--faces macro,cli,webapp] [--faults none,stop_hang,...|issue12] [--list]
 
 One cell = one face run once against a fresh simulated instance (two projects, A and B, with stale and fresh
 kernels, jobs, tasks, a running scenario, webapp backends, continuous activities and code studios), with one fault
@@ -17,7 +17,19 @@ injected. Client timeout 1 s, stops verified for 2 s, hung calls hang 1.5 s. For
 - misreports: a row saying "aborted" for something still running, "failed" for something DSS did stop, or
   "spared"/"would_act"/"already_finished" for something a stop was sent to;
 - leaks: the API key, a token planted in a task's payload, or a traceback, in any table, message, CLI output,
-  webapp answer or log record.
+  webapp answer or log record;
+- views blocked (webapp): the host views (/api/snapshot, /api/history, /api/table) are timed first thing, while
+  the fault is on; one slower than VIEW_LIMIT_S (2 s) is blocked: must be 0;
+- time past the deadline: the run's time from its first DSS request to its end, minus its budget: the same
+  face's fault-free time plus one call deadline (DEADLINE_S) per wave of calls the fault can hold or make retry
+  (`_Arrivals.waves`); printed per cell, its maximum per fault in the last table (must be <= 1 s for the faults of
+  issue 12; the verification waits of hung stops, 10 s per stop in the webapp, are not in that budget).
+
+The faults of issue 12 (`--faults issue12`): a DSS trickling its answers, answers over `dss.MAX_ANSWER_BYTES`
+(streamed), wrong JSON types and non-finite numbers (the simulator's real answers rewritten on the way out), a
+proxy's HTML 502 page, one slow endpoint, a /proc mounted hidepid=1 with the face run as `nobody` (root only;
+a fleet of root's and another user's DSS-shaped processes runs meanwhile), and a truncated, garbled or read-only
+history (the webapp only). Each runs on the faces it concerns (`FaultSpec.faces`).
 
 Imported by tests/test_reliability_faults.py, which runs cells of the same matrix.
 """
