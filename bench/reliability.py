@@ -19,9 +19,9 @@ injected. Client timeout 1 s, stops verified for 2 s, hung calls hang 1.5 s. For
 - leaks: the API key, a token planted in a task's payload, or a traceback, in any table, message, CLI output,
   webapp answer or log record;
 - views blocked (webapp): the host views (/api/snapshot, /api/history, /api/table) are timed first thing, while
-  the fault is on; one slower than VIEW_LIMIT_S (2 s) is blocked: must be 0;
+  the fault is on; one slower than VIEW_LIMIT_SECONDS (2 s) is blocked: must be 0;
 - time past the deadline: the run's time from its first DSS request to its end, minus its budget: the same
-  face's fault-free time plus one call deadline (DEADLINE_S) per wave of calls the fault can hold or make retry
+  face's fault-free time plus one call deadline (DEADLINE_SECONDS) per wave of calls the fault can hold or make retry
   (`_Arrivals.waves`); printed per cell, its maximum per fault in the last table (must be <= 1 s for the faults of
   issue 12; the verification waits of hung stops, 10 s per stop in the webapp, are not in that budget).
 
@@ -76,12 +76,12 @@ TIMEOUT_S = 1.0  # every DSS call of every face (connect, read)
 WAIT_S = 2.0  # how long stops are verified (macro/CLI waitSeconds); the webapp's own wait is 10 s
 HANG_S = 1.5  # how long a hung call hangs on the server side
 LATE_S = 1.5  # a late stop answers after this (above the timeout, below the wait): done, but not in time
-SLOW_S = 45.0  # one slow endpoint: far beyond every deadline
-TRICKLE_GAP_S = 0.2  # a trickling answer sends one byte this often (a per-read timeout never fires)
-VIEW_LIMIT_S = 2.0  # a host view (snapshot, history, table) slower than this while DSS misbehaves is "blocked"
+SLOW_SECONDS = 45.0  # one slow endpoint: far beyond every deadline
+TRICKLE_GAP_SECONDS = 0.2  # a trickling answer sends one byte this often (a per-read timeout never fires)
+VIEW_LIMIT_SECONDS = 2.0  # a host view (snapshot, history, table) slower than this while DSS misbehaves is "blocked"
 # the total deadline of one DSS call (dss.install_timeouts): the macros' client has the (connect, read) pair of
 # short_timeouts (deadline: their sum), the CLI and the webapp a single timeout (deadline: that timeout)
-DEADLINE_S = {"macro": 2 * TIMEOUT_S, "cli": TIMEOUT_S, "webapp": TIMEOUT_S}
+DEADLINE_SECONDS = {"macro": 2 * TIMEOUT_S, "cli": TIMEOUT_S, "webapp": TIMEOUT_S}
 HOST_VIEWS = ("/api/snapshot", "/api/history?window=1h", "/api/table")
 
 ADMIN_KEY = "dkuaps-reliability-ADMIN-4f1d8c2b9e7a6035"
@@ -338,7 +338,7 @@ def inject(sim, fault):
         return
     if fault.special in ODD_VALUES:
         rewrite_answers(sim, ".*", lambda value, changes=ODD_VALUES[fault.special]: set_fields(value, changes))
-    wrappers = {"trickle": lambda path: trickle(sim, path, gap_seconds=TRICKLE_GAP_S),
+    wrappers = {"trickle": lambda path: trickle(sim, path, gap_seconds=TRICKLE_GAP_SECONDS),
                 "oversized": lambda path: oversized(sim, path, _max_answer_bytes() + 1),
                 "html": lambda path: html_errors(sim, path),
                 "as_object": lambda path: rewrite_answers(sim, path, lambda value: {"items": value})}
@@ -348,7 +348,7 @@ def inject(sim, fault):
             continue
         kwargs = {"latency": {"latency": 0.05}, "slow": {"latency": LATE_S}, "hang": {"hang": True},
                   "error": {"error_rate": 1.0}, "malformed": {"malformed": True},
-                  "flaky": {"error_rate": 0.3}, "very_slow": {"latency": SLOW_S}}[effect]
+                  "flaky": {"error_rate": 0.3}, "very_slow": {"latency": SLOW_SECONDS}}[effect]
         sim.add_fault(path=path, method=method, **kwargs)
 
 
@@ -418,9 +418,9 @@ class Cell:
     problems: List[str] = field(default_factory=list)
     dss_seconds: float = 0.0  # from the run's first DSS request to its end (start-up left out: the CLI's
     # interpreter, the webapp's load and first host scan)
-    ready_at: float = 0.0  # (monotonic) when the face was ready to be used: the webapp loaded and sampled
+    ready_monotonic: float = 0.0  # (monotonic) when the face was ready to be used: the webapp loaded and sampled
     past_deadline_seconds: float = 0.0  # dss_seconds - budget_seconds(the face's fault-free dss_seconds)
-    views_blocked: int = 0  # webapp: host views (HOST_VIEWS) slower than VIEW_LIMIT_S
+    views_blocked: int = 0  # webapp: host views (HOST_VIEWS) slower than VIEW_LIMIT_SECONDS
     view_seconds: Dict[str, float] = field(default_factory=dict)
     waves: int = 0  # waves of calls the fault could hold until their deadline (arrivals >= half a deadline apart)
     deadline_seconds: float = 0.0  # of one DSS call of this face
@@ -600,12 +600,12 @@ def _history_dir(fault, cleanups):
 
 
 def _host_views(browser, cell, answers):
-    """The host views, timed: a view slower than VIEW_LIMIT_S is blocked (by DSS, the only slow party here)."""
+    """The host views, timed: a view slower than VIEW_LIMIT_SECONDS is blocked (by DSS, the only slow party here)."""
     for path in HOST_VIEWS:
         started = time.monotonic()
         answer = browser.call("get", path)
         cell.view_seconds[path] = round(time.monotonic() - started, 2)
-        if cell.view_seconds[path] > VIEW_LIMIT_S:
+        if cell.view_seconds[path] > VIEW_LIMIT_SECONDS:
             cell.views_blocked += 1
             cell.problems.append("%s took %.1f s" % (path, cell.view_seconds[path]))
         answers.append(answer)
@@ -645,7 +645,7 @@ def _run_webapp(face, url, texts, cell):
     try:
         if FAULTS[cell.fault].special in ("hidepid", "history"):  # faults of the host: the views need a sample
             _sampled(state)
-        cell.ready_at = time.monotonic()
+        cell.ready_monotonic = time.monotonic()
         with short_timeouts(), _environ(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY):
             answers = [browser.call("get", "/api/whoami")]
             _host_views(browser, cell, answers)
@@ -738,7 +738,7 @@ def run_cell(face_name, fault_name):
     face, fault = FACES[face_name], FAULTS[fault_name]
     if fault.special == "hidepid" and face.type != "cli" and not os.environ.get("PT_RELIABILITY_CHILD"):
         return _run_cell_as_nobody(face_name, fault_name)
-    cell = Cell(face.name, fault.name, deadline_seconds=DEADLINE_S[face.type])
+    cell = Cell(face.name, fault.name, deadline_seconds=DEADLINE_SECONDS[face.type])
     sim = Simulator(reliability_instance())
     url = sim.start()
     inject(sim, fault)
@@ -762,7 +762,7 @@ def run_cell(face_name, fault_name):
                 outcomes = {}
         ended = time.monotonic()
         cell.seconds = ended - started
-        cell.dss_seconds = ended - max(cell.ready_at, min((t for t, _, _ in arrivals.seen), default=started))
+        cell.dss_seconds = ended - max(cell.ready_monotonic, min((t for t, _, _ in arrivals.seen), default=started))
         cell.waves = arrivals.waves(fault, cell.deadline_seconds)
         if watcher is not None:
             watcher.stop()
@@ -916,7 +916,7 @@ def fault_rows(cells, faults):
 
 def print_fault_rows(rows, out=sys.stdout):
     out.write("| fault | runs completed | wrong aborts | host views blocked (> %g s) | time past the deadline "
-              "(max) | cells not ok |\n|---|---|---|---|---|---|\n" % VIEW_LIMIT_S)
+              "(max) | cells not ok |\n|---|---|---|---|---|---|\n" % VIEW_LIMIT_SECONDS)
     for r in rows:
         out.write("| `%s`: %s | %d of %d | %d | %d of %d | %+.1f s | %d |\n" % (
             r["fault"], r["what"], r["completed"], r["runs"], r["wrong_aborts"], r["views_blocked"],

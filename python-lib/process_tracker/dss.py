@@ -56,7 +56,7 @@ _CHUNK_BYTES = 64 * 1024
 
 _last_status = threading.local()
 _inflight = threading.local()  # the deadline box of the call running on this thread (see _Deadline)
-_answered = {"at": None}  # time.monotonic() of the last whole answer any call got: `last_answer_at`
+_answered = {"monotonic": None}  # time.monotonic() of the last whole answer a call got: last_answer_monotonic
 
 __all__ = [
     "dss_client",
@@ -474,17 +474,17 @@ def _make_adapter(timeout, read_retries, deadline_seconds, max_bytes):
                 _inflight.box = None
             if box.fired:  # an answer without a length, cut at the deadline, is not an answer
                 raise DeadlineExceeded("no complete answer from DSS within %g s" % deadline_seconds)
-            _answered["at"] = time.monotonic()
+            _answered["monotonic"] = time.monotonic()
             return response
 
     default_timeout = timeout
     return _DeadlineAdapter(max_retries=retry, pool_maxsize=POOL_MAXSIZE)
 
 
-def last_answer_at():
+def last_answer_monotonic():
     """time.monotonic() when a call of this process last got a whole answer from DSS (any status), or None: how a
     waiting view tells a DSS that answers slowly from one that answers nothing (webapp_listing)."""
-    return _answered["at"]
+    return _answered["monotonic"]
 
 
 def _check_seconds(name, value):

@@ -52,9 +52,9 @@ class ListingCache:
     """`list_fn()` -> Inventory, run in a background thread; `clock()` gives epoch seconds for `listed_at`."""
 
     def __init__(self, list_fn: Callable[[], object], ttl_seconds=10.0, wait_seconds=1.0, first_wait_seconds=5.0,
-                 clock=time.time, name="process-tracker-listing", last_answer_at=lambda: None):
+                 clock=time.time, name="process-tracker-listing", last_answer_monotonic=lambda: None):
         self.list_fn = list_fn
-        self.last_answer_at = last_answer_at  # monotonic time of DSS's last answer (dss.last_answer_at), or None
+        self.last_answer_monotonic = last_answer_monotonic  # when DSS last answered (dss.last_answer_monotonic)
         self.ttl_seconds = float(ttl_seconds)
         self.wait_seconds = float(wait_seconds)
         self.first_wait_seconds = float(first_wait_seconds)
@@ -96,7 +96,7 @@ class ListingCache:
             if answering_only:
                 with self._lock:
                     started = self._started_mono
-                answered = self.last_answer_at()
+                answered = self.last_answer_monotonic()
                 since = max(started or now, answered if answered is not None else 0.0)
                 if now - since >= self.wait_seconds:
                     return

@@ -194,7 +194,7 @@ class WebappState:
         self.versions = None  # {"dss", "dataikuapi"}: read once, by the first listing
         self.listing = ListingCache(self._list, ttl_seconds=options.inventory_ttl_s, wait_seconds=options.listing_wait_s,
                                     first_wait_seconds=options.first_listing_wait_s, clock=options.clock,
-                                    last_answer_at=dss.last_answer_at)
+                                    last_answer_monotonic=dss.last_answer_monotonic)
         self.inflight = InFlight(directory, wait_seconds=options.action_wait_s + 60.0)
         self._views = {}  # view name -> (key, JSON bytes): computed once per sample and listing
         self._views_lock = threading.Lock()
