@@ -236,6 +236,7 @@ FACES = {f.name: f for f in (
     Face("cli abort-tasks", "cli", "abort-tasks", {}, (F_A, F_B, SC_A)),
     Face("cli abort-jobs", "cli", "abort-jobs", {}, (J_A, J_B)),
     Face("webapp", "webapp", "apply", {}, (S_A, S_B, J_A, F_A)),
+    Face("webapp views", "webapp", "views", {}, ()),  # the page opened and read: identity, the host views, no action
 )}
 
 
