@@ -31,7 +31,7 @@ proxy's HTML 502 page, one slow endpoint, a /proc mounted hidepid=1 with the fac
 a fleet of root's and another user's DSS-shaped processes runs meanwhile), and a truncated, garbled or read-only
 history (the webapp only). Each runs on the faces it concerns (`FaultSpec.faces`).
 
-Imported by tests/test_reliability_faults.py, which runs cells of the same matrix.
+Imported by tests/integration/test_reliability_faults.py, which runs cells of the same matrix.
 """
 import argparse
 import json
@@ -72,16 +72,16 @@ from dev.dss_simulator.builders import (  # noqa: E402
     webapp,
 )
 
-TIMEOUT_S = 1.0  # every DSS call of every face (connect, read)
-WAIT_S = 2.0  # how long stops are verified (macro/CLI waitSeconds); the webapp's own wait is 10 s
-HANG_S = 1.5  # how long a hung call hangs on the server side
-LATE_S = 1.5  # a late stop answers after this (above the timeout, below the wait): done, but not in time
+TIMEOUT_SECONDS = 1.0  # every DSS call of every face (connect, read)
+WAIT_SECONDS = 2.0  # how long stops are verified (macro/CLI waitSeconds); the webapp's own wait is 10 s
+HANG_SECONDS = 1.5  # how long a hung call hangs on the server side
+LATE_SECONDS = 1.5  # a late stop answers after this (above the timeout, below the wait): done, but not in time
 SLOW_SECONDS = 45.0  # one slow endpoint: far beyond every deadline
 TRICKLE_GAP_SECONDS = 0.2  # a trickling answer sends one byte this often (a per-read timeout never fires)
 VIEW_LIMIT_SECONDS = 2.0  # a host view (snapshot, history, table) slower than this while DSS misbehaves is "blocked"
 # the total deadline of one DSS call (dss.install_timeouts): the macros' client has the (connect, read) pair of
 # short_timeouts (deadline: their sum), the CLI and the webapp a single timeout (deadline: that timeout)
-DEADLINE_SECONDS = {"macro": 2 * TIMEOUT_S, "cli": TIMEOUT_S, "webapp": TIMEOUT_S}
+DEADLINE_SECONDS = {"macro": 2 * TIMEOUT_SECONDS, "cli": TIMEOUT_SECONDS, "webapp": TIMEOUT_SECONDS}
 HOST_VIEWS = ("/api/snapshot", "/api/history?window=1h", "/api/table")
 
 ADMIN_KEY = "dkuaps-reliability-ADMIN-4f1d8c2b9e7a6035"
@@ -324,7 +324,7 @@ def runs_on(fault, face):
 
 def inject(sim, fault):
     """Set the simulator up for `fault` (except what needs the run: see RevokeAfterFirstStop)."""
-    sim.set_hang_seconds(HANG_S)
+    sim.set_hang_seconds(HANG_SECONDS)
     sim.seed(7)
     if fault.special == "project_500":
         sim.fail_project("B")
@@ -347,7 +347,7 @@ def inject(sim, fault):
         if effect in wrappers:  # answers built outside the simulator's routes (WSGI), over the same HTTP
             wrappers[effect](path)
             continue
-        kwargs = {"latency": {"latency": 0.05}, "slow": {"latency": LATE_S}, "hang": {"hang": True},
+        kwargs = {"latency": {"latency": 0.05}, "slow": {"latency": LATE_SECONDS}, "hang": {"hang": True},
                   "error": {"error_rate": 1.0}, "malformed": {"malformed": True},
                   "flaky": {"error_rate": 0.3}, "very_slow": {"latency": SLOW_SECONDS}}[effect]
         sim.add_fault(path=path, method=method, **kwargs)
@@ -461,17 +461,17 @@ def _captured_logs():
 
 
 @contextmanager
-def short_timeouts(seconds=TIMEOUT_S):
+def short_timeouts(seconds=TIMEOUT_SECONDS):
     """Every client the plugin builds in this process gets `seconds` as its connect and read timeout."""
     from process_tracker import dss, webapp
 
-    saved = (dss.DEFAULT_CONNECT_TIMEOUT_S, dss.DEFAULT_READ_TIMEOUT_S, webapp._default_client)
-    dss.DEFAULT_CONNECT_TIMEOUT_S = dss.DEFAULT_READ_TIMEOUT_S = seconds
+    saved = (dss.DEFAULT_CONNECT_TIMEOUT_SECONDS, dss.DEFAULT_READ_TIMEOUT_SECONDS, webapp._default_client)
+    dss.DEFAULT_CONNECT_TIMEOUT_SECONDS = dss.DEFAULT_READ_TIMEOUT_SECONDS = seconds
     webapp._default_client = lambda: dss.get_client(timeout=seconds)
     try:
         yield
     finally:
-        dss.DEFAULT_CONNECT_TIMEOUT_S, dss.DEFAULT_READ_TIMEOUT_S, webapp._default_client = saved
+        dss.DEFAULT_CONNECT_TIMEOUT_SECONDS, dss.DEFAULT_READ_TIMEOUT_SECONDS, webapp._default_client = saved
 
 
 @contextmanager
@@ -499,7 +499,7 @@ def _run_macro(face, url, texts, cell):
     if face.command == "running-activities":
         config["scanHost"] = scan_host
     elif face.command != "install-cleanup-scenario":
-        config.update(simulate=False, scanHost=scan_host, waitSeconds=WAIT_S)  # unknown keys are ignored
+        config.update(simulate=False, scanHost=scan_host, waitSeconds=WAIT_SECONDS)  # unknown keys are ignored
     try:
         result = run_macro(os.path.join(RUNNABLES, face.command), config, project_key="A",
                            env={"DKU_DSS_URL": url, "DKU_API_KEY": ADMIN_KEY})
@@ -521,7 +521,7 @@ def _run_cli(face, url, texts, cell):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
     env.update(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY, HOME=tempfile.gettempdir(),
                PYTHONPATH=os.path.join(ROOT, "python-lib"))  # this checkout's code, whatever the venv points at
-    cmd = [CLI, "--timeout", str(TIMEOUT_S), face.command, "--json", "--wait-seconds", str(WAIT_S), "--apply"]
+    cmd = [CLI, "--timeout", str(TIMEOUT_SECONDS), face.command, "--json", "--wait-seconds", str(WAIT_SECONDS), "--apply"]
     if cell.fault == "hidepid":
         if not _can_hide_pids():
             cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
@@ -771,7 +771,7 @@ def run_cell(face_name, fault_name):
         if fault.special != "down":
             sim.clear_faults()
             if any(effect == "hang" for _, _, effect in fault.rules):
-                time.sleep(HANG_S)  # let hung calls end, so that every request received is in the log
+                time.sleep(HANG_SECONDS)  # let hung calls end, so that every request received is in the log
         _judge(cell, face, fault, sim, outcomes, texts, records)
     finally:
         if watcher is not None:
@@ -935,7 +935,7 @@ def summary(cells):
         "model_mismatches": sum(c.mismatches for c in cells),
         "misreports": sum(c.misreports for c in cells),
         "leaked_secrets": sum(c.leaks for c in cells),
-        "longest_cell_s": round(max((c.seconds for c in cells), default=0.0), 1),
+        "longest_cell_seconds": round(max((c.seconds for c in cells), default=0.0), 1),
     }
 
 
