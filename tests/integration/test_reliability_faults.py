@@ -8,7 +8,9 @@ The cells here are a subset (every face and every fault at least once, about 50 
 that the file runs in well under a minute; `bench/reliability.py` runs them all and measures the times (a test
 here never asserts a duration: a slow DSS shows as its "did not answer in time" row or message).
 """
+import os
 import re
+import shutil
 
 import pytest
 
@@ -105,7 +107,16 @@ NOTED = {
 }
 
 
-@pytest.mark.parametrize(("face", "fault", "shown"), CELLS, ids=["%s-%s" % (c[0].split()[-1], c[1]) for c in CELLS])
+# like tests/integration/test_host.py's hidepid test and test_history_damage.py's tmpfs: a hidepid /proc and a
+# read-only mount are real, and need root (with unshare and setpriv for the former)
+NEEDS_ROOT = {"hidepid", "history_readonly"}
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")),
+                                reason="a hidepid /proc and a read-only mount need root, unshare and setpriv")
+
+
+@pytest.mark.parametrize(("face", "fault", "shown"),
+                         [pytest.param(*c, marks=[needs_root] if c[1] in NEEDS_ROOT else []) for c in CELLS],
+                         ids=["%s-%s" % (c[0].split()[-1], c[1]) for c in CELLS])
 def test_fault_cell(face, fault, shown):
     cell = run_cell(face, fault)
     assert cell.finished, cell.problems
