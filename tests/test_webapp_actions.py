@@ -225,7 +225,7 @@ def test_the_action_use_case_runs_without_flask(sim, tmp_path):
     preview = run_action(client, admin, {"kind": "future", "id": "fut-1"}, False, inflight,
                          describe=lambda a: {"id": a.id, "name": a.name})
     assert preview == {"outcome": "would_act", "reason": "requested by admin from the process monitor",
-                       "activity": {"id": "fut-1", "name": "Build dataset"}}
+                       "activity": {"id": "fut-1", "name": "Build dataset"}, "warnings": []}
     viewer = Identity("bob", (), False, "bob is not a DSS administrator")
     with pytest.raises(ApiError) as refused:
         run_action(client, viewer, {"kind": "future", "id": "fut-1", "confirm": True}, True, inflight)
@@ -358,3 +358,52 @@ def one_acted_and_one_was_told(answers):
     (it came once the first stop was sent): either way, not a second stop."""
     told = [a for a in answers if a.get("shared") or "already stopping" in (a.get("message") or "")]
     return len(told) == 1 and all(a["outcome"] in ("aborted", "abort_requested") for a in answers)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# issue 13: the macros' soft rules (policy.cautions) are the dry run's warnings; "anyway" from an admin only
+
+
+def _post(backend, route, user, **body):
+    body = dict({"kind": "notebook_session", "project_key": "PRJ"}, **body)
+    response = backend.client.post("/api/actions/%s" % route, json=body, headers=dict(as_user(user), **CSRF))
+    return response.status_code, response.get_json()
+
+
+def test_a_busy_connected_kernel_is_warned_in_the_dry_run_and_not_stopped_without_anyway(backend, sim):
+    sim.set_kernel_state("sess-2", state="busy", connections=1)
+    status, preview = _post(backend, "preview", "admin", id="sess-2")
+    assert status == 200 and preview["outcome"] == "warned"
+    assert preview["warnings"] == ["busy: running code now", "bob has it open (1 connection)"]
+    assert preview["reason"] == "spared: busy: running code now; bob has it open (1 connection)"
+    status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True)
+    assert status == 200 and applied["outcome"] == "warned" and applied["warnings"] == preview["warnings"]
+    assert "sess-2" in sim.session_ids() and [r for r in sim.requests if r.method == "DELETE"] == []
+
+
+def test_stop_anyway_is_an_admins_explicit_apply_and_is_logged(backend, sim, caplog):
+    sim.set_kernel_state("sess-2", state="busy")
+    status, body = _post(backend, "apply", "ops", id="sess-2", confirm=True, anyway=True)  # may act, no admin
+    assert status == 403 and body["error"]["code"] == "not_allowed" and "administrator" in body["error"]["message"]
+    status, body = _post(backend, "preview", "admin", id="sess-2", anyway=True)
+    assert status == 400 and body["error"]["message"].startswith("anyway:")
+    status, body = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway="yes")
+    assert status == 400 and body["error"]["message"].startswith("anyway:")
+    status, body = _post(backend, "apply", "admin", id="sess-9", confirm=True, anyway=True)
+    assert status == 404 and body["error"]["code"] == "not_listed"
+    assert "sess-2" in sim.session_ids()
+    with caplog.at_level(logging.INFO, logger="process_tracker.webapp"):
+        status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=True)
+    assert status == 200 and applied["outcome"] == "aborted", applied
+    assert applied["reason"] == "requested by admin from the process monitor, anyway (busy: running code now)"
+    assert "sess-2" not in sim.session_ids()
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "process_tracker.webapp"]
+    assert logged[-1]["anyway"] is True and logged[-1]["warnings"] == ["busy: running code now"]
+    assert logged[-1]["user"] == "admin" and logged[-1]["outcome"] == "aborted"
+
+
+def test_a_quiet_kernel_has_no_warning_and_whoami_says_who_is_admin(backend, sim):
+    status, preview = _post(backend, "preview", "admin", id="sess-1")
+    assert status == 200 and preview["outcome"] == "would_act" and preview["warnings"] == []
+    assert backend.client.get("/api/whoami", headers=as_user("admin")).get_json()["admin"] is True
+    assert backend.client.get("/api/whoami", headers=as_user("ops")).get_json()["admin"] is False

@@ -167,6 +167,7 @@ class Identity:
     groups: Tuple[str, ...]
     can_act: bool
     reason: Optional[str]  # why the user may not act (None when they may)
+    admin: bool = False  # a DSS administrator (may stop an activity anyway, despite its warnings)
 
 
 def _with_extra(body, extra):
@@ -450,13 +451,13 @@ class WebappState:
         """(Identity, settled): settled is False when a group's definition could not be read (then the user is
         refused for now, fail closed, and asked about again at the next request)."""
         allowed = [g for g in groups if g in self.options.allowed_groups]
-        if allowed:
-            return Identity(user, groups, True, None), True
+        if allowed:  # may act; an administrator too (stops anyway) when one of its groups says so
+            return Identity(user, groups, True, None, any(self._group_is_admin(g) for g in groups)), True
         unknown = []
         for group in groups:
             admin = self._group_is_admin(group)
             if admin:
-                return Identity(user, groups, True, None), True
+                return Identity(user, groups, True, None, True), True
             if admin is None:
                 unknown.append(group)
         allowed_text = (" nor in a group allowed to act (%s)" % ", ".join(self.options.allowed_groups)
