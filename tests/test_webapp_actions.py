@@ -292,14 +292,18 @@ def test_in_flight_claims_fall_back_to_this_process_when_the_folder_cannot_be_wr
 
 
 def test_host_and_dss_text_in_figures_is_escaped():
-    from process_tracker import charts
-    from process_tracker.activities import Activity
+    from process_tracker import charts, joins
+    from process_tracker.activities import Activity, Inventory
+    from process_tracker.host import Snapshot
     from sample_records import proc
 
-    kernel = proc(110, "jupyter_kernel", "python3\x1b]0;owned\x07\u202etxt.exe", 900)
+    server = proc(105, "jupyter_server", "Jupyter server", 90)
+    kernel = proc(110, "jupyter_kernel", "python3\x1b]0;owned\x07\u202etxt.exe", 900, ppid=105)
     session = Activity("notebook_session", "sess-1", "PRJ", "report\r\x1b[2Kspared", "alice\n", "idle",
                        start_time=0.0, last_activity_time=0.0, pid=110)
-    figures = [charts.treemap([kernel]), charts.kernels_idle_memory([kernel], {110: session}, 3600.0)]
+    joined = joins.join(Snapshot(3600.0, "", (server, kernel), {}, (), None), Inventory(3600.0, (session,), ()))
+    assert joined.matches  # the kernel is charted as its session's
+    figures = [charts.treemap([kernel]), charts.kernels_idle_memory(joined, 3600.0)]
     assert control_characters(figures) == []
     assert "\\x1b" in json.dumps(figures)  # shown escaped, not dropped
 
