@@ -589,6 +589,21 @@
         ]);
     }
 
+    /** The "Notebook / job / task" cell: the activity's kind, and its processes (or the process's label). */
+    function fillNameCell(td, row) {
+        if (row.activity_kind) {
+            td.appendChild(h("span", { className: "pt-kind", textContent: KIND_LABELS[row.activity_kind] || row.activity_kind }));
+        }
+        if (!row.activity_name && row.label) {
+            td.insertBefore(h("span", { className: "pt-muted", textContent: row.label }), td.firstChild);
+        } else if (row.processes && row.processes.length > 1) {
+            td.appendChild(processList(row.processes));
+        } else if (row.label) {
+            // which process of the activity this row is: the kernel itself, a pod...
+            td.appendChild(h("span", { className: "pt-sub", textContent: row.label, title: VIA[row.via] || "" }));
+        }
+    }
+
     /** An activity's processes (the JEK and its children, a kernel and its UIF wrappers), listed in its row. */
     function processList(processes) {
         var list = h("ul", { className: "pt-procs" }, processes.map(function (p) {
@@ -664,18 +679,7 @@
                     td.textContent = "\u2014";
                     td.title = "DSS lists this activity but no process of it was found on this host";
                 }
-                if (col.key === "activity_name" && row.activity_kind) {
-                    td.appendChild(h("span", { className: "pt-kind", textContent: KIND_LABELS[row.activity_kind] || row.activity_kind }));
-                }
-                if (col.key === "activity_name" && !row.activity_name && row.label) {
-                    td.insertBefore(h("span", { className: "pt-muted", textContent: row.label }), td.firstChild);
-                } else if (col.key === "activity_name" && row.processes && row.processes.length > 1) {
-                    td.appendChild(processList(row.processes));
-                } else if (col.key === "activity_name" && row.label) {
-                    // which process of the activity this row is: the kernel itself, a recipe under a JEK...
-                    td.appendChild(h("span", { className: "pt-sub", textContent: row.label,
-                        title: VIA[row.via] || "" }));
-                }
+                if (col.key === "activity_name") fillNameCell(td, row);
                 if (col.type === "bytes" && row.processes && row.processes.length > 1) {
                     td.title = "the sum of its " + row.processes.length + " processes";
                 }
