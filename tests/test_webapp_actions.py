@@ -395,6 +395,9 @@ def test_stop_anyway_is_an_admins_explicit_apply_and_is_logged(backend, sim, cap
     assert status == 400 and body["error"]["message"].startswith("anyway:")
     status, body = _post(backend, "apply", "admin", id="sess-9", confirm=True, anyway=True)
     assert status == 404 and body["error"]["code"] == "not_listed"
+    no_csrf = backend.client.post("/api/actions/apply", headers=as_user("admin"), json={
+        "kind": "notebook_session", "project_key": "PRJ", "id": "sess-2", "confirm": True, "anyway": True})
+    error_of(no_csrf, 403, "csrf_refused")
     assert "sess-2" in sim.session_ids()
     with caplog.at_level(logging.INFO, logger="process_tracker.webapp"):
         status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=True)
