@@ -9,11 +9,16 @@ The checks, in order (the first that spares wins):
    a scenario run: `details["runs"]`, written by the listing) or whose role could not be checked
    (`details["unchecked"]`);
 2. scope: project / user include and exclude lists, task types;
-3. kind rules: busy or connected kernels (when asked), aborts already in progress;
+3. kind rules: busy or connected kernels (when asked: `busy_caution`, `connected_caution`, the texts the webapp
+   warns with too), aborts already in progress;
 4. thresholds: idle time, age / running time (hours; for kernels 0 disables a rule, as in DSS's built-in
    "Kill Jupyter sessions" macro; for tasks, jobs and services 0 means "no minimum");
 5. for kernels, the optional "largest first until N bytes freed" mode keeps only as many of the kernels
    selected so far as needed, largest memory first.
+
+`by_hand` decides for one activity an administrator picked in the webapp: the same self-protection, then every
+soft rule (`cautions`: busy, someone has it open, started less than YOUNG_SECONDS ago) as a warning that spares
+it unless the administrator stops it anyway.
 """
 import json
 import os
