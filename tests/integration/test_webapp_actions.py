@@ -244,7 +244,8 @@ PIECES = ["../", "..", "%2e%2e/", "%2E%2E%2F", "/", "?", "#", "%", "\n", "\r", "
           "users", "alice", "PRJ", "fut-1", "sess-1", ".", "-", "_"]
 hostile = st.one_of(st.lists(st.sampled_from(PIECES), max_size=8).map("".join), st.text(max_size=40),
                     st.just("a" * 5000))
-ALLOWED = re.compile(r"^/(auth/[a-z-]+|admin/groups/[^/]+|admin/notebooks/|futures/|jobs/running/|projects/"
+# instance-info: the DSS version, read once per client (which job listing route to use), never steered by a body
+ALLOWED = re.compile(r"^/(auth/[a-z-]+|admin/groups/[^/]+|admin/notebooks/|futures/|jobs/running/|projects/|instance-info"
                      r"|projects/[A-Za-z0-9_]+/(jupyter-notebooks/[^/]*(/sessions)?|jobs/|jobs/running/|webapps/"
                      r"|continuous-activities/|code-studios/))$")
 
