@@ -574,6 +574,26 @@ def with_pods(snapshot, pods):
     return replace(snapshot, processes=processes, roles=role_totals(processes))
 
 
+def where_text(pod: PodRecord) -> str:
+    """Where a pod runs, for a table's "where" column: `pod <namespace>/<name> on <node>`."""
+    return "pod %s/%s on %s" % (pod.namespace, pod.pod_name, pod.node or "no node (unscheduled)")
+
+
+# The role series of pods, in the history and in Prometheus-mode history, are kept apart from the host's:
+# "pod:<role>" (e.g. "pod:jupyter_kernel"), drawn as "<role's name> (pods)" in the role's colour.
+SERIES_PREFIX = "pod:"
+
+
+def series_role(role: str) -> str:
+    """The history's role key of a pod role (see SERIES_PREFIX)."""
+    return SERIES_PREFIX + role
+
+
+def base_role(series: str) -> Optional[str]:
+    """The role of a pod series key ("pod:jupyter_kernel" -> "jupyter_kernel"), None for a host role."""
+    return series[len(SERIES_PREFIX):] if isinstance(series, str) and series.startswith(SERIES_PREFIX) else None
+
+
 def pod_to_json(p: PodRecord) -> Dict[str, object]:
     """The documented JSON of one pod: host.process_to_json's keys (pid synthetic, negative) plus where it runs,
     its phase, requests, limits and where its memory figure comes from."""
