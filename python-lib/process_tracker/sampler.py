@@ -50,8 +50,9 @@ class Sampler:
 
     def __init__(self, store, scanner_factory: Callable[[], object], interval_s: float = 10.0,
                  dip_home: Optional[str] = None, name: str = "process-tracker-sampler",
-                 on_tick: Optional[Callable[[], object]] = None):
+                 on_tick: Optional[Callable[[], object]] = None, pods: Optional[Callable[[], object]] = None):
         self.store = store
+        self.pods = pods  # () -> DSS's pods (pods.PodRecord) to record beside the host's processes, or None
         self.scanner_factory = scanner_factory
         self.interval_s = float(interval_s)
         self.dip_home = dip_home
@@ -130,7 +131,8 @@ class Sampler:
                 "db_bytes": db_bytes,
                 "is_writer": True,
             }
-            self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason)
+            self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason,
+                              pods=self.pods() if self.pods is not None else ())
         except Exception as exc:  # noqa: BLE001 - the sampler never dies: log, count, next tick
             self.errors += 1
             self.last_error = exc.__class__.__name__
