@@ -85,6 +85,10 @@ K8S_KINDS = {
 }
 
 
+NOT_INSTALLED = ("kubernetes client not installed: the `kubernetes` package is missing from this code environment "
+                 "(add kubernetes>=29,<38 to it; docs/kubernetes.md): pods are not listed")
+
+
 class PodSourceError(ProcessTrackerError):
     """The pod source cannot work at all (no kubernetes client, an unreadable kubeconfig): said once, readable."""
 
@@ -257,7 +261,7 @@ def make_api_client(settings: PodSettings):
     try:
         from kubernetes import client, config
     except ImportError:
-        raise PodSourceError("the kubernetes Python client is not installed in this code environment") from None
+        raise PodSourceError(NOT_INSTALLED) from None
     cfg = client.Configuration()
     try:
         if settings.in_cluster:
