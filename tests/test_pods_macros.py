@@ -125,3 +125,12 @@ def test_off_by_default_no_pod_and_no_cluster_call(dss, k8s):
     rows = _rows(_run(dss, "running-activities", {}))
     assert not any(r["kind"] == "pod" or r["where"].startswith("pod ") for r in rows)
     assert not k8s.requests
+
+
+def test_the_job_macro_shows_a_jobs_pods_and_aborts_through_dss_only(dss, k8s, tmp_path):
+    config = _k8s(k8s, tmp_path, minRunningHours=0, projects=["SALES"], simulate=False, waitSeconds=2)
+    rows = _rows(_run(dss, "abort-long-jobs", config))
+    job = next(r for r in rows if r["id"] == "Build_sales_monthly_2026-11-25T08-02-51.663")
+    assert job["outcome"] in ("aborted", "abort_requested") and job["where"].startswith("3 pods, e.g. pod dss/exec-")
+    assert job["memory"] == "7.6 GiB"
+    assert not [r for r in k8s.requests if r.method == "DELETE"]
