@@ -9,7 +9,7 @@ from test_exporter import PROMTOOL, by, samples, scrape
 
 from dev.dss_simulator import Simulator
 from dev.dss_simulator.builders import load_demo
-from dev.k8s_simulator import DEMO_DSS_FRAGMENT, K8sSimulator, demo_pods
+from dev.k8s_simulator import DEMO_DSS_FRAGMENT, K8sSimulator, demo_pods, many_pods
 from process_tracker import cli
 from process_tracker.exporter import Exporter, ExporterOptions, ServeOptions, serve
 from process_tracker.pods import PodSettings
@@ -149,3 +149,25 @@ def test_bad_pod_options_end_with_one_line_naming_the_option(argv, option, capsy
     assert cli.main(["exporter", "--no-dss"] + argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("process-tracker: error: %s" % option) and err.count("\n") == 1, err
+
+
+def test_two_thousand_pods_on_three_hundred_nodes_stay_under_600_series_by_default(tmp_path):
+    k = K8sSimulator()
+    many_pods(k, 2000, nodes=300)
+    with k.serve():
+        exporter = Exporter(ExporterOptions(dss_datadirs=(str(tmp_path),), pods=PodSettings()),
+                            pod_api_factory=k.api_client)
+        assert exporter.pods_once() is True
+    assert exporter.series_count() <= 600
+    pods = sum(v for (_role, where), v in by(_families(exporter), "dss_processes", "role", "where").items()
+               if where == "pod")
+    assert pods == 2000
+
+
+def _families(exporter):
+    from prometheus_client import generate_latest
+    from prometheus_client.core import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(exporter)
+    return samples(generate_latest(registry).decode())

@@ -134,3 +134,25 @@ def test_the_job_macro_shows_a_jobs_pods_and_aborts_through_dss_only(dss, k8s, t
     assert job["outcome"] in ("aborted", "abort_requested") and job["where"].startswith("3 pods, e.g. pod dss/exec-")
     assert job["memory"] == "7.6 GiB"
     assert not [r for r in k8s.requests if r.method == "DELETE"]
+
+
+@pytest.mark.parametrize("install_id, pods_shown", [("a1b2c3d4e5", True), ("0ther1d", False)])
+def test_this_node_only_reads_the_install_id_from_dip_home(dss, k8s, tmp_path, install_id, pods_shown):
+    dip_home = tmp_path / "dss_data"
+    dip_home.mkdir()
+    (dip_home / "install.ini").write_text("[general]\ninstallid = %s\n" % install_id)
+    env = {"DKU_DSS_URL": dss.url, "DKU_API_KEY": dss.admin_key, "DIP_HOME": str(dip_home)}
+    config = _k8s(k8s, tmp_path, scanHost=False, k8sThisNodeOnly=True)
+    rows = run_macro(os.path.join(RUNNABLES, "running-activities"), config, project_key="CHURN", env=env).rows()
+    assert any(r["where"].startswith("pod ") for r in rows) is pods_shown
+    assert all("dku-install-id%3D" + install_id in r.query for r in k8s.requests if r.path.endswith("/pods"))
+
+
+def test_this_node_only_without_an_install_id_fails_naming_the_parameter(dss, k8s, tmp_path):
+    env = {"DKU_DSS_URL": dss.url, "DKU_API_KEY": dss.admin_key, "DIP_HOME": str(tmp_path)}
+    with pytest.raises(MacroFailed) as failed:
+        run_macro(os.path.join(RUNNABLES, "running-activities"), _k8s(k8s, tmp_path, k8sThisNodeOnly=True),
+                  project_key="CHURN", env=env)
+    message = str(failed.value)
+    assert message.startswith("k8sThisNodeOnly: cannot read this DSS node's install id (installid in install.ini")
+    assert str(tmp_path) in message and "turn this setting off" in message

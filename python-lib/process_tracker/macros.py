@@ -442,17 +442,19 @@ def _list(run_: _Run):
     from . import activities
 
     plan = run_.plan
+    dip_home = (run_.environ.get("DIP_HOME") or "").rstrip("/") or None
+    settings = None
+    if plan.pods:  # this node's install id read before anything is listed (ConfigError naming the parameter)
+        from .pods import settings_if_enabled
+
+        settings = settings_if_enabled(plan.values, dip_home=dip_home)
     inventory = activities.list_activities(run_.client, kinds=plan.kinds, projects=plan.projects, all_users=True,
                                            now=run_.now)
     _check_listing(inventory, plan.kinds)
     run_.progress(1)
-    dip_home = (run_.environ.get("DIP_HOME") or "").rstrip("/") or None
     view = host_view(inventory, run_.scan, instance=dip_home) if plan.scan_host else HostView()
     pods = None
-    if plan.pods:
-        from .pods import settings_if_enabled
-
-        settings = settings_if_enabled(plan.values, dip_home=dip_home)
+    if settings is not None:
         pods = pod_view(inventory, settings, view, api_client_factory=run_.pod_api_factory, now=run_.now)
     run_.progress(2)
     return inventory, with_pods(view, pods)

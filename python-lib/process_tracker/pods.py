@@ -201,8 +201,9 @@ def settings_if_enabled(config: Mapping[str, object], dip_home: Optional[str] = 
     if config.get("k8sThisNodeOnly") in (True, "true", "True", 1) and not config.get("k8sInstallId"):
         install_id = install_id_from_dip_home(dip_home)
         if install_id is None:
-            raise ConfigError("k8sThisNodeOnly", "cannot read this DSS node's install id from %s; set k8sInstallId"
-                              % shown(os.path.join(dip_home or "<DIP_HOME>", "install.ini")))
+            raise ConfigError("k8sThisNodeOnly", "cannot read this DSS node's install id (installid in install.ini "
+                              "of the data directory %s); turn this setting off to list the pods of every install id"
+                              % shown(dip_home or "(DIP_HOME is not set)", 200))
         config["k8sInstallId"] = install_id
     return settings_from_config(config)
 
