@@ -252,7 +252,7 @@ def pod_view(inventory, settings, host: HostView, api_client_factory=None, now: 
                    tuple(notes))
 
 
-def with_pods(view: HostView, pods: Optional[PodView], hostname: Optional[str] = None) -> HostView:
+def with_pod_view(view: HostView, pods: Optional[PodView], hostname: Optional[str] = None) -> HostView:
     """The host's view with the pods' memory, roles and where added (host processes first)."""
     import socket
 
@@ -457,7 +457,7 @@ def _list(run_: _Run):
     if settings is not None:
         pods = pod_view(inventory, settings, view, api_client_factory=run_.pod_api_factory, now=run_.now)
     run_.progress(2)
-    return inventory, with_pods(view, pods)
+    return inventory, with_pod_view(view, pods)
 
 
 def _run_act(run_: _Run) -> render.Report:
