@@ -123,7 +123,7 @@ def error_text(exc, limit: Optional[int] = MAX_HEADER) -> str:
 _MESSAGE_COLUMNS = ("message", "note")
 
 
-_UNITS_S = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
+_DURATION_UNITS = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
 _UNITS_B = (("TiB", 1024.0**4), ("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0))
 
 
@@ -132,7 +132,7 @@ def format_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
     seconds = max(0.0, float(seconds))
-    for unit, size in _UNITS_S:
+    for unit, size in _DURATION_UNITS:
         if seconds >= size:
             value = seconds / size
             if unit != "min":
@@ -185,15 +185,15 @@ def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role:
     """The descriptive cells of one activity (everything but outcome, reason and message). `where`: (kind, id)
     -> where its process runs (the host's name, or `pod <namespace>/<name> on <node>`)."""
     memory = memory or {}
-    running = (now - activity.start_time) if activity.start_time is not None else None
-    idle = (now - activity.last_activity_time) if activity.last_activity_time is not None else None
+    running = (now - activity.started_at) if activity.started_at is not None else None
+    idle = (now - activity.last_activity_at) if activity.last_activity_at is not None else None
     return {
         "kind": activity.kind,
         "project": activity.project_key or "",
         "name": activity.name or "",
         "owner": activity.owner or "",
         "state": activity.state or "",
-        "started": format_time(activity.start_time),
+        "started": format_time(activity.started_at),
         "running": format_duration(running),
         "idle": format_duration(idle),
         "memory": format_bytes(memory.get(_key_of(activity))),
@@ -235,7 +235,7 @@ def result_rows(results: Sequence, now: float, memory: Optional[Mapping] = None,
 
 
 def error_rows(errors: Sequence, columns=ACTION_COLUMNS) -> List[Dict[str, str]]:
-    """Rows for `activities.ListingError`s (a failing project or call).
+    """Rows for `activities.FailedListing`s (a failing project or call).
 
     In action tables the outcome is "error" and the message says what failed; in the inventory the kind is
     "error", the name says which listing failed and the note carries the message.
@@ -281,8 +281,8 @@ def orphan_rows(processes: Sequence, now: float, note: str) -> List[Dict[str, st
             "kind": "orphan",
             "name": p.label,
             "owner": p.user or "",
-            "started": format_time(p.create_time),
-            "running": format_duration(now - p.create_time),
+            "started": format_time(p.created_at),
+            "running": format_duration(now - p.created_at),
             "pid": str(p.pid),
             "role": p.role,
             "memory": format_bytes(memory),
@@ -308,8 +308,8 @@ def pod_rows(matches: Sequence, now: float) -> List[Dict[str, str]]:
             "name": p.label,
             "owner": p.user or "",
             "state": p.phase,
-            "started": format_time(p.create_time),
-            "running": format_duration(now - p.create_time),
+            "started": format_time(p.created_at),
+            "running": format_duration(now - p.created_at),
             "where": where_text(p),
             "role": p.role,
             "memory": format_bytes(memory) + ("" if p.rss_anon_bytes is not None or memory is None else " (request)"),
