@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .errors import ProcessTrackerError
+
 logger = logging.getLogger(__name__)
 
 LOCK_FILENAME = "sampler.lock"
@@ -83,7 +85,10 @@ class Sampler:
         with self._guard:
             if self._lock_fd is not None:
                 return True
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:  # a read-only or full folder: the history's reason, said on the page
+                raise self.store.folder_unusable("taking the sampler's writer lock", exc) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -132,7 +137,12 @@ class Sampler:
                 "is_writer": True,
             }
             self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason,
-                              pods=self.pods() if self.pods is not None else ())
+                              pods=self._pods_now())
+        except ProcessTrackerError as exc:  # the history cannot be written (read-only, full): its reason, no trace
+            self.errors += 1
+            self.last_error = exc.__class__.__name__
+            logger.warning("sampler: sample not recorded: %s; will retry at the next tick", exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - the sampler never dies: log, count, next tick
             self.errors += 1
             self.last_error = exc.__class__.__name__
@@ -143,6 +153,17 @@ class Sampler:
         self.last_scan_seconds = scan_seconds
         self.last_cpu_seconds = time.thread_time() - cpu0  # scan + write: the whole cost of a sample
         return True
+
+    def _pods_now(self):
+        """DSS's pods to record with this sample; none when off, and none (logged) if listing them fails
+        unexpectedly: the host's sample is written all the same."""
+        if self.pods is None:
+            return ()
+        try:
+            return tuple(self.pods())
+        except Exception as exc:  # noqa: BLE001 - the pods never cost the host's sample
+            logger.warning("sampler: pods not recorded (%s)", exc.__class__.__name__)
+            return ()
 
     def tick(self):
         """One tick of the thread: `sample_once()`, then `on_tick()` (its CPU time counts in the sample's cost).

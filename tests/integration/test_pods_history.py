@@ -59,3 +59,18 @@ def test_the_webapps_sampler_records_pods_and_the_history_chart_shows_them(sim, 
     pods = [name for name in traces if name.endswith("(pods)")]
     assert pods, sorted(traces)
     assert max(max(traces[name]["y"]) for name in pods) > 0
+
+
+def test_a_pod_listing_that_raises_never_costs_the_hosts_sample(tmp_path):
+    store = HistoryStore(str(tmp_path / "history"))
+
+    def broken():
+        raise RuntimeError("a bug in the pod source")
+
+    sampler = Sampler(store, lambda: FakeScanner(), interval_seconds=10, pods=broken)
+    try:
+        assert sampler.try_elect() and sampler.sample_once()
+    finally:
+        sampler.stop()
+    roles = store.role_series("1h").roles
+    assert roles and not any(r.startswith("pod:") for r in roles)
