@@ -34,7 +34,8 @@ def test_the_demo_serves_prints_its_urls_and_stops_after_its_duration_leaving_no
         assert code == 200 and ctype.startswith("text/html")
         assert b'id="pt-app"' in body and b"getWebAppBackendUrl" in body
         code, _, body = _get(status["webapp"]["backend_url"] + "/api/whoami", user="alice")
-        assert json.loads(body) == {"user": "alice", "can_act": False, "reason": json.loads(body)["reason"]}
+        assert json.loads(body) == {"user": "alice", "can_act": False, "admin": False,
+                                    "reason": json.loads(body)["reason"]}
         code, _, body = _get(status["webapp"]["backend_url"] + "/api/table")
         table = json.loads(body)
         assert {r["pid"] for r in table["rows"]} & set(status["fleet_pids"].values())
