@@ -122,7 +122,7 @@ def find_listed(client, request, now=None):
                 a.project_key == request.project_key or
                 (request.project_key is None and request.kind in PROJECTLESS_KINDS)):
             return a
-    if inv.errors:
+    if inv.errors and not all(e.not_found for e in inv.errors):  # 404s: DSS says nothing is there (no project)
         raise DSSError("listing %s activities failed, cannot tell whether %s runs: %s"
                        % (request.kind.replace("_", " "), identifiers.shown(request.id),
                           identifiers.safe_text(inv.errors[0].message, DSS_MESSAGE_LIMIT)))

@@ -433,3 +433,13 @@ def test_stop_anyway_overrides_only_the_warnings_the_admin_saw(backend, sim):
     status, body = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=["busy", "sleepy"])
     assert status == 400 and body["error"]["message"] == (
         "anyway: must list the kinds of warning the preview showed (busy, connected, young), got 'sleepy'")
+
+
+@pytest.mark.parametrize("kind", ["future", "webapp", "continuous_activity", "code_studio", "notebook_session"])
+def test_an_action_in_a_project_dss_does_not_know_is_not_listed_not_a_dss_failure(backend, sim, kind):
+    """Found by the hostile-bodies property: a future id in project NOPE answered 502 ("listing ... of project
+    NOPE: ... Project NOPE does not exist"): DSS answered, the project is not there, so nothing there is listed."""
+    status, body = _post(backend, "preview", "admin", kind=kind, project_key="NOPE", id="fut-1")
+    assert status == 404 and body["error"]["code"] == "not_listed", body
+    assert "'fut-1' in project NOPE is listed" in body["error"]["message"]
+    assert [r.path for r in sim.requests if r.method != "GET"] == ["/auth/info-from-browser-headers"]  # who asks
