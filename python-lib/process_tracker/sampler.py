@@ -10,6 +10,12 @@ ticks rather than bunching them), never dies on an exception (logged, counted, n
 own cost: CPU seconds of the thread per sample (`time.thread_time`) as a percentage of one core over the
 interval, and the scan's wall time.
 
+Each sample carries what DSS's own records say its processes are (`context.read_contexts`: CRU items of the audit
+logs, then cgroup paths, then the tree) and the OOM-kill counters of its DSS cgroups (`cgroup_context`), both
+stored with it. The sampler keeps one `cru.AuditReader` for its life: it remembers where it stopped in each audit
+file, so a sample reads only what DSS appended since the last one. A failure there is logged and counted
+(`context_errors`); the sample is written without them.
+
 After every tick (sample written or not) the thread calls `on_tick()` when given: the webapp precomputes its
 views there, so the writer's samples and, in reader processes, the samples they notice are ready before the next
 request. A failing `on_tick` is logged and counted (`tick_errors`), never raised.
@@ -59,6 +65,8 @@ class Sampler:
         self.on_tick = on_tick
         self.lock_path = os.path.join(store.directory, LOCK_FILENAME)
         self._scanner = None
+        self._cru = None  # the long-lived cru.AuditReader (positions in the audit logs)
+        self.context_errors = 0  # samples written without DSS's own records (reading them failed)
         self._lock_fd = None
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -117,6 +125,7 @@ class Sampler:
             snapshot = self._scanner.scan()
             scan_s = time.monotonic() - wall0
             on_host, reason = host_status(snapshot, self.dip_home)
+            contexts, oom = self._dss_records(snapshot) if on_host else ({}, ())
             rows, db_bytes = self.store.size()
             cpu_s = time.thread_time() - cpu0
             figures = {
@@ -130,7 +139,8 @@ class Sampler:
                 "db_bytes": db_bytes,
                 "is_writer": True,
             }
-            self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason)
+            self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason, contexts=contexts,
+                              oom=oom)
         except Exception as exc:  # noqa: BLE001 - the sampler never dies: log, count, next tick
             self.errors += 1
             self.last_error = exc.__class__.__name__
@@ -141,6 +151,23 @@ class Sampler:
         self.last_scan_seconds = scan_s
         self.last_cpu_seconds = time.thread_time() - cpu0  # scan + write: the whole cost of a sample
         return True
+
+    def _dss_records(self, snapshot):
+        """({pid: Context}, (CgroupInfo, ...)) for the snapshot from DSS's own records; ({}, ()) when they cannot
+        be read (logged and counted, never raised: the sample goes on without them)."""
+        from . import cgroup_context, context, cru
+
+        homes = (self.dip_home,) if self.dip_home else ()
+        try:
+            if self._cru is None:
+                self._cru = cru.AuditReader(homes)
+            maps = cgroup_context.maps_for(snapshot, homes)
+            root = getattr(getattr(self._scanner, "options", None), "cgroup_root", "/sys/fs/cgroup")
+            return context.read_contexts(snapshot, self._cru, maps), cgroup_context.cgroup_infos(snapshot, maps, root)
+        except Exception as exc:  # noqa: BLE001 - DSS's records are extra context: never lose the sample for them
+            self.context_errors += 1
+            logger.exception("sampler: DSS's records could not be read (%s)", exc.__class__.__name__)
+            return {}, ()
 
     def tick(self):
         """One tick of the thread: `sample_once()`, then `on_tick()` (its CPU time counts in the sample's cost).

@@ -320,8 +320,8 @@ class WebappState:
                                     lambda: prom_history.history_view(self.prometheus, window, node=node))
         key = (self.store.latest_taken_at(), int(self.options.clock() // step))
 
-        return self.cached_view("history:%s" % window, key,
-                                lambda: charts.history_body(window, self.store.role_series(window)))
+        return self.cached_view("history:%s" % window, key, lambda: charts.history_body(
+            window, self.store.role_series(window), oom=self.store.oom_series(window)))
 
     def table_view(self, wait_seconds=None):
         """The /api/table body (JSON bytes): processes of the last sample joined to the last DSS listing."""
@@ -335,7 +335,8 @@ class WebappState:
         def compute():
             latest = self.store.latest()
             processes = latest.processes if (latest is not None and latest.on_host) else ()
-            rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=self.dip_home)
+            rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=self.dip_home,
+                                                contexts=latest.contexts if processes else None)
             pods_block = None
             if pods is not None:  # DSS's pods beside the host's processes, with a "where" column
                 rows, orphans, without, pods_block = add_to_table(

@@ -51,15 +51,27 @@ def error_rows(inventory):
             for e in inventory.errors]
 
 
-def join_table(processes, inventory, as_of, instance=None):
+def _context_fields(row, match):
+    """`source` (api, cru, cgroup, tree: where what the row says comes from) and, for a process no activity
+    explains, what DSS's own records say it is (`context_kind`, and the project and user they name)."""
+    row["source"] = match.source
+    ctx = match.context
+    row["context_kind"] = safe_text(ctx.kind) if ctx is not None else None
+    if match.activity is None and ctx is not None:
+        row["project_key"] = safe_text(ctx.project_key)
+        row["owner"] = safe_text(ctx.user)
+
+
+def join_table(processes, inventory, as_of, instance=None, contexts=None):
     """(rows, orphans, activities_without_process) for /api/table, from joins.join: every DSS process with the
-    activity that explains it (`status` and `via` say how), the orphan units (kernels or webapp backends no
-    activity explains), and the activities that explain no visible process."""
+    activity that explains it (`status`, `via` and `source` say how), the orphan units (kernels or webapp backends
+    no source explains), and the activities that explain no visible process. `contexts`: {pid: context.Context}
+    stored with the sample (DSS's own records: CRU items, cgroup paths, the tree)."""
     from . import joins
     from .host import Snapshot
 
     snap = Snapshot(taken_at=as_of, hostname="", processes=tuple(processes), roles={}, cgroups=(), stats=None)
-    joined = joins.join(snap, inventory, instance=instance)
+    joined = joins.join(snap, inventory, instance=instance, contexts=contexts)
     orphan_pids = {p.pid for p in joined.orphans}
     rows, orphans = [], []
     for m in joined.rows:
@@ -67,6 +79,7 @@ def join_table(processes, inventory, as_of, instance=None):
             continue
         row = process_row(m.process, m.activity, as_of)
         row["status"], row["via"] = m.status, m.via
+        _context_fields(row, m)
         (orphans if m.process.pid in orphan_pids else rows).append(row)
     explained = {(m.activity.kind, m.activity.id) for m in joined.matches}
     without = [activity_row(a, as_of) for a in inventory.activities if (a.kind, a.id) not in explained]
