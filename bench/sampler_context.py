@@ -104,8 +104,8 @@ def main(argv=None):
     print("| processes scanned | contexts stored | sample with DSS's records | without | records alone"
           " | records / sample without |")
     print("|---|---|---|---|---|---|")
-    print("| {:,} | {:,} | {:.1f} ms | {:.1f} ms | {:.1f} ms | {:.1%} |".format(
-        scanned, contexts, with_ms * 1e3, without_ms * 1e3, records_ms * 1e3, records_ms / without_ms))
+    print(f"| {scanned:,} | {contexts:,} | {with_ms * 1e3:.1f} ms | {without_ms * 1e3:.1f} ms"
+          f" | {records_ms * 1e3:.1f} ms | {records_ms / without_ms:.1%} |")
 
 
 if __name__ == "__main__":
