@@ -76,3 +76,31 @@ def test_oom_kills_per_dss_cgroup_are_a_bounded_history_series_with_their_owner(
     fig = charts.history_body("1h", store.role_series("1h"), oom=series)["figures"]["oom_kills"]
     names = [t["name"] for t in fig["data"]]
     assert "/DSS/alice/mlKernels \u00b7 mlKernels (alice)" in names
+
+
+def test_an_audit_folder_others_could_write_is_a_note_under_the_page_not_an_error(tmp_path):
+    import pwd
+
+    import psutil
+
+    from process_tracker.host import ProcessRecord
+
+    home = str(tmp_path / "dss")
+    folder = os.path.join(home, "run", "audit")
+    os.makedirs(folder)
+    os.chmod(folder, 0o777)
+    me = psutil.Process()
+    backend = ProcessRecord(pid=me.pid, ppid=1, create_time=me.create_time(), name="java", role="backend",
+                            label="backend", user=pwd.getpwuid(os.getuid()).pw_name, instance=home, rss_bytes=1,
+                            rss_anon_bytes=1)
+    stats = ScanStats(wall_seconds=0.0, cpu_seconds=0.0, seen=1, new=0, classified=1, access_denied=0, vanished=0)
+
+    class OneBackend:
+        def scan(self):
+            return Snapshot(taken_at=1000.0, hostname="h", processes=(backend,), roles={}, cgroups=(), stats=stats)
+
+    store = HistoryStore(str(tmp_path / "h"))
+    sampler = Sampler(store, OneBackend, interval_s=10, dip_home=home)
+    assert sampler.sample_once() and sampler.context_errors == 0
+    notes = store.latest().sampler["dss_records_notes"]
+    assert len(notes) == 1 and "writable by others" in notes[0] and folder in notes[0], notes

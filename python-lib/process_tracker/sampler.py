@@ -138,6 +138,7 @@ class Sampler:
                 "rows": rows,
                 "db_bytes": db_bytes,
                 "is_writer": True,
+                "dss_records_notes": self.records_notes(),
             }
             self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason, contexts=contexts,
                               oom=oom)
@@ -151,6 +152,16 @@ class Sampler:
         self.last_scan_seconds = scan_s
         self.last_cpu_seconds = time.thread_time() - cpu0  # scan + write: the whole cost of a sample
         return True
+
+    def records_notes(self):
+        """Why DSS's own records of an instance could not be read (its audit folder missing, unreadable or
+        writable by others), as safe text: shown under the page, never an error."""
+        from .identifiers import safe_text
+
+        notes = sorted(self._cru.notes.values()) if self._cru is not None else []
+        if self.context_errors:
+            notes.append("DSS's records could not be read in %d sample(s) (see the backend log)" % self.context_errors)
+        return [safe_text(n, 300) for n in notes[:5]]
 
     def _dss_records(self, snapshot):
         """({pid: Context}, (CgroupInfo, ...)) for the snapshot from DSS's own records; ({}, ()) when they cannot

@@ -420,6 +420,7 @@
         if (s.rows !== undefined && s.rows !== null) parts.push(s.rows.toLocaleString() + " history rows");
         if (s.db_bytes !== undefined && s.db_bytes !== null) parts.push("history " + formatBytes(s.db_bytes));
         if (s.errors) parts.push(s.errors + " sampler errors");
+        (s.dss_records_notes || []).forEach(function (note) { parts.push(note); });
         var st = snap.stats || {};
         if (st.seen !== undefined) {
             parts.push(st.seen + " processes seen, " + (st.classified || 0) + " with a DSS role" +
