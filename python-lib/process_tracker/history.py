@@ -531,18 +531,19 @@ class HistoryStore:
                 "INSERT OR REPLACE INTO latest_cgroups VALUES (?, ?, ?, ?)",
                 [(c.path, c.usage_bytes, c.limit_bytes, c.version) for c in snapshot.cgroups],
             )
-            conn.execute("DELETE FROM latest_contexts")
-            conn.executemany("INSERT OR REPLACE INTO latest_contexts VALUES (?, ?)",
-                             [(pid, _context_json(ctx)) for pid, ctx in (contexts or {}).items()])
-            self._write_oom(conn, ts, _oom_rows(oom))
+            self._write_dss_records(conn, ts, contexts, oom)
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
             )
 
     @staticmethod
-    def _write_oom(conn, ts, rows):
+    def _write_dss_records(conn, ts, contexts, oom):
+        """The sample's contexts (replacing the last ones) and the OOM-kill counters of its DSS cgroups."""
+        conn.execute("DELETE FROM latest_contexts")
+        conn.executemany("INSERT OR REPLACE INTO latest_contexts VALUES (?, ?)",
+                         [(pid, _context_json(ctx)) for pid, ctx in (contexts or {}).items()])
         bucket = int(ts // BUCKET_S) * BUCKET_S
-        for c in rows:
+        for c in _oom_rows(oom):
             conn.execute("INSERT OR REPLACE INTO oom_raw VALUES (?, ?, ?)", (ts, c.path, c.oom_kills))
             if not conn.execute("UPDATE oom_bucket SET oom_kills = MAX(oom_kills, ?) WHERE bucket = ? AND path = ?",
                                 (c.oom_kills, bucket, c.path)).rowcount:
