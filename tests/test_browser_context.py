@@ -29,8 +29,8 @@ def test_recipes_and_ml_trainings_show_project_user_and_the_audit_log(page):
     recipe, ml = rows[pids["recipe-1"]], rows[pids["ml-1"]]
     for row in (recipe, ml):
         assert row["source"] == "cru" and "via DSS audit log (CRU)" in row["text"], row
-        assert row["project_key"] == "CHURN", row
-    assert ml["owner"] == "alice" and "ML training" in ml["text"] and "explained" in ml["text"]
+        assert (row["project_key"], row["owner"]) == ("CHURN", "alice"), row
+    assert "ML training" in ml["text"] and "explained" in ml["text"]
     assert "job" in recipe["text"]  # the CRU item names the running job: the row is that job's
     source = p.page.get_attribute("#pt-table tbody tr[data-pid='%d'] td[data-key=source]" % pids["ml-1"], "title")
     assert "DSS's own records say what it is" in source
