@@ -200,7 +200,7 @@ class OomSeries:
     """The kernel's OOM-kill counter of each DSS cgroup over a window (largest value per display step)."""
 
     window: str
-    step_s: int
+    step_seconds: int
     times: Tuple[float, ...]
     oom_kills: Mapping[str, Tuple[Optional[int], ...]]  # path -> counter aligned with times (None: no data)
     labels: Mapping[str, Mapping[str, Optional[str]]]  # path -> workload, user, project_key, instance
