@@ -16,16 +16,16 @@ OLD_STAMPS := $(foreach m,$(OLD_MAJORS),.venv-dss$(m)/.installed)
 # DSS runs it, the webapp backend's routes, the CLI, the client itself and the simulator it talks to. (The fault
 # matrix and the host-side macro tests run with the pinned client only: they are the slowest and test no client
 # call the suites below do not.) $(wildcard) keeps a suite that is not there yet from failing the run.
-DSS_API_TESTS := $(wildcard tests/test_dss_client.py tests/test_dss_runtime.py tests/test_simulator.py \
-	tests/test_simulator_activities.py tests/test_kinds.py tests/test_activities.py tests/test_actions.py \
-	tests/test_macros.py tests/test_scope_validation.py tests/test_webapp_backend.py tests/test_webapp_actions.py \
-	tests/test_cli_activities.py tests/test_security.py)
+DSS_API_TESTS := $(wildcard $(addprefix tests/integration/,test_dss_client.py test_dss_runtime.py test_simulator.py \
+	test_simulator_activities.py test_kinds.py test_activities.py test_actions.py test_macros.py \
+	test_scope_validation.py test_webapp_backend.py test_webapp_actions.py test_cli_activities.py test_security.py))
 
-.PHONY: help demo test test-clients lint plugin bench clean chromium screenshots
+.PHONY: help demo test test-unit test-clients lint plugin bench clean chromium screenshots
 
 help:
 	@echo "make demo    start the simulated DSS, a fleet of DSS-shaped processes and the monitoring webapp"
 	@echo "make test    lint, then every test (unit, integration over HTTP, real processes, headless Chromium)"
+	@echo "make test-unit  the fast loop: tests/unit only (pure: no server, no process, no browser; seconds)"
 	@echo "make test-clients  only the DSS-facing suites, once per old dataiku-api-client ($(OLD_CLIENTS))"
 	@echo "make lint    ruff, and a Python 3.9 compatibility check of the plugin code (vermin)"
 	@echo "make plugin  build $(ZIP)"
@@ -59,6 +59,11 @@ test: $(STAMP) chromium lint $(OLD_STAMPS)
 	@bash dev/ensure-prometheus.sh
 	@bash dev/test_matrix.sh "$(PY)" "$(DSS_API_TESTS)" $(OLD_MAJORS) -- $(PYTEST_ARGS)
 
+# The fast loop while coding: tests/unit (tests/integration: simulator over HTTP, real processes, Prometheus, the
+# Kubernetes simulator; tests/browser: headless Chromium) run with `make test`.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
 test-clients: $(OLD_STAMPS)
 	@bash dev/test_matrix.sh "" "$(DSS_API_TESTS)" $(OLD_MAJORS) -- $(PYTEST_ARGS)
 
@@ -66,7 +71,7 @@ demo: $(STAMP)
 	$(PY) -m dev.demo $(DEMO_ARGS)
 
 screenshots: $(STAMP) chromium
-	PT_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/test_browser.py tests/test_browser_degraded.py
+	PT_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser/test_browser.py tests/browser/test_browser_degraded.py
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

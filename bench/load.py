@@ -11,7 +11,7 @@
 2. History: the sampler writing a real scan of this host every 10 s of an injected clock for `--days` simulated
    days with a 1-day retention; rows and database size per simulated day must stop growing after the first.
 
-Imported by tests/test_load.py, which runs short versions.
+Imported by tests/integration/test_load.py, which runs short versions.
 """
 import argparse
 import dataclasses
@@ -34,7 +34,7 @@ import requests  # noqa: E402
 ENDPOINTS = ("/api/snapshot", "/api/table", "/api/history?window=1h", "/api/history?window=24h",
              "/api/history?window=7d", "/api/whoami")
 USERS = ("admin", "alice", "bob", "ops")
-SAMPLING_S = 2
+SAMPLING_SECONDS = 2
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ class LoadResult:
     samples: int
     missed_ticks: int
     sampler_errors: int
-    sample_gaps_s: tuple  # spacing of consecutive samples written during the run
+    sample_gaps_seconds: tuple  # spacing of consecutive samples written during the run
     error_examples: list
 
 
@@ -85,7 +85,7 @@ def served_webapp(fleet_pids, dip_home, history_dir):
     sim = Simulator(load_demo(), fleet_pids=fleet_pids)
     with ExitStack() as stack:
         url = stack.enter_context(sim.serve())
-        config = {"historyDir": history_dir, "samplingIntervalSeconds": SAMPLING_S, "allowedGroups": ["ops_team"]}
+        config = {"historyDir": history_dir, "samplingIntervalSeconds": SAMPLING_SECONDS, "allowedGroups": ["ops_team"]}
         # the backend process's environment, as DSS's webapp runner sets it, for as long as it serves
         stack.enter_context(_env(DKU_DSS_URL=url, DKU_API_KEY=sim.admin_key, DIP_HOME=dip_home))
         backend = load_webapp_app(os.path.join(ROOT, "webapps", "process-monitor"), config)
@@ -117,10 +117,10 @@ def _client(base, login, stop, out, lock):
         out.extend(local)
 
 
-def run_load(base, state, clients, seconds, warmup_s=None):
+def run_load(base, state, clients, seconds, warmup_seconds=None):
     """N client threads for `seconds` against the served webapp at `base`; returns a LoadResult."""
     proc = psutil.Process()
-    warmup_s = seconds * 0.2 if warmup_s is None else warmup_s
+    warmup_seconds = seconds * 0.2 if warmup_seconds is None else warmup_seconds
     first = requests.get(base + "/api/snapshot", cookies={"dss_sim_user": "admin"}, timeout=60)
     first.raise_for_status()
     stop, lock, results = threading.Event(), threading.Lock(), []
@@ -146,7 +146,7 @@ def run_load(base, state, clients, seconds, warmup_s=None):
     for r in results:
         statuses[r[1]] = statuses.get(r[1], 0) + 1
     errors = [r for r in results if not r[2]]
-    after_warmup = [m for t, m in rss if t >= warmup_s] or [rss[-1][1]]
+    after_warmup = [m for t, m in rss if t >= warmup_seconds] or [rss[-1][1]]
     second_half = [m for t, m in rss if t >= seconds / 2] or [rss[-1][1]]
     times = _sample_times(state.store, started_at)
     return LoadResult(
@@ -156,7 +156,7 @@ def run_load(base, state, clients, seconds, warmup_s=None):
         rss_growth_mb=round((max(second_half) - after_warmup[0]) / 2**20, 1),
         samples=state.sampler.samples - before[0], missed_ticks=state.sampler.missed_ticks - before[1],
         sampler_errors=state.sampler.errors - before[2],
-        sample_gaps_s=tuple(round(b - a, 2) for a, b in zip(times, times[1:])),
+        sample_gaps_seconds=tuple(round(b - a, 2) for a, b in zip(times, times[1:])),
         error_examples=[(r[1], r[3], r[4]) for r in errors[:5]],
     )
 
@@ -196,8 +196,8 @@ class _Replay:
         return dataclasses.replace(self.snapshot, taken_at=self.clock())
 
 
-def simulate_history(directory, days, interval_s=10, retention_days=1, snapshot=None, on_day=None):
-    """Write `days` of samples every `interval_s` seconds of an injected clock through the real Sampler and
+def simulate_history(directory, days, interval_seconds=10, retention_days=1, snapshot=None, on_day=None):
+    """Write `days` of samples every `interval_seconds` seconds of an injected clock through the real Sampler and
     HistoryStore. Returns [(day, rows, db_bytes, wal_bytes)] after each simulated day (`on_day` gets each too)."""
     from process_tracker.history import HistoryStore
     from process_tracker.host import Scanner
@@ -206,13 +206,13 @@ def simulate_history(directory, days, interval_s=10, retention_days=1, snapshot=
     snapshot = snapshot or Scanner().scan()
     clock = _ManualClock(time.time() - days * 86400)
     store = HistoryStore(directory, retention_days=retention_days, clock=clock)
-    sampler = Sampler(store, lambda: _Replay(snapshot, clock), interval_s=interval_s)
-    per_day = int(round(86400 / interval_s))
+    sampler = Sampler(store, lambda: _Replay(snapshot, clock), interval_seconds=interval_seconds)
+    per_day = int(round(86400 / interval_seconds))
     sizes = []
     try:
         for day in range(1, int(days) + 1):
             for _ in range(per_day):
-                clock.t += interval_s
+                clock.t += interval_seconds
                 if not sampler.sample_once():
                     raise RuntimeError("a sample was not written (errors: %d)" % sampler.errors)
             rows, db_bytes = store.size()
@@ -250,9 +250,9 @@ def main(argv=None):
         while state.sampler.samples == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         print("load: %d clients for %.0f s on %s (sampling every %d s)" % (args.clients, args.seconds, base,
-                                                                          SAMPLING_S))
+                                                                          SAMPLING_SECONDS))
         r = run_load(base, state, args.clients, args.seconds)
-        gaps = r.sample_gaps_s
+        gaps = r.sample_gaps_seconds
         print("| clients | seconds | requests served | errors | req/s | p50 | p95 | RSS after warm-up | RSS growth "
               "| samples | missed ticks | sampler errors | sample spacing (median / max) |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -19,7 +19,7 @@ injected. Client timeout 1 s, stops verified for 2 s, hung calls hang 1.5 s. For
 - leaks: the API key, a token planted in a task's payload, or a traceback, in any table, message, CLI output,
   webapp answer or log record.
 
-Imported by tests/test_reliability_faults.py, which runs cells of the same matrix.
+Imported by tests/integration/test_reliability_faults.py, which runs cells of the same matrix.
 """
 import argparse
 import json
@@ -58,10 +58,10 @@ from dev.dss_simulator.builders import (  # noqa: E402
     webapp,
 )
 
-TIMEOUT_S = 1.0  # every DSS call of every face (connect, read)
-WAIT_S = 2.0  # how long stops are verified (macro/CLI waitSeconds); the webapp's own wait is 10 s
-HANG_S = 1.5  # how long a hung call hangs on the server side
-LATE_S = 1.5  # a late stop answers after this (above the timeout, below the wait): done, but not in time
+TIMEOUT_SECONDS = 1.0  # every DSS call of every face (connect, read)
+WAIT_SECONDS = 2.0  # how long stops are verified (macro/CLI waitSeconds); the webapp's own wait is 10 s
+HANG_SECONDS = 1.5  # how long a hung call hangs on the server side
+LATE_SECONDS = 1.5  # a late stop answers after this (above the timeout, below the wait): done, but not in time
 
 ADMIN_KEY = "dkuaps-reliability-ADMIN-4f1d8c2b9e7a6035"
 PLANTED_TOKEN = "planted-token-9c1e5f7a3b2d4086"  # in a task's payload extras: never to be shown
@@ -262,7 +262,7 @@ FAULTS = {f.name: f for f in (
 
 def inject(sim, fault):
     """Set the simulator up for `fault` (except what needs the run: see RevokeAfterFirstStop)."""
-    sim.set_hang_seconds(HANG_S)
+    sim.set_hang_seconds(HANG_SECONDS)
     sim.seed(7)
     if fault.special == "project_500":
         sim.fail_project("B")
@@ -276,7 +276,7 @@ def inject(sim, fault):
     if fault.special == "down":
         return
     for method, path, effect in fault.rules:
-        kwargs = {"latency": {"latency": 0.05}, "slow": {"latency": LATE_S}, "hang": {"hang": True},
+        kwargs = {"latency": {"latency": 0.05}, "slow": {"latency": LATE_SECONDS}, "hang": {"hang": True},
                   "error": {"error_rate": 1.0}, "malformed": {"malformed": True},
                   "flaky": {"error_rate": 0.3}}[effect]
         sim.add_fault(path=path, method=method, **kwargs)
@@ -370,17 +370,17 @@ def _captured_logs():
 
 
 @contextmanager
-def short_timeouts(seconds=TIMEOUT_S):
+def short_timeouts(seconds=TIMEOUT_SECONDS):
     """Every client the plugin builds in this process gets `seconds` as its connect and read timeout."""
     from process_tracker import dss, webapp
 
-    saved = (dss.DEFAULT_CONNECT_TIMEOUT_S, dss.DEFAULT_READ_TIMEOUT_S, webapp._default_client)
-    dss.DEFAULT_CONNECT_TIMEOUT_S = dss.DEFAULT_READ_TIMEOUT_S = seconds
+    saved = (dss.DEFAULT_CONNECT_TIMEOUT_SECONDS, dss.DEFAULT_READ_TIMEOUT_SECONDS, webapp._default_client)
+    dss.DEFAULT_CONNECT_TIMEOUT_SECONDS = dss.DEFAULT_READ_TIMEOUT_SECONDS = seconds
     webapp._default_client = lambda: dss.get_client(timeout=seconds)
     try:
         yield
     finally:
-        dss.DEFAULT_CONNECT_TIMEOUT_S, dss.DEFAULT_READ_TIMEOUT_S, webapp._default_client = saved
+        dss.DEFAULT_CONNECT_TIMEOUT_SECONDS, dss.DEFAULT_READ_TIMEOUT_SECONDS, webapp._default_client = saved
 
 
 @contextmanager
@@ -407,7 +407,7 @@ def _run_macro(face, url, texts, cell):
     if face.command == "running-activities":
         config["scanHost"] = False
     elif face.command != "install-cleanup-scenario":
-        config.update(simulate=False, scanHost=False, waitSeconds=WAIT_S)  # unknown keys are ignored
+        config.update(simulate=False, scanHost=False, waitSeconds=WAIT_SECONDS)  # unknown keys are ignored
     try:
         result = run_macro(os.path.join(RUNNABLES, face.command), config, project_key="A",
                            env={"DKU_DSS_URL": url, "DKU_API_KEY": ADMIN_KEY})
@@ -428,7 +428,7 @@ def _run_macro(face, url, texts, cell):
 def _run_cli(face, url, texts, cell):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
     env.update(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY, HOME=tempfile.gettempdir())
-    cmd = [CLI, "--timeout", str(TIMEOUT_S), face.command, "--json", "--wait-seconds", str(WAIT_S), "--apply"]
+    cmd = [CLI, "--timeout", str(TIMEOUT_SECONDS), face.command, "--json", "--wait-seconds", str(WAIT_SECONDS), "--apply"]
     cmd += ["--no-scan-host"] if face.command == "kill-kernels" else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     texts.extend([proc.stdout, proc.stderr])
@@ -531,7 +531,7 @@ def run_cell(face_name, fault_name):
         if fault.special != "down":
             sim.clear_faults()
             if any(effect == "hang" for _, _, effect in fault.rules):
-                time.sleep(HANG_S)  # let hung calls end, so that every request received is in the log
+                time.sleep(HANG_SECONDS)  # let hung calls end, so that every request received is in the log
         _judge(cell, face, fault, sim, outcomes, texts, records)
     finally:
         if watcher is not None:
@@ -645,7 +645,7 @@ def summary(cells):
         "model_mismatches": sum(c.mismatches for c in cells),
         "misreports": sum(c.misreports for c in cells),
         "leaked_secrets": sum(c.leaks for c in cells),
-        "longest_cell_s": round(max((c.seconds for c in cells), default=0.0), 1),
+        "longest_cell_seconds": round(max((c.seconds for c in cells), default=0.0), 1),
     }
 
 

@@ -35,7 +35,7 @@ def main():
         os.environ.update(DKU_DSS_URL=sim.url, DKU_API_KEY=sim.admin_key)
         os.environ.pop("DIP_HOME", None)
         directory = tempfile.mkdtemp(prefix="pt-slow-dss-")
-        writer = Sampler(HistoryStore(directory), lambda: FakeScanner(), interval_s=10)
+        writer = Sampler(HistoryStore(directory), lambda: FakeScanner(), interval_seconds=10)
         writer.try_elect()
         writer.sample_once()
         print("| page | endpoint | HTTP | seconds | fraction of the %g s fault |" % args.latency)

@@ -56,7 +56,7 @@ def synthetic_processes(n, now):
         if role == "jupyter_kernel":
             ids["kernel_id"] = "%08d-0000-4000-8000-000000000000" % i
         procs.append(ProcessRecord(
-            pid=pid, ppid=2 if i < 3 else 1002, create_time=now - rng.randrange(DAY), name=role, role=role,
+            pid=pid, ppid=2 if i < 3 else 1002, created_at=now - rng.randrange(DAY), name=role, role=role,
             label=role.replace("_", " "), user="dataiku", instance=None if role == "not_dss" else "/data/dss",
             rss_bytes=rng.randrange(20, 3000) * MiB, rss_anon_bytes=rng.randrange(10, 2500) * MiB,
             cpu_percent=rng.random() * 50, num_threads=rng.randrange(1, 80), age_seconds=rng.randrange(DAY), ids=ids,
@@ -139,11 +139,11 @@ def main(argv=None):
     processes = synthetic_processes(args.processes, now)
     t0 = time.perf_counter()
     fill_history(store, clock, now, processes)
-    store.record(snapshot_of(processes, now), sampler={"interval_s": 10, "cpu_percent_of_core": 2.5})
-    fill_s = time.perf_counter() - t0
+    store.record(snapshot_of(processes, now), sampler={"interval_seconds": 10, "cpu_percent_of_core": 2.5})
+    fill_seconds = time.perf_counter() - t0
     rows, db_bytes = store.size()
     print("history: 7 days of 10 s samples, %d roles, %d rows, %.1f MB on disk, written in %.1f s"
-          % (len(ROLES), rows, db_bytes / 1e6, fill_s))
+          % (len(ROLES), rows, db_bytes / 1e6, fill_seconds))
 
     kernels = [p for p in processes if p.role == "jupyter_kernel"][:40]
     fleet = {"k%d" % i: p.pid for i, p in enumerate(kernels)}
@@ -159,7 +159,7 @@ def main(argv=None):
     with sim.serve():
         app = Flask("bench")
         options = WebappOptions(history_dir=tmp.name, client_factory=sim.client, clock=clock, start_sampler=False,
-                                scanner_factory=Scanner, watch_window_s=3600.0)  # the page stays open
+                                scanner_factory=Scanner, watch_window_seconds=3600.0)  # the page stays open
         register_routes(app, options)
         client = app.test_client()
         client.set_cookie("dss_sim_user", "admin")
@@ -183,12 +183,12 @@ def main(argv=None):
         ]
         state = app.extensions["process_tracker"]
         assert state.sampler.try_elect()
-        warm_s = []
+        warm_seconds = []
 
         def warm_up():  # the sampler's on_tick, timed
             t0 = time.perf_counter()
             state.warm_views()
-            warm_s.append(time.perf_counter() - t0)
+            warm_seconds.append(time.perf_counter() - t0)
 
         state.sampler.on_tick = warm_up
 
@@ -221,11 +221,11 @@ def main(argv=None):
                   % (path, rp50 * 1e3, rp95 * 1e3, wp50 * 1e3, wp95 * 1e3, wp95 / rp95, fp50 * 1e3, fp95 * 1e3,
                      fp95 / rp95, cp50 * 1e3, cp95 * 1e3, cp95 / rp95, size / 1024.0))
         week = len(client.get("/api/history?window=7d").data)
-        wp50, wp95 = percentiles(warm_s)
+        wp50, wp95 = percentiles(warm_seconds)
         print("\n7-day history payload: %.0f KB (target < 500 KB): %s" % (week / 1024.0, "ok" if week < 500_000 else "OVER"))
         print("warm-up on the sampler thread after each sample (listing + snapshot, table, 7d history): "
               "p50 %.0f ms, p95 %.0f ms over %d samples (%.1f%% of a 10 s interval at p50)"
-              % (wp50 * 1e3, wp95 * 1e3, len(warm_s), wp50 / 10 * 100))
+              % (wp50 * 1e3, wp95 * 1e3, len(warm_seconds), wp50 / 10 * 100))
         print("repeat and first-after-sample p95 ratios under 4x: %s" % ("ok" if ok else "NOT MET"))
     tmp.cleanup()
     return 0

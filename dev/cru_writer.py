@@ -6,7 +6,7 @@ level or nested. File names (`audit.log`, rotated to `audit.log.1`, ...) are an 
 every file of the folder.
 
     log = AuditLog(dip_home)                       # <dip_home>/run/audit/audit.log
-    log.write(cru_message("start", "cru-1", pid, start_time, {"type": "JOB_ACTIVITY", "projectKey": "P"}))
+    log.write(cru_message("start", "cru-1", pid, started_at, {"type": "JOB_ACTIVITY", "projectKey": "P"}))
     log.rotate(); log.truncate()
     write_fleet_events(fleet)                      # start events for the demo fleet's processes (DEMO_CONTEXTS)
     cgroups = DemoCgroups(fleet).create()          # as root: DSS-style cgroups for some processes, one OOM kill
@@ -48,11 +48,11 @@ DEMO_CONTEXTS: Dict[str, Dict[str, str]] = {
 }
 
 
-def cru_message(phase: str, item_id: str, pid: int, start_time: float, context: Mapping[str, object],
+def cru_message(phase: str, item_id: str, pid: int, started_at: float, context: Mapping[str, object],
                 rss_anon_mb: Optional[float] = None, end_time: Optional[float] = None,
                 item_type: str = "LOCAL_PROCESS") -> Dict[str, object]:
     """DSS's documented CRU message: `phase` start, update or complete; times in epoch seconds (written in ms)."""
-    cru = {"id": item_id, "type": item_type, "startTime": int(start_time * 1000), "context": dict(context),
+    cru = {"id": item_id, "type": item_type, "startTime": int(started_at * 1000), "context": dict(context),
            "localProcess": {"pid": pid, "commandName": "python", "rssAnonMB": rss_anon_mb or 0.0}}
     if end_time is not None:
         cru["endTime"] = int(end_time * 1000)

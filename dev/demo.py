@@ -124,9 +124,9 @@ class WebappClient:
             return json.loads(resp.read().decode("utf-8"))
 
 
-def wait_first_sample(client, timeout_s=60.0):
-    """The first snapshot the webapp's sampler wrote (None if none came within `timeout_s`)."""
-    deadline = time.monotonic() + timeout_s
+def wait_first_sample(client, timeout_seconds=60.0):
+    """The first snapshot the webapp's sampler wrote (None if none came within `timeout_seconds`)."""
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         try:
             snap = client.get("/api/snapshot")
@@ -148,21 +148,21 @@ def _activity_level(ts):
     return 0.25 + 0.75 * day
 
 
-def synthetic_history(roles, now, interval_s):
+def synthetic_history(roles, now, interval_seconds):
     """Samples for the last 7 days shaped on the current per-role totals, as HistoryStore.record_series takes.
 
     Steady roles (backend, nginx...) keep their count with a little memory drift; the others follow the working
     day, and Jupyter kernels pile up over the week until someone cleans them (two days ago). Raw points every
-    `interval_s` for the last hour, every minute for the last day, every 5 minutes before.
+    `interval_seconds` for the last hour, every minute for the last day, every 5 minutes before.
     """
     from process_tracker.history import RoleSample
 
     times = []
     t = now - 7 * 86400
-    while t < now - interval_s:
+    while t < now - interval_seconds:
         age = now - t
         times.append(t)
-        t += 300 if age > 86400 else (60 if age > 3600 else interval_s)
+        t += 300 if age > 86400 else (60 if age > 3600 else interval_seconds)
     now_level = _activity_level(now)
     samples = []
     for ts in times:
@@ -191,10 +191,10 @@ def synthetic_history(roles, now, interval_s):
     return samples
 
 
-def backfill(history_dir, roles, interval_s):
+def backfill(history_dir, roles, interval_seconds):
     from process_tracker.history import HistoryStore
 
-    samples = synthetic_history(roles, time.time(), interval_s)
+    samples = synthetic_history(roles, time.time(), interval_seconds)
     HistoryStore(history_dir, retention_days=7).record_series(samples)
     return len(samples)
 
@@ -252,7 +252,7 @@ def print_banner(status, snap, table, backfilled):
     out.extend(summary_lines(snap, table))
     if backfilled:
         out.append("  History: %d synthetic samples backfilled over 7 days (demo only), then live samples every %d s."
-                   % (backfilled, status["sampling_interval_s"]))
+                   % (backfilled, status["sampling_interval_seconds"]))
     out.extend(["", "Stop with Ctrl-C.", ""])
     print("\n".join(out), flush=True)
 
@@ -325,7 +325,7 @@ def run(args):
                 "dip_home": dip_home,
                 "fleet_pids": fleet_pids,
                 "demo_pid": os.getpid(),
-                "sampling_interval_s": args.sampling,
+                "sampling_interval_seconds": args.sampling,
             }
             print_banner(status, snap, table, backfilled)
             if args.status_file:

@@ -1,6 +1,6 @@
 """Running `python -m dev.demo` as a subprocess for the demo and browser tests, and proving it leaves nothing behind.
 
-Not a test module: a helper imported by tests/test_demo.py and tests/test_browser*.py.
+Not a test module: a helper imported by tests/integration/test_demo.py and tests/browser/test_*.py.
 """
 import contextlib
 import json
@@ -32,19 +32,19 @@ class DemoProcess:
         self.status = None
         self.tree = []  # (pid, create_time) of the demo and every descendant, taken once it is ready
 
-    def start(self, timeout_s=180.0):
+    def start(self, timeout_seconds=180.0):
         cmd = [sys.executable, "-m", "dev.demo", "--port", "0", "--status-file", self.status_path] + self.args
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_seconds
         while not os.path.exists(self.status_path):
             if self.proc.poll() is not None:
                 raise AssertionError("the demo exited with %s before it was ready:\n%s" % (self.proc.returncode, self.output()))
             if time.monotonic() > deadline:
                 self.kill()
-                raise AssertionError("the demo was not ready after %.0f s:\n%s" % (timeout_s, self.output()))
+                raise AssertionError("the demo was not ready after %.0f s:\n%s" % (timeout_seconds, self.output()))
             time.sleep(0.2)
         with open(self.status_path) as f:
             self.status = json.load(f)
@@ -59,22 +59,22 @@ class DemoProcess:
         except OSError:
             return ""
 
-    def stop(self, sig=signal.SIGTERM, timeout_s=60.0):
+    def stop(self, sig=signal.SIGTERM, timeout_seconds=60.0):
         """Send `sig` (SIGTERM or SIGINT, as Ctrl-C does) and wait; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=timeout_s)
+            return self.proc.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError("the demo did not stop within %.0f s:\n%s" % (timeout_s, self.output())) from None
+            raise AssertionError("the demo did not stop within %.0f s:\n%s" % (timeout_seconds, self.output())) from None
 
-    def wait(self, timeout_s):
+    def wait(self, timeout_seconds):
         try:
-            return self.proc.wait(timeout=timeout_s)
+            return self.proc.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError("the demo did not end within %.0f s:\n%s" % (timeout_s, self.output())) from None
+            raise AssertionError("the demo did not end within %.0f s:\n%s" % (timeout_seconds, self.output())) from None
 
     def kill(self):
         """Last resort for a failing test: kill the demo's whole session."""
@@ -85,9 +85,9 @@ class DemoProcess:
                 pass
             self.proc.wait(timeout=10)
 
-    def leftovers(self, timeout_s=10.0):
-        """Processes of the demo's tree (same pid AND create time) still alive after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
+    def leftovers(self, timeout_seconds=10.0):
+        """Processes of the demo's tree (same pid AND create time) still alive after `timeout_seconds`."""
+        deadline = time.monotonic() + timeout_seconds
         while True:
             alive = []
             for pid, created in self.tree:

@@ -1,5 +1,5 @@
 """Hand-built host and API records for the webapp backend, history and chart tests (no psutil, no DSS)."""
-from process_tracker.activities import Activity, Inventory, ListingError
+from process_tracker.activities import Activity, Inventory, FailedListing
 from process_tracker.host import CgroupRecord, ProcessRecord, RoleTotals, ScanStats, Snapshot
 
 MiB = 1024 * 1024
@@ -11,7 +11,7 @@ def proc(pid, role, label, rss_anon_mib, ppid=1, user="dataiku", instance=DIP_HO
     return ProcessRecord(
         pid=pid,
         ppid=ppid,
-        create_time=1_700_000_000.0 + pid,
+        created_at=1_700_000_000.0 + pid,
         name=label.split()[0],
         role=role,
         label=label,
@@ -72,15 +72,15 @@ def snapshot(taken_at, processes=None, cgroups=None, factor=1.0):
 def inventory(now):
     session = Activity(
         kind="notebook_session", id="sess-1", project_key="PRJ", name="Analysis <script>x</script>", owner="alice",
-        state="idle", start_time=now - 7200, last_activity_time=now - 3600, pid=110,
+        state="idle", started_at=now - 7200, last_activity_at=now - 3600, pid=110,
         details={"kernel_id": "11111111-1111-4111-8111-111111111111", "notebook": "Analysis"},
     )
     session2 = Activity(
         kind="notebook_session", id="sess-2", project_key="PRJ", name="Quick look", owner="bob", state="busy",
-        start_time=now - 600, last_activity_time=now - 5, pid=111,
+        started_at=now - 600, last_activity_at=now - 5, pid=111,
         details={"kernel_id": "22222222-2222-4222-8222-222222222222"},
     )
     gone = Activity(kind="future", id="fut-9", project_key="PRJ", name="Build dataset", owner="alice",
-                    state="running", start_time=now - 100)
+                    state="running", started_at=now - 100)
     return Inventory(taken_at=now, activities=(session, session2, gone),
-                     errors=(ListingError("job", "BROKEN", "listing jobs failed: HTTP 500"),))
+                     errors=(FailedListing("job", "BROKEN", "listing jobs failed: HTTP 500"),))

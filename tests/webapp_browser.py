@@ -1,4 +1,4 @@
-"""A signed-in headless Chromium page on the demo's webapp, for tests/test_browser*.py (not a test module)."""
+"""A signed-in headless Chromium page on the demo's webapp, for tests/browser/test_*.py (not a test module)."""
 import contextlib
 import os
 from urllib.parse import quote, urlsplit

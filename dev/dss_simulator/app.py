@@ -73,7 +73,7 @@ def create_app(state):
         if latency:
             state.shutdown.wait(latency)
         if hang:
-            state.shutdown.wait(state.hang_s)
+            state.shutdown.wait(state.hang_seconds)
             raise SimError(500, FAULT, "Simulated hang ended")
         if error:
             raise SimError(500, FAULT, "Simulated failure on %s %s" % (request.method, path))

@@ -98,7 +98,7 @@ class _Loader:
         if "seed" in faults:
             s.rng.seed(faults["seed"])
         if "hangSeconds" in faults:
-            s.hang_s = parse_duration(faults["hangSeconds"], "faults.hangSeconds")
+            s.hang_seconds = parse_duration(faults["hangSeconds"], "faults.hangSeconds")
         for r in faults.get("routes", []):
             s.faults.append(fault_from_spec(r))
         s.failing_projects.update(faults.get("failingProjects", []))
@@ -211,7 +211,7 @@ class _Loader:
 def fault_from_spec(r):
     """A Fault from its instance JSON form: {path, method, latency, errorRate, hang, malformed}."""
     return Fault(path=r.get("path", ".*"), method=r.get("method"),
-                 latency_s=parse_duration(r.get("latency", 0), "faults.routes.latency"),
+                 latency_seconds=parse_duration(r.get("latency", 0), "faults.routes.latency"),
                  error_rate=float(r.get("errorRate", 0.0)), hang=bool(r.get("hang", False)),
                  malformed=bool(r.get("malformed", False)))
 

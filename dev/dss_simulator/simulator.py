@@ -257,7 +257,7 @@ class Simulator:
 
     def set_hang_seconds(self, seconds):
         """How long a hang lasts (bounded so tests end; a stopped server ends hangs at once)."""
-        self.state.hang_s = parse_duration(seconds, "hang seconds")
+        self.state.hang_seconds = parse_duration(seconds, "hang seconds")
 
     def seed(self, seed):
         """Seed the RNG drawing fault error rates."""

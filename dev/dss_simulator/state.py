@@ -103,9 +103,9 @@ class Fault:
 
     path: str = ".*"
     method: Optional[str] = None
-    latency_s: float = 0.0
+    latency_seconds: float = 0.0
     error_rate: float = 0.0  # probability of a 500 with a DSS error body (seeded RNG)
-    hang: bool = False  # sleep `State.hang_s` (longer than any client timeout, bounded), then 500
+    hang: bool = False  # sleep `State.hang_seconds` (longer than any client timeout, bounded), then 500
     malformed: bool = False  # 200 with a broken JSON body
 
     def __post_init__(self):
@@ -144,7 +144,7 @@ class State:
         self.failing_projects = set()
         self.answers: List[tuple] = []  # (regex on the path, JSON value): a successful answer replaced by the value
         self.rng = random.Random(0)
-        self.hang_s = 60.0
+        self.hang_seconds = 60.0
         self.log: List[Request] = []
         self.shutdown = threading.Event()  # set when the server stops: ends hangs and latencies early
 
@@ -688,7 +688,7 @@ class State:
             latency, hang, error, malformed = 0.0, False, False, False
             for f in self.faults:
                 if f.matches(method, path):
-                    latency += f.latency_s
+                    latency += f.latency_seconds
                     hang = hang or f.hang
                     error = error or (f.error_rate > 0 and self.rng.random() < f.error_rate)
                     malformed = malformed or f.malformed

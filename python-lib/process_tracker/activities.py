@@ -10,7 +10,7 @@ with a fallback when `/jobs/running/` answers 400/404/405) and fans out over pro
 thread pool, where they do not (webapps and their backend state, continuous activities, code studios and their
 status, jobs before DSS 15, and notebooks with their sessions for non-admins). Every call is one "step" run by the
 pool; a step may add follow-up steps (a notebook's sessions, a webapp's backend state). A failing step is a
-`ListingError` row, and so is one item DSS answered with an unusable value (an invalid id, a time in the year
+`FailedListing` row, and so is one item DSS answered with an unusable value (an invalid id, a time in the year
 5000, a pid of 1e999: see `reading`); the rest lists.
 
 Background tasks are told apart by the call that returned them, never by a payload string: scenarios are what
@@ -62,7 +62,7 @@ from . import identifiers, kinds
 from .errors import ConfigError, DSSError, DSSForbidden, DSSNotFound
 from .kinds import KIND, MISSING_ENDPOINT_STATUSES, Ctx, call
 from .reading import BadValue, Item, answer_list, answer_object
-from .records import KINDS, LIVE_STATUSES, Activity, Inventory, ListingError, Probe
+from .records import KINDS, LIVE_STATUSES, Activity, Inventory, FailedListing, Probe
 
 DEFAULT_MAX_WORKERS = 8
 MAX_WORKERS_LIMIT = 64
@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "KINDS",
     "Activity",
-    "ListingError",
+    "FailedListing",
     "Inventory",
     "list_activities",
     "get_activity",
@@ -102,16 +102,16 @@ class _Out:
     activities: List[Activity] = field(default_factory=list)
     followups: List[_Step] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
-    errors: List[ListingError] = field(default_factory=list)
+    errors: List[FailedListing] = field(default_factory=list)
     claims: Dict[str, tuple] = field(default_factory=dict)  # future id -> (what it runs: "webapp CHURN/w1", its project)
 
 
 def _execute(client, step):
-    """Run one step in a worker thread: (out, None) or (None, ListingError)."""
+    """Run one step in a worker thread: (out, None) or (None, FailedListing)."""
     try:
         return step.run(client), None
     except DSSError as err:  # one failing call is an error row, never a crashed listing
-        return None, ListingError(step.kind, step.project_key, str(err))
+        return None, FailedListing(step.kind, step.project_key, str(err))
 
 
 def _run_steps(client, steps, max_workers):
@@ -235,7 +235,7 @@ class _Lister:
                 pk = project_key or kinds.required(listed, "project_key", "projectKey")
                 follow_id = kinds.required(listed, self._follow_kind(k), k.follow_id)
             except BadValue as bad:
-                out.errors.append(ListingError(name, project_key, str(bad)))
+                out.errors.append(FailedListing(name, project_key, str(bad)))
                 continue
             if not self._wanted(pk):
                 continue
@@ -274,7 +274,7 @@ class _Lister:
         for future_id in kinds.claimed_futures(name, obj):
             out.claims[future_id] = (where, activity.project_key if activity else ctx.project_key)
         if bad is not None:
-            out.errors.append(ListingError(name, ctx.project_key, str(bad)))
+            out.errors.append(FailedListing(name, ctx.project_key, str(bad)))
         elif activity is not None:
             out.activities.append(activity)
 
@@ -316,7 +316,7 @@ def _check_workers(max_workers):
 
 
 def _sort_key(activity):
-    return (KINDS.index(activity.kind), activity.project_key or "", activity.start_time or 0.0, activity.id)
+    return (KINDS.index(activity.kind), activity.project_key or "", activity.started_at or 0.0, activity.id)
 
 
 def _project_keys(client):
@@ -325,14 +325,14 @@ def _project_keys(client):
     try:
         items = answer_list(call(client, kinds.PROJECTS, what), what)
     except DSSError as err:
-        return (), [ListingError("projects", None, str(err))]
+        return (), [FailedListing("projects", None, str(err))]
     keys, errors = [], []
     for obj in items:
         try:
             keys.append(kinds.required(Item(obj, "project %s" % identifiers.shown(obj.get("projectKey"), 80)),
                                         "project_key", "projectKey"))
         except BadValue as bad:
-            errors.append(ListingError("projects", None, str(bad)))
+            errors.append(FailedListing("projects", None, str(bad)))
     return tuple(dict.fromkeys(keys)), errors
 
 
@@ -380,7 +380,7 @@ def list_activities(
     - `max_workers`: the bound on concurrent calls to DSS (1..64).
     - `now`: epoch seconds used for `taken_at` and running times (default: time.time()).
 
-    Bad parameters raise ConfigError naming the parameter. A failing call, project or item is a ListingError
+    Bad parameters raise ConfigError naming the parameter. A failing call, project or item is a FailedListing
     row; nothing is raised for DSS failures.
     """
     kind_set = _check_kinds(kinds)

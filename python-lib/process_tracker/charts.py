@@ -148,8 +148,8 @@ def kernels_idle_memory(processes, activities_by_pid, now, title="Jupyter kernel
         xs, ys, hover = [], [], []
         for p, a in points:
             idle = None
-            if a is not None and a.last_activity_time is not None:
-                idle = max(0.0, now - a.last_activity_time) / 3600.0
+            if a is not None and a.last_activity_at is not None:
+                idle = max(0.0, now - a.last_activity_at) / 3600.0
             elif p.age_seconds is not None:
                 idle = p.age_seconds / 3600.0  # not listed by DSS: its whole life counts as idle
             xs.append(None if idle is None else round(idle, 3))
@@ -270,4 +270,4 @@ def history_body(window, series, oom=None):
     figures = {"memory_by_role": memory_by_role(series), "count_by_role": count_by_role(series)}
     if oom is not None:
         figures["oom_kills"] = oom_kills(oom)
-    return {"window": window, "points": series.points, "step_s": series.step_s, "figures": figures}
+    return {"window": window, "points": series.points, "step_seconds": series.step_seconds, "figures": figures}

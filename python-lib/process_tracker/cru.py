@@ -59,7 +59,7 @@ class CruItem:
 
     item_id: str
     pid: int
-    start_time: float  # epoch seconds (DSS gives ms)
+    started_at: float  # epoch seconds (DSS gives ms)
     context: Context
     rss_anon_bytes: Optional[int] = None  # the item's rssAnonMB, when given
     seen_at: float = 0.0  # the poll that last saw an event of it (reader's clock, epoch s)
@@ -402,7 +402,7 @@ class AuditReader:
         if current is None and len(self.items) >= self.max_items:
             oldest = min(self.items.values(), key=lambda i: i.seen_at)
             del self.items[oldest.pid]
-        self.items[item.pid] = CruItem(item.item_id, item.pid, item.start_time, item.context, item.rss_anon_bytes,
+        self.items[item.pid] = CruItem(item.item_id, item.pid, item.started_at, item.context, item.rss_anon_bytes,
                                        self._clock())
 
     # -- the join ---------------------------------------------------------------------------------------------
@@ -422,7 +422,7 @@ class AuditReader:
             item = self.items.get(p.pid)
             if item is None:
                 continue
-            if abs(item.start_time - p.create_time) <= self.start_tolerance_seconds:
+            if abs(item.started_at - p.created_at) <= self.start_tolerance_seconds:
                 out[p.pid] = item.context
             else:
                 del self.items[p.pid]

@@ -44,10 +44,10 @@ from .errors import (
     ProcessTrackerError,
 )
 
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
-DEFAULT_READ_TIMEOUT_S = 30.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0
 DEFAULT_READ_RETRIES = 2
-RETRY_BACKOFF_S = 0.2
+RETRY_BACKOFF_SECONDS = 0.2
 RETRY_STATUSES = (500, 502, 503, 504)
 IDEMPOTENT_METHODS = frozenset(["GET", "HEAD"])
 POOL_MAXSIZE = 64  # connections kept per host: the fan-out runs up to 64 concurrent calls
@@ -440,7 +440,7 @@ def _make_adapter(timeout, read_retries, deadline_seconds, max_bytes):
 
     retry = _Retry(
         total=read_retries, connect=read_retries, read=read_retries, status=read_retries, other=0,
-        backoff_factor=RETRY_BACKOFF_S, status_forcelist=RETRY_STATUSES, allowed_methods=IDEMPOTENT_METHODS,
+        backoff_factor=RETRY_BACKOFF_SECONDS, status_forcelist=RETRY_STATUSES, allowed_methods=IDEMPOTENT_METHODS,
         raise_on_status=False, respect_retry_after_header=False,
     )
     classes = _watched_pool_classes()
@@ -495,12 +495,12 @@ def install_timeouts(client, timeout=None, read_retries=DEFAULT_READ_RETRIES, de
     call, retries included; default the timeout (a tuple: connect + read). `max_bytes`: the largest answer read.
     """
     if timeout is None:
-        timeout = (DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S)
+        timeout = (DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_READ_TIMEOUT_SECONDS)
     _check_seconds("timeout", timeout)
     if deadline_seconds is None:
         deadline_seconds = float(sum(timeout)) if isinstance(timeout, tuple) else float(timeout)
     if not isinstance(timeout, tuple):
-        timeout = (min(float(timeout), DEFAULT_CONNECT_TIMEOUT_S), float(timeout))
+        timeout = (min(float(timeout), DEFAULT_CONNECT_TIMEOUT_SECONDS), float(timeout))
     _check_seconds("deadline_seconds", deadline_seconds)
     session = getattr(client, "_session", None)
     if session is None:  # pragma: no cover - every dataikuapi client since 2.x has one

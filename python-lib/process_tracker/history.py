@@ -2,9 +2,9 @@
 downsampling, safe with several webapp backend processes.
 
 Layout (schema version `SCHEMA_VERSION`, in table `meta`):
-- `samples(ts, ...)`: one row per raw sample (epoch seconds) with the scan's own cost; kept `RAW_RETENTION_S`.
+- `samples(ts, ...)`: one row per raw sample (epoch seconds) with the scan's own cost; kept `RAW_RETENTION_SECONDS`.
 - `role_raw(ts, role, count, rss_anon_bytes, rss_bytes, cpu_percent)`: per-role totals per raw sample; kept 24 h.
-- `bucket_samples(bucket, n)` and `role_bucket(bucket, role, *_sum)`: `BUCKET_S` (5-minute) buckets written at
+- `bucket_samples(bucket, n)` and `role_bucket(bucket, role, *_sum)`: `BUCKET_SECONDS` (5-minute) buckets written at
   the same time as the raw rows (sums plus the number of samples in the bucket, so an average over a bucket
   counts the samples where a role was absent as zero); kept `retention_days`.
 - `top_raw(ts, role, pid, label, user, rss_anon_bytes, rss_bytes)`: the top processes of each role per sample
@@ -51,10 +51,10 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DB_FILENAME = "history.sqlite"
-RAW_RETENTION_S = 24 * 3600  # raw samples and top processes are kept one day
-BUCKET_S = 300  # downsampled buckets: 5 minutes
+RAW_RETENTION_SECONDS = 24 * 3600  # raw samples and top processes are kept one day
+BUCKET_SECONDS = 300  # downsampled buckets: 5 minutes
 BUSY_TIMEOUT_MS = 5000
-PRUNE_EVERY_S = 60.0  # prune at most once a minute
+PRUNE_EVERY_SECONDS = 60.0  # prune at most once a minute
 DEFAULT_TOP_N = 8
 MAX_OOM_CGROUPS = 64  # OOM-kill series kept per sample (bounded: a host may hold thousands of DSS cgroups)
 
@@ -177,7 +177,7 @@ class RoleSeries:
     "count", "rss_anon_bytes", "rss_bytes", "cpu_percent" to a tuple aligned with `times` (averages per step)."""
 
     window: str
-    step_s: int
+    step_seconds: int
     times: Tuple[float, ...]
     roles: Mapping[str, Mapping[str, Tuple[float, ...]]]
 
@@ -189,7 +189,7 @@ class RoleSeries:
 @dataclass(frozen=True)
 class CgroupSeries:
     window: str
-    step_s: int
+    step_seconds: int
     times: Tuple[float, ...]
     usage_bytes: Mapping[str, Tuple[Optional[float], ...]]  # path -> usage aligned with times (None: no data)
     limit_bytes: Mapping[str, Optional[int]]  # path -> last known limit (None: unlimited)
@@ -223,7 +223,7 @@ class LatestSample:
     processes: Tuple[ProcessRecord, ...]  # as scanned, minus PSS/USS/swap; ids filtered by safe_ids
     cgroups: Tuple[StoredCgroup, ...]
     stats: Mapping[str, object]  # the scan's ScanStats as a dict
-    sampler: Mapping[str, object]  # the sampler's own figures (interval_s, cpu_percent_of_core, ...)
+    sampler: Mapping[str, object]  # the sampler's own figures (interval_seconds, cpu_percent_of_core, ...)
     on_host: bool
     degraded_reason: Optional[str]
     contexts: Mapping[int, Context] = field(default_factory=dict)  # pid -> what DSS's own records say it is
@@ -246,10 +246,10 @@ def _oom_rows(oom):
 
 
 def _process_record(row):
-    (pid, ppid, create_time, name, role, label, user, instance, rss_bytes, rss_anon_bytes, cpu_percent, num_threads,
+    (pid, ppid, created_at, name, role, label, user, instance, rss_bytes, rss_anon_bytes, cpu_percent, num_threads,
      age_seconds, cgroup, ids, link) = row
     return ProcessRecord(
-        pid=pid, ppid=ppid, create_time=create_time, name=name or "", role=role, label=label or "", user=user,
+        pid=pid, ppid=ppid, created_at=created_at, name=name or "", role=role, label=label or "", user=user,
         instance=instance, rss_bytes=rss_bytes, rss_anon_bytes=rss_anon_bytes, cpu_percent=cpu_percent,
         num_threads=num_threads, age_seconds=age_seconds, cgroup=cgroup,
         ids=json.loads(ids) if ids and ids != "{}" else {}, link=bool(link),
@@ -484,7 +484,7 @@ class HistoryStore:
         `contexts`: {pid: context.Context} of the sample's processes; `oom`: cgroup_context.CgroupInfo of its DSS
         cgroups (their OOM-kill counters and what their paths stand for).
         """
-        ts = float(snapshot.taken_at)
+        taken_at = float(snapshot.taken_at)
         sampler = dict(sampler or {})
         roles = role_samples_from_snapshot(snapshot)
         top = top_processes_by_role(snapshot.processes, self.top_n)
@@ -493,7 +493,7 @@ class HistoryStore:
             for name in ("wall_seconds", "cpu_seconds", "seen", "new", "classified", "access_denied", "vanished")
         }
         latest = {
-            "taken_at": ts,
+            "taken_at": taken_at,
             "hostname": snapshot.hostname,
             "stats": stats,
             "sampler": sampler,
@@ -503,13 +503,13 @@ class HistoryStore:
         with self._writing() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)",
-                (ts, stats["wall_seconds"], stats["cpu_seconds"], stats["seen"], sampler.get("cpu_percent_of_core")),
+                (taken_at, stats["wall_seconds"], stats["cpu_seconds"], stats["seen"], sampler.get("cpu_percent_of_core")),
             )
-            self._write_series(conn, ts, roles, [(c.path, c.usage_bytes, c.limit_bytes) for c in snapshot.cgroups])
+            self._write_series(conn, taken_at, roles, [(c.path, c.usage_bytes, c.limit_bytes) for c in snapshot.cgroups])
             conn.executemany(
                 "INSERT INTO top_raw VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (ts, role, p.pid, p.label, p.user, p.rss_anon_bytes, p.rss_bytes)
+                    (taken_at, role, p.pid, p.label, p.user, p.rss_anon_bytes, p.rss_bytes)
                     for role, procs in sorted(top.items())
                     for p in procs
                 ],
@@ -519,7 +519,7 @@ class HistoryStore:
                 "INSERT INTO latest_processes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        p.pid, p.ppid, p.create_time, p.name, p.role, p.label, p.user, p.instance, p.rss_bytes,
+                        p.pid, p.ppid, p.created_at, p.name, p.role, p.label, p.user, p.instance, p.rss_bytes,
                         p.rss_anon_bytes, p.cpu_percent, p.num_threads, p.age_seconds, p.cgroup,
                         json.dumps(safe_ids(p.ids), sort_keys=True), int(bool(p.link)),
                     )
@@ -531,34 +531,34 @@ class HistoryStore:
                 "INSERT OR REPLACE INTO latest_cgroups VALUES (?, ?, ?, ?)",
                 [(c.path, c.usage_bytes, c.limit_bytes, c.version) for c in snapshot.cgroups],
             )
-            self._write_dss_records(conn, ts, contexts, oom)
+            self._write_dss_records(conn, taken_at, contexts, oom)
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
             )
 
     @staticmethod
-    def _write_dss_records(conn, ts, contexts, oom):
+    def _write_dss_records(conn, taken_at, contexts, oom):
         """The sample's contexts (replacing the last ones) and the OOM-kill counters of its DSS cgroups."""
         conn.execute("DELETE FROM latest_contexts")
         conn.executemany("INSERT OR REPLACE INTO latest_contexts VALUES (?, ?)",
                          [(pid, _context_json(ctx)) for pid, ctx in (contexts or {}).items()])
-        bucket = int(ts // BUCKET_S) * BUCKET_S
+        bucket = int(taken_at // BUCKET_SECONDS) * BUCKET_SECONDS
         for c in _oom_rows(oom):
-            conn.execute("INSERT OR REPLACE INTO oom_raw VALUES (?, ?, ?)", (ts, c.path, c.oom_kills))
+            conn.execute("INSERT OR REPLACE INTO oom_raw VALUES (?, ?, ?)", (taken_at, c.path, c.oom_kills))
             if not conn.execute("UPDATE oom_bucket SET oom_kills = MAX(oom_kills, ?) WHERE bucket = ? AND path = ?",
                                 (c.oom_kills, bucket, c.path)).rowcount:
                 conn.execute("INSERT INTO oom_bucket VALUES (?, ?, ?)", (bucket, c.path, c.oom_kills))
             conn.execute("INSERT OR REPLACE INTO oom_cgroups VALUES (?, ?, ?, ?, ?, ?)",
-                         (c.path, c.workload, c.user, c.project_key, c.instance, ts))
+                         (c.path, c.workload, c.user, c.project_key, c.instance, taken_at))
 
     @_guarded("recording series", write=True)
     def record_series(self, samples):
         """Write series only, for backfills and benchmarks: `samples` is an iterable of
-        `(ts, [RoleSample], [(cgroup_path, usage_bytes, limit_bytes)])`, written in one transaction."""
+        `(taken_at, [RoleSample], [(cgroup_path, usage_bytes, limit_bytes)])`, written in one transaction."""
         with self._writing() as conn:
-            for ts, roles, cgroups in samples:
-                conn.execute("INSERT OR REPLACE INTO samples (ts) VALUES (?)", (float(ts),))
-                self._write_series(conn, float(ts), roles, cgroups)
+            for taken_at, roles, cgroups in samples:
+                conn.execute("INSERT OR REPLACE INTO samples (ts) VALUES (?)", (float(taken_at),))
+                self._write_series(conn, float(taken_at), roles, cgroups)
 
     @contextlib.contextmanager
     def _writing(self):
@@ -578,11 +578,11 @@ class HistoryStore:
             conn.close()
 
     @staticmethod
-    def _write_series(conn, ts, roles, cgroups):
-        bucket = int(ts // BUCKET_S) * BUCKET_S
+    def _write_series(conn, taken_at, roles, cgroups):
+        bucket = int(taken_at // BUCKET_SECONDS) * BUCKET_SECONDS
         conn.executemany(
             "INSERT OR REPLACE INTO role_raw VALUES (?, ?, ?, ?, ?, ?)",
-            [(ts, r.role, r.count, r.rss_anon_bytes, r.rss_bytes, r.cpu_percent) for r in roles],
+            [(taken_at, r.role, r.count, r.rss_anon_bytes, r.rss_bytes, r.cpu_percent) for r in roles],
         )
         if conn.execute("UPDATE bucket_samples SET n = n + 1 WHERE bucket = ?", (bucket,)).rowcount == 0:
             conn.execute("INSERT INTO bucket_samples VALUES (?, 1)", (bucket,))
@@ -600,7 +600,7 @@ class HistoryStore:
                     values,
                 )
         for path, usage, limit in cgroups:
-            conn.execute("INSERT OR REPLACE INTO cgroup_raw VALUES (?, ?, ?, ?)", (ts, path, usage, limit))
+            conn.execute("INSERT OR REPLACE INTO cgroup_raw VALUES (?, ?, ?, ?)", (taken_at, path, usage, limit))
             if usage is None:
                 continue
             updated = conn.execute(
@@ -614,7 +614,7 @@ class HistoryStore:
     # -- retention ------------------------------------------------------------------------------------------
     def _maybe_prune(self, conn):
         now = self.clock()
-        if now - self._last_prune >= PRUNE_EVERY_S or now < self._last_prune:
+        if now - self._last_prune >= PRUNE_EVERY_SECONDS or now < self._last_prune:
             self._prune(conn, now)
             self._last_prune = now
 
@@ -628,7 +628,7 @@ class HistoryStore:
             conn.close()
 
     def _prune(self, conn, now):
-        raw_cutoff = now - RAW_RETENTION_S
+        raw_cutoff = now - RAW_RETENTION_SECONDS
         bucket_cutoff = now - self.retention_days * 86400
         deleted = 0
         conn.execute("BEGIN IMMEDIATE")
@@ -648,7 +648,7 @@ class HistoryStore:
     # -- reading --------------------------------------------------------------------------------------------
     @staticmethod
     def window(window):
-        """(seconds, step_s, source) of a window name; ConfigError naming `window` otherwise."""
+        """(seconds, step_seconds, source) of a window name; ConfigError naming `window` otherwise."""
         try:
             return WINDOWS[window]
         except (KeyError, TypeError):
@@ -673,7 +673,7 @@ class HistoryStore:
                 "SELECT CAST(bucket / ? AS INTEGER) AS b, role, SUM(count_sum), SUM(rss_anon_sum), SUM(rss_sum),"
                 " SUM(cpu_sum) FROM role_bucket WHERE bucket >= ? GROUP BY b, role"
             )
-            since = int(since // BUCKET_S) * BUCKET_S
+            since = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
         conn = self.connect()
         try:
             conn.execute("BEGIN")
@@ -695,7 +695,7 @@ class HistoryStore:
                 series[name][index[b]] = (value or 0) / n
         return RoleSeries(
             window=window,
-            step_s=step,
+            step_seconds=step,
             times=tuple(float(b * step) for b in steps),
             roles={role: {name: tuple(vals) for name, vals in series.items()} for role, series in sorted(roles.items())},
         )
@@ -729,7 +729,7 @@ class HistoryStore:
             limits[path] = limit
         return CgroupSeries(
             window=window,
-            step_s=step,
+            step_seconds=step,
             times=tuple(float(b * step) for b in steps),
             usage_bytes={p: tuple(v) for p, v in sorted(usage.items())},
             limit_bytes=limits,
@@ -744,7 +744,7 @@ class HistoryStore:
         if source == "raw":
             sql = "SELECT CAST(ts / ? AS INTEGER) AS b, path, MAX(oom_kills) FROM oom_raw WHERE ts >= ? GROUP BY b, path"
         else:
-            since = int(since // BUCKET_S) * BUCKET_S
+            since = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
             sql = ("SELECT CAST(bucket / ? AS INTEGER) AS b, path, MAX(oom_kills) FROM oom_bucket WHERE bucket >= ?"
                    " GROUP BY b, path")
         conn = self.connect()

@@ -7,7 +7,7 @@ How a scan works (`Scanner.scan()`):
 - ONE `psutil.process_iter(attrs=ATTRS, ad_value=None)` pass. ATTRS are what changes between scans and all come
   from one small /proc file (stat); memory is read after classification, from /proc/<pid>/statm or, for DSS
   processes, from /proc/<pid>/status (see below). What does not change for a process (its command line,
-  name, user and parent) is read only when the scanner meets a new identity `(pid, create_time)`, and again on
+  name, user and parent) is read only when the scanner meets a new identity `(pid, created_at)`, and again on
   every scan while the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a
   wrapper); the parent is re-read when the parent exits (re-parenting).
 - The classification (roles.analyse) is cached per identity; roles are resolved over the tree (built once per
@@ -57,11 +57,11 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")  # the unit of /proc/<pid>/statm
 
 @dataclass(frozen=True)
 class ProcessRecord:
-    """One process as seen in one scan. Identified by (pid, create_time): pids are reused."""
+    """One process as seen in one scan. Identified by (pid, created_at): pids are reused."""
 
     pid: int
     ppid: int
-    create_time: float  # epoch seconds, as psutil gives it
+    created_at: float  # epoch seconds: psutil's create_time
     name: str  # the kernel's comm (15 bytes, safe charset), never argv[0] nor the command line
     role: str  # a role id from roles.py (e.g. "jek", "jupyter_kernel", "not_dss")
     label: str  # short human label, e.g. "JEK", "kernel py-dku-venv-foo", "nginx worker"
@@ -82,7 +82,7 @@ class ProcessRecord:
 
     @property
     def key(self) -> Tuple[int, float]:
-        return (self.pid, self.create_time)
+        return (self.pid, self.created_at)
 
     @property
     def username(self) -> Optional[str]:
@@ -114,7 +114,7 @@ class ScanStats:
     wall_seconds: float
     cpu_seconds: float  # CPU time of the scanning thread's process during the scan
     seen: int
-    new: int  # identities (pid, create_time) not seen by the previous scans
+    new: int  # identities (pid, created_at) not seen by the previous scans
     classified: int  # processes given a DSS role
     access_denied: int  # processes with at least one value unreadable for lack of privilege
     vanished: int  # processes that exited during the scan ("lost the race": counted, not an error)
@@ -343,12 +343,12 @@ def reusable_pids(before, after):
 
 
 class _Known:
-    """What the scanner keeps about one identity (pid, create_time) between scans. Never leaves this module."""
+    """What the scanner keeps about one identity (pid, created_at) between scans. Never leaves this module."""
 
-    __slots__ = ("create_time", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node", "cgroup")
+    __slots__ = ("created_at", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node", "cgroup")
 
-    def __init__(self, create_time):
-        self.create_time = create_time
+    def __init__(self, created_at):
+        self.created_at = created_at
         self.traits = None
         self.user = None
         self.resolved = None
@@ -451,7 +451,7 @@ def read_hidepid(procfs_path: str = "/proc", euid: Optional[int] = None,
 
 
 class Scanner:
-    """Scans the host. Keeps, between scans, per identity (pid, create_time): the classification, the user, the
+    """Scans the host. Keeps, between scans, per identity (pid, created_at): the classification, the user, the
     parent and the CPU times (for cpu_percent); nothing else. Not thread-safe: one scanner per sampling loop.
 
     `Scanner(pss=True, pss_top_n=10)` or `Scanner(ScanOptions(...))`. `clock` (epoch seconds) gives the
@@ -558,13 +558,13 @@ class Scanner:
                 if check_identity:
                     if not proc.is_running():
                         proc = psutil.Process(pid)
-                    create_time = proc.create_time()
-                    if known is not None and known.create_time != create_time:
+                    created_at = proc.create_time()
+                    if known is not None and known.created_at != created_at:
                         known, reused = None, True
                 if known is None:
-                    known = _Known(create_time)
+                    known = _Known(created_at)
                 denied = analysed = False
-                if known.traits is None or known.create_time > young_after:
+                if known.traits is None or known.created_at > young_after:
                     denied, analysed = self._read_static(proc, known, psutil), True
                 return proc, known, reused, analysed, denied
             except psutil.NoSuchProcess:
@@ -659,7 +659,7 @@ class Scanner:
             known = previous.get(pid)
             denied = None in info.values()
             suspect = known is None or may_be_reused is None or may_be_reused(pid)
-            if suspect or known.create_time > young_after:
+            if suspect or known.created_at > young_after:
                 try:
                     proc, known, reused, analysed, static_denied = self._refresh(
                         proc, known, suspect, young_after, psutil)
@@ -693,16 +693,16 @@ class Scanner:
             known = row.known
             ppid = known.ppid
             parent = current.get(ppid) if ppid else None
-            parent_start = parent.create_time if parent is not None else None
+            parent_start = parent.created_at if parent is not None else None
             if ppid and parent_start != known.parent_start and known.node is not None:
                 ppid = self._reparent(row, psutil, counts)
                 if ppid is None:
                     dropped.add(row.pid)
                     continue
                 parent = current.get(ppid) if ppid else None
-                parent_start = parent.create_time if parent is not None else None
+                parent_start = parent.created_at if parent is not None else None
             known.parent_start = parent_start
-            tree_ppid = ppid if parent_start is not None and parent_start <= known.create_time + 1.0 else 0
+            tree_ppid = ppid if parent_start is not None and parent_start <= known.created_at + 1.0 else 0
             node = known.node
             if node is None or node.ppid != tree_ppid or node.traits is not known.traits:
                 node = known.node = catalogue.Node(tree_ppid, known.traits)
@@ -742,7 +742,7 @@ class Scanner:
         for row in rows:
             res = resolved[row.pid]
             known = row.known
-            if known.resolved is None and not res.link and known.create_time <= young_after:
+            if known.resolved is None and not res.link and known.created_at <= young_after:
                 known.resolved = res  # settled: kept while this identity lives, even if re-parented
             is_dss = res.role != "not_dss"
             details = (is_dss or details_for_all) and not row.zombie
@@ -762,10 +762,10 @@ class Scanner:
             sums.add(res.role, res.link, anon, rss, cpu_percent, swap)
             traits = known.traits
             records.append(_record({
-                "pid": row.pid, "ppid": known.ppid, "create_time": known.create_time, "name": traits.name,
+                "pid": row.pid, "ppid": known.ppid, "created_at": known.created_at, "name": traits.name,
                 "role": res.role, "label": res.label, "user": known.user, "instance": res.instance,
                 "rss_bytes": rss, "rss_anon_bytes": anon, "pss_bytes": None, "uss_bytes": None, "swap_bytes": swap,
-                "cpu_percent": cpu_percent, "num_threads": threads, "age_seconds": max(now - known.create_time, 0.0),
+                "cpu_percent": cpu_percent, "num_threads": threads, "age_seconds": max(now - known.created_at, 0.0),
                 "cgroup": cgroup, "ids": traits.ids, "link": res.link, "zombie": row.zombie,
             }))
         return records, cgroup_paths, sums
@@ -779,7 +779,7 @@ class Scanner:
         if details:
             rss, anon, swap, threads, denied = self._read_status(row.pid)
             known = row.known
-            if known.cgroup is None or known.create_time > young_after:
+            if known.cgroup is None or known.created_at > young_after:
                 path, version, dss_cgroup, cgroup_denied = self._read_cgroup(row.pid)
                 known.cgroup = (path, version, dss_cgroup)
                 denied = denied or cgroup_denied
@@ -820,7 +820,7 @@ class Scanner:
         for record in candidates:
             try:
                 proc = psutil.Process(record.pid)
-                if proc.create_time() != record.create_time:
+                if proc.create_time() != record.created_at:
                     continue
                 full = proc.memory_full_info()
             except psutil.AccessDenied:
@@ -855,7 +855,7 @@ def role_totals(records: Sequence[ProcessRecord]) -> Dict[str, RoleTotals]:
 def process_to_json(p: ProcessRecord) -> Dict[str, object]:
     """The documented JSON of one process (ids restricted to the catalogue's id names)."""
     return {
-        "pid": p.pid, "ppid": p.ppid, "create_time": p.create_time, "role": p.role, "label": p.label,
+        "pid": p.pid, "ppid": p.ppid, "create_time": p.created_at, "role": p.role, "label": p.label,
         "user": p.user, "instance": p.instance, "rss_bytes": p.rss_bytes, "rss_anon_bytes": p.rss_anon_bytes,
         "pss_bytes": p.pss_bytes, "cpu_percent": p.cpu_percent, "ids": catalogue.ids_dict(p.ids),
     }

@@ -50,7 +50,7 @@ Statuses (`Match.status`):
                 by a webapp) that no source explains, while the inventory listed that kind without error. Every
                 process of such a subtree is "orphan"; `Joined.orphans` holds one record per orphan unit: the kernel
                 or webapp backend itself, not its wrappers nor its children;
-- "unknown":    the same, but listing the explaining kind failed (a ListingError for it): cannot tell;
+- "unknown":    the same, but listing the explaining kind failed (a FailedListing for it): cannot tell;
 - "pool":       a JEK no running job explains (DSS pre-starts idle JEKs): not an orphan;
 - "unjoined":   any other DSS process with no activity (supervisord, nginx, backend, FEKs, Jupyter server, ...:
                 DSS's API names no pid for them);

@@ -142,7 +142,7 @@ def read_future(item, ctx, kind="future"):
         name = item.text("jobDisplayName", 300) or details["action"] or "background task"
     return Activity(kind=kind, id=future_id, project_key=first.get("project_key") or ctx.project_key, name=name,
                     owner=item.text("owner", 300), state="aborting" if item.flag("aborted") else "running",
-                    start_time=start, details=details)
+                    started_at=start, details=details)
 
 
 def read_scenario(item, ctx):
@@ -158,8 +158,8 @@ def read_session(item, ctx):
     return Activity(
         kind="notebook_session", id=session_id,
         project_key=item.ident("project_key", "projectKey") or ctx.project_key,
-        name=notebook or "?", owner=item.text("sessionCreator", 300), state=state, start_time=start,
-        last_activity_time=item.epoch("kernelLastActivityTime"), pid=item.pid("kernelPid"),
+        name=notebook or "?", owner=item.text("sessionCreator", 300), state=state, started_at=start,
+        last_activity_at=item.epoch("kernelLastActivityTime"), pid=item.pid("kernelPid"),
         details={"session_id": session_id, "notebook_name": notebook, "kernel_id": item.ident("kernel_id", "kernelId"),
                  "kernel_connections": item.count("kernelConnections"), "execution_state": state,
                  "unix_owner": item.text("sessionUnixOwner", 300),
@@ -180,7 +180,7 @@ def read_job(item, ctx):
         kind="job", id=job_id,
         project_key=item.ident("project_key", "def.projectKey") or item.ident("project_key", "projectKey")
         or ctx.project_key,
-        name=item.text("def.name", 300) or job_id, owner=initiator, state=state, start_time=start,
+        name=item.text("def.name", 300) or job_id, owner=initiator, state=state, started_at=start,
         pid=item.pid("kernelPid"),
         details={"job_id": job_id, "initiator": initiator, "job_type": item.text("def.type", 100),
                  "scenario_id": item.ident("scenario_id", "scenarioId"),
@@ -198,7 +198,7 @@ def read_webapp(item, ctx):
     return Activity(
         kind="webapp", id=webapp_id, project_key=item.ident("project_key", "projectKey") or ctx.project_key,
         name=ctx.listed.text("name", 300) or webapp_id, owner=info.text("owner", 300), state="running",
-        start_time=start, pid=info.pid("payload.extras.pid"),
+        started_at=start, pid=info.pid("payload.extras.pid"),
         details={"webapp_id": webapp_id, "webapp_type": ctx.listed.text("type", 300),
                  "future_id": info.ident("future_id", "jobId") or item.ident("future_id", "futureId"),
                  "port": info.port("payload.extras.port"), "running_seconds": _running(start, ctx.now, running)})
@@ -218,7 +218,7 @@ def read_continuous(item, ctx):
     return Activity(
         kind="continuous_activity", id=recipe_id,
         project_key=item.ident("project_key", "projectKey") or ctx.project_key, name=recipe_id,
-        owner=info.text("owner", 300), state="running" if alive else "started", start_time=start,
+        owner=info.text("owner", 300), state="running" if alive else "started", started_at=start,
         details={"recipe_id": recipe_id, "desired_state": desired, "future_id": future_id,
                  "running_seconds": _running(start, ctx.now, running) if alive else None})
 
@@ -232,7 +232,7 @@ def read_code_studio(item, ctx):
         return None
     return Activity(
         kind="code_studio", id=studio_id, project_key=ctx.project_key, name=ctx.listed.text("name", 300) or studio_id,
-        owner=ctx.listed.text("owner", 300), state=state, start_time=since,
+        owner=ctx.listed.text("owner", 300), state=state, started_at=since,
         details={"code_studio_id": studio_id, "template_id": ctx.listed.text("templateId", 300),
                  "last_state_change": since, "running_seconds": _running(since, ctx.now, None) if state == "RUNNING"
                  else None})
@@ -246,7 +246,7 @@ def _merged(fresh, listed):
     """A fresh record keeps what only the listing knew (project, pid, name, details the probe leaves out)."""
     details = {**listed.details, **{k: v for k, v in fresh.details.items() if v is not None}}
     return replace(fresh, project_key=fresh.project_key or listed.project_key, pid=fresh.pid or listed.pid,
-                   owner=fresh.owner or listed.owner, start_time=fresh.start_time or listed.start_time,
+                   owner=fresh.owner or listed.owner, started_at=fresh.started_at or listed.started_at,
                    details=details)
 
 

@@ -193,7 +193,7 @@ def activity_totals(joined, records, now):
     totals = {}
     for a, rss in by_activity.values():
         key = (label(a.project_key), a.kind, label(a.name) or label(a.id), label(a.owner))
-        idle = max(now - a.last_activity_time, 0.0) if a.last_activity_time else None
+        idle = max(now - a.last_activity_at, 0.0) if a.last_activity_at else None
         t = totals.setdefault(key, [0, None])  # two sessions of one notebook: one series, summed memory
         t[0] += rss
         if idle is not None:

@@ -13,7 +13,7 @@ what takes process records (role totals, charts, history, rendering) takes pods 
 - there is no pid: `pid` is a synthetic NEGATIVE number below -PID_MAX_LIMIT (derived from the pod's uid, unique
   within a listing), which no process and no process group can have (Linux pids are at most 2**22), so it can
   never be joined to, confused with or signalled as a host process; `ppid == pid` (a root: no tree);
-  `create_time` is the pod's start time; `where` says where it runs (`k8s/<node>`), `node`, `namespace`,
+  `created_at` is the pod's start time; `where` says where it runs (`k8s/<node>`), `node`, `namespace`,
   `pod_name`, `uid` say which pod it is;
 - memory: `rss_bytes` and `rss_anon_bytes` are the metrics API's memory usage (the containers' working set, the
   closest figure Kubernetes gives to RssAnon; summed over containers), None without metrics; `cpu_percent` is
@@ -519,7 +519,7 @@ def _record(item, usage, now, taken):
     mem_req, mem_lim = _resources(containers, "requests", "memory"), _resources(containers, "limits", "memory")
     cpu_req, cpu_lim = _resources(containers, "requests", "cpu"), _resources(containers, "limits", "cpu")
     return PodRecord(
-        pid=pid, ppid=pid, create_time=started, name=name, role=role, label=label,
+        pid=pid, ppid=pid, created_at=started, name=name, role=role, label=label,
         user=labels.get("dku-exec-submitter"), instance=None,
         rss_bytes=used[0] if used else None, rss_anon_bytes=used[0] if used else None,
         cpu_percent=round(used[1] * 100.0, 2) if used else None,

@@ -204,9 +204,9 @@ def _future_reason(activity, protected):
         return "spared: runs a %s macro" % PLUGIN_ID
     started = protected.run_started_at
     if started is not None:
-        if activity.start_time is None:
+        if activity.started_at is None:
             return "spared: start time unknown (it may be this run)"
-        if activity.start_time >= started - RUN_START_MARGIN_SECONDS:
+        if activity.started_at >= started - RUN_START_MARGIN_SECONDS:
             return "spared: started less than %s before this run (it may be this run)" % format_duration(
                 RUN_START_MARGIN_SECONDS)
     return None
@@ -274,8 +274,8 @@ def _kernel(activity, rules: KernelRules, now: float) -> Decision:
     connections = _connections(activity)
     if rules.spare_connected and connections > 0:
         return Decision(activity, False, "spared: connected (%d connection%s)" % (connections, "s"[: connections > 1]))
-    idle = _age(now, activity.last_activity_time)
-    age = _age(now, activity.start_time)
+    idle = _age(now, activity.last_activity_at)
+    age = _age(now, activity.started_at)
     acts, spares = [], []
     for label, value, limit in (("idle", idle, rules.max_idle_hours), ("age", age, rules.max_age_hours)):
         if limit <= 0:
@@ -292,7 +292,7 @@ def _kernel(activity, rules: KernelRules, now: float) -> Decision:
 
 
 def _running_rule(activity, min_hours: float, now: float) -> Decision:
-    running = _age(now, activity.start_time)
+    running = _age(now, activity.started_at)
     if min_hours <= 0:
         return Decision(activity, True, "running %s (no minimum)" % (format_duration(running) or "for an unknown time"))
     if running is None:

@@ -162,7 +162,7 @@ def _series(window, step, raw, offset=0):
                 if value is not None and math.isfinite(value):
                     series[name][index[float(pair[0])]] = value
     return history.RoleSeries(
-        window=window, step_s=step, times=tuple(t - offset for t in times),
+        window=window, step_seconds=step, times=tuple(t - offset for t in times),
         roles={role: {n: tuple(v) for n, v in s.items()} for role, s in sorted(roles.items())})
 
 

@@ -1,4 +1,4 @@
-"""The records the DSS side returns: an `Activity` per running thing, `ListingError` rows, the `Inventory`, and
+"""The records the DSS side returns: an `Activity` per running thing, `FailedListing` rows, the `Inventory`, and
 the `Probe` of one activity. Plain frozen dataclasses; `activities` re-exports them (its public names)."""
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
@@ -6,7 +6,7 @@ from typing import Mapping, Optional, Tuple
 KINDS = ("notebook_session", "future", "scenario", "job", "webapp", "continuous_activity", "code_studio")
 LIVE_STATUSES = ("running", "stopping")
 
-__all__ = ["KINDS", "LIVE_STATUSES", "Activity", "ListingError", "Inventory", "Probe"]
+__all__ = ["KINDS", "LIVE_STATUSES", "Activity", "FailedListing", "Inventory", "Probe"]
 
 
 @dataclass(frozen=True)
@@ -17,14 +17,14 @@ class Activity:
     name: str  # notebook name, job/future display name, scenario id, webapp name, ...
     owner: Optional[str]  # DSS login of the owner / initiator / session creator
     state: str  # e.g. "idle", "busy", "RUNNING", "running", "aborting"
-    start_time: Optional[float] = None  # epoch seconds
-    last_activity_time: Optional[float] = None  # epoch seconds, where DSS gives it (kernels)
+    started_at: Optional[float] = None  # epoch seconds
+    last_activity_at: Optional[float] = None  # epoch seconds, where DSS gives it (kernels)
     pid: Optional[int] = None  # kernelPid (kernel or JEK), webapp backend pid, where DSS gives it
     details: Mapping[str, object] = field(default_factory=dict)  # kernel_id, connections, scenario_id, ...
 
 
 @dataclass(frozen=True)
-class ListingError:
+class FailedListing:
     """A call, a project or one item that failed while listing: shown as a row, the rest still lists."""
 
     kind: str  # a kind from KINDS, or "projects" when the project list itself failed
@@ -36,7 +36,7 @@ class ListingError:
 class Inventory:
     taken_at: float  # epoch seconds
     activities: Tuple[Activity, ...]
-    errors: Tuple[ListingError, ...]
+    errors: Tuple[FailedListing, ...]
     notes: Tuple[str, ...] = ()  # how the listing was done where it matters (fallbacks taken), readable
 
 

@@ -121,7 +121,7 @@ def error_text(exc, limit: Optional[int] = MAX_HEADER) -> str:
 _MESSAGE_COLUMNS = ("message", "note")
 
 
-_UNITS_S = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
+_DURATION_UNITS = (("d", 86400.0), ("h", 3600.0), ("min", 60.0))
 _UNITS_B = (("TiB", 1024.0**4), ("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0))
 
 
@@ -130,7 +130,7 @@ def format_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
     seconds = max(0.0, float(seconds))
-    for unit, size in _UNITS_S:
+    for unit, size in _DURATION_UNITS:
         if seconds >= size:
             value = seconds / size
             if unit != "min":
@@ -181,15 +181,15 @@ def _key_of(activity) -> Tuple[str, str]:
 def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role: Optional[str] = None) -> Dict[str, str]:
     """The descriptive cells of one activity (everything but outcome, reason and message)."""
     memory = memory or {}
-    running = (now - activity.start_time) if activity.start_time is not None else None
-    idle = (now - activity.last_activity_time) if activity.last_activity_time is not None else None
+    running = (now - activity.started_at) if activity.started_at is not None else None
+    idle = (now - activity.last_activity_at) if activity.last_activity_at is not None else None
     return {
         "kind": activity.kind,
         "project": activity.project_key or "",
         "name": activity.name or "",
         "owner": activity.owner or "",
         "state": activity.state or "",
-        "started": format_time(activity.start_time),
+        "started": format_time(activity.started_at),
         "running": format_duration(running),
         "idle": format_duration(idle),
         "memory": format_bytes(memory.get(_key_of(activity))),
@@ -228,7 +228,7 @@ def result_rows(results: Sequence, now: float, memory: Optional[Mapping] = None)
 
 
 def error_rows(errors: Sequence, columns=ACTION_COLUMNS) -> List[Dict[str, str]]:
-    """Rows for `activities.ListingError`s (a failing project or call).
+    """Rows for `activities.FailedListing`s (a failing project or call).
 
     In action tables the outcome is "error" and the message says what failed; in the inventory the kind is
     "error", the name says which listing failed and the note carries the message.
@@ -273,8 +273,8 @@ def orphan_rows(processes: Sequence, now: float, note: str) -> List[Dict[str, st
             "kind": "orphan",
             "name": p.label,
             "owner": p.user or "",
-            "started": format_time(p.create_time),
-            "running": format_duration(now - p.create_time),
+            "started": format_time(p.created_at),
+            "running": format_duration(now - p.created_at),
             "pid": str(p.pid),
             "role": p.role,
             "memory": format_bytes(memory),

@@ -14,7 +14,7 @@ Three tables, all data, validated at import (a bad entry raises `CatalogueError`
 Two pure functions use them:
 
 - `analyse(argv, name) -> Traits`: what one process's own command line says (marker rule, label, kind, ids).
-  Computed once per process (pid, create_time) by the scanner and cached. The raw command line is used here
+  Computed once per process (pid, created_at) by the scanner and cached. The raw command line is used here
   and dropped: `Traits` keeps only the rule, a short label and validated ids.
 - `resolve(nodes, known=None, data_dir=None) -> {pid: Resolved}`: roles over a process tree. An explicit marker
   beats inheritance; an unmatched process inherits from its nearest classified ancestor through that ancestor's

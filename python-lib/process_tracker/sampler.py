@@ -50,16 +50,16 @@ def host_status(snapshot, dip_home=None):
 
 
 class Sampler:
-    """Scans with `scanner.scan()` every `interval_s` seconds and writes `store` (a history.HistoryStore) when
+    """Scans with `scanner.scan()` every `interval_seconds` seconds and writes `store` (a history.HistoryStore) when
     elected. `dip_home` selects the instance for the on-host check. `clock` gives epoch seconds for the
     samples; scheduling uses time.monotonic."""
 
-    def __init__(self, store, scanner_factory: Callable[[], object], interval_s: float = 10.0,
+    def __init__(self, store, scanner_factory: Callable[[], object], interval_seconds: float = 10.0,
                  dip_home: Optional[str] = None, name: str = "process-tracker-sampler",
                  on_tick: Optional[Callable[[], object]] = None):
         self.store = store
         self.scanner_factory = scanner_factory
-        self.interval_s = float(interval_s)
+        self.interval_seconds = float(interval_seconds)
         self.dip_home = dip_home
         self.name = name
         self.on_tick = on_tick
@@ -123,16 +123,16 @@ class Sampler:
             if self._scanner is None:
                 self._scanner = self.scanner_factory()
             snapshot = self._scanner.scan()
-            scan_s = time.monotonic() - wall0
+            scan_seconds = time.monotonic() - wall0
             on_host, reason = host_status(snapshot, self.dip_home)
             contexts, oom = self._dss_records(snapshot) if on_host else ({}, ())
             rows, db_bytes = self.store.size()
-            cpu_s = time.thread_time() - cpu0
+            cpu_seconds = time.thread_time() - cpu0
             figures = {
-                "interval_s": self.interval_s,
+                "interval_seconds": self.interval_seconds,
                 "last_sample_at": snapshot.taken_at,
-                "cpu_percent_of_core": round(100.0 * (self.last_cpu_seconds or cpu_s) / self.interval_s, 2),
-                "scan_seconds": round(scan_s, 4),
+                "cpu_percent_of_core": round(100.0 * (self.last_cpu_seconds or cpu_seconds) / self.interval_seconds, 2),
+                "scan_seconds": round(scan_seconds, 4),
                 "errors": self.errors,
                 "missed_ticks": self.missed_ticks,
                 "rows": rows,
@@ -149,7 +149,7 @@ class Sampler:
             return False
         self.samples += 1
         self.last_sample_at = snapshot.taken_at
-        self.last_scan_seconds = scan_s
+        self.last_scan_seconds = scan_seconds
         self.last_cpu_seconds = time.thread_time() - cpu0  # scan + write: the whole cost of a sample
         return True
 
@@ -226,18 +226,18 @@ class Sampler:
             except Exception:  # noqa: BLE001 - belt and braces: tick already catches Exception
                 self.errors += 1
                 logger.exception("sampler: unexpected failure")
-            next_due += self.interval_s
+            next_due += self.interval_seconds
             now = time.monotonic()
             if now > next_due:  # overran: skip the missed ticks, keep the phase
-                missed = int((now - next_due) // self.interval_s) + 1
+                missed = int((now - next_due) // self.interval_seconds) + 1
                 self.missed_ticks += missed
-                next_due += missed * self.interval_s
+                next_due += missed * self.interval_seconds
             self._stop.wait(max(0.0, next_due - time.monotonic()))
 
     def status(self):
         """This process's view of the sampler, for /api/snapshot (the writer's figures come from the history)."""
         return {
-            "interval_s": self.interval_s,
+            "interval_seconds": self.interval_seconds,
             "is_writer": self.is_writer,
             "running": self.running,
             "samples": self.samples,

@@ -208,7 +208,7 @@ def table():
 def _act(apply):
     state = _state()
     answer = run_action(state.client(), g.identity, request.get_json(silent=True), apply, state.inflight,
-                        wait_seconds=state.options.action_wait_s, describe=None if apply else _describe)
+                        wait_seconds=state.options.action_wait_seconds, describe=None if apply else _describe)
     if apply:
         state.forget_inventory()
     return _json(answer)

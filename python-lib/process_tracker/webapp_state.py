@@ -4,7 +4,7 @@ actions, identity caches, and the views computed once per sample and listing. No
 (webapp.py) read this object and serve its JSON bytes.
 
 Views (snapshot, table, history per window) are JSON bytes computed once per sample and DSS listing. While the
-page is watched (a view requested within `watch_window_s`), the sampler thread precomputes the watched views after
+page is watched (a view requested within `watch_window_seconds`), the sampler thread precomputes the watched views after
 each tick (`warm_views`), so polling clients are served stored bytes; when nobody looks, views are computed by the
 first request and DSS is not listed. Host views never wait on DSS beyond a short bound (webapp_listing.py): the
 snapshot, history and host parts of the table come from the last sample, each answer says how old the DSS listing
@@ -66,7 +66,7 @@ class WebappOptions:
     """Everything register_routes needs. Build from the webapp params with `from_config`; the factories are
     injectable for tests and the demo (defaults: dss.get_client, host.Scanner without PSS, time.time)."""
 
-    sampling_interval_s: float = 10.0
+    sampling_interval_seconds: float = 10.0
     retention_days: float = 7.0
     history_dir: Optional[str] = None  # None: history.default_history_dir()
     allowed_groups: Tuple[str, ...] = ()
@@ -76,14 +76,14 @@ class WebappOptions:
     clock: Callable[[], float] = time.time
     dip_home: Optional[str] = None  # None: env DIP_HOME
     start_sampler: bool = True
-    inventory_ttl_s: float = 10.0  # listing DSS activities is shared by requests for this long
-    listing_wait_s: float = 1.0  # the longest a view waits for a DSS listing (the snapshot: always)
-    first_listing_wait_s: float = 5.0  # the table's, while nothing was ever listed; an apply's, after acting
-    identity_ttl_s: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
-    group_ttl_s: float = 60.0  # group definitions (admin flag) are reused for this long
-    action_wait_s: float = 10.0  # how long an apply waits for DSS to confirm the stop
-    watch_window_s: Optional[float] = None  # a view requested this recently is precomputed after each sample
-    # (seconds; None: max(3 x sampling_interval_s, 60 s))
+    inventory_ttl_seconds: float = 10.0  # listing DSS activities is shared by requests for this long
+    listing_wait_seconds: float = 1.0  # the longest a view waits for a DSS listing (the snapshot: always)
+    first_listing_wait_seconds: float = 5.0  # the table's, while nothing was ever listed; an apply's, after acting
+    identity_ttl_seconds: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
+    group_ttl_seconds: float = 60.0  # group definitions (admin flag) are reused for this long
+    action_wait_seconds: float = 10.0  # how long an apply waits for DSS to confirm the stop
+    watch_window_seconds: Optional[float] = None  # a view requested this recently is precomputed after each sample
+    # (seconds; None: max(3 x sampling_interval_seconds, 60 s))
     pods: Optional[object] = None  # pods.PodSettings: DSS's pods on Kubernetes beside the host (k8s* params)
     pod_api_factory: Optional[Callable[[], object]] = None  # () -> kubernetes ApiClient (default: from `pods`)
     prometheus_url: Optional[str] = None  # history and nodes from this Prometheus (prom_history.py); None: SQLite
@@ -97,12 +97,12 @@ class WebappOptions:
         if history_dir is not None and not isinstance(history_dir, str):
             raise ConfigError("historyDir", "must be a folder path, got %r" % (history_dir,))
         values = dict(
-            sampling_interval_s=float(_int_param(config, "samplingIntervalSeconds", 10, 2, 3600)),
+            sampling_interval_seconds=float(_int_param(config, "samplingIntervalSeconds", 10, 2, 3600)),
             retention_days=float(_int_param(config, "retentionDays", 7, 1, 90)),
             history_dir=(history_dir or "").strip() or None,
             allowed_groups=_groups_param(config, "allowedGroups"),
             top_n=_int_param(config, "topProcessesPerRole", history.DEFAULT_TOP_N, 1, 100),
-            action_wait_s=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
+            action_wait_seconds=float(_int_param(config, "actionWaitSeconds", 10, 0, 120)),
             pods=settings_if_enabled(config, dip_home=overrides.get("dip_home") or os.environ.get("DIP_HOME")),
             prometheus_url=_prometheus_param(config, "prometheusUrl"),
         )
@@ -137,8 +137,8 @@ def dss_versions(client):
 class _TtlCache:
     """A small thread-safe cache of values with an expiry (monotonic seconds)."""
 
-    def __init__(self, ttl_s, max_items=1024):
-        self.ttl_s = ttl_s
+    def __init__(self, ttl_seconds, max_items=1024):
+        self.ttl_seconds = ttl_seconds
         self.max_items = max_items
         self._items = {}
         self._lock = threading.Lock()
@@ -154,7 +154,7 @@ class _TtlCache:
         with self._lock:
             if len(self._items) >= self.max_items:
                 self._items.clear()
-            self._items[key] = (time.monotonic() + self.ttl_s, value)
+            self._items[key] = (time.monotonic() + self.ttl_seconds, value)
 
     def clear(self):
         with self._lock:
@@ -186,27 +186,27 @@ class WebappState:
         )
         self.dip_home = options.dip_home if options.dip_home is not None else os.environ.get("DIP_HOME")
         self.sampler = Sampler(
-            self.store, options.scanner_factory or _default_scanner, interval_s=options.sampling_interval_s,
+            self.store, options.scanner_factory or _default_scanner, interval_seconds=options.sampling_interval_seconds,
             dip_home=self.dip_home, on_tick=self.warm_views,
         )
         self._client = None
         self._client_lock = threading.Lock()
         self.versions = None  # {"dss", "dataikuapi"}: read once, by the first listing
-        self.listing = ListingCache(self._list, ttl_seconds=options.inventory_ttl_s, wait_seconds=options.listing_wait_s,
-                                    first_wait_seconds=options.first_listing_wait_s, clock=options.clock)
-        self.inflight = InFlight(directory, wait_seconds=options.action_wait_s + 60.0)
+        self.listing = ListingCache(self._list, ttl_seconds=options.inventory_ttl_seconds, wait_seconds=options.listing_wait_seconds,
+                                    first_wait_seconds=options.first_listing_wait_seconds, clock=options.clock)
+        self.inflight = InFlight(directory, wait_seconds=options.action_wait_seconds + 60.0)
         self._views = {}  # view name -> (key, JSON bytes): computed once per sample and listing
         self._views_lock = threading.Lock()
         self._watched = {}  # view name -> monotonic time of its last request
-        self.watch_window_s = (options.watch_window_s if options.watch_window_s is not None
-                               else max(3.0 * options.sampling_interval_s, 60.0))
+        self.watch_window_seconds = (options.watch_window_seconds if options.watch_window_seconds is not None
+                               else max(3.0 * options.sampling_interval_seconds, 60.0))
         self.computations = Counter()  # view name -> times computed (by a request or a warm-up)
         self.warm_ups = 0  # warm-ups that had watched views to precompute
         self.warm_errors = 0  # views a warm-up failed to compute: logged, never raised
         self.pods = None if options.pods is None else PodSource(
-            options.pods, ttl_seconds=options.inventory_ttl_s, api_client_factory=options.pod_api_factory)
-        self.identities = _TtlCache(options.identity_ttl_s)
-        self.groups = _TtlCache(options.group_ttl_s)
+            options.pods, ttl_seconds=options.inventory_ttl_seconds, api_client_factory=options.pod_api_factory)
+        self.identities = _TtlCache(options.identity_ttl_seconds)
+        self.groups = _TtlCache(options.group_ttl_seconds)
         self.prometheus = None  # prom_history.PrometheusHistory when the "Prometheus URL" setting is set
         if options.prometheus_url:
             from .prom_history import PrometheusHistory
@@ -234,7 +234,7 @@ class WebappState:
     def forget_inventory(self):
         """After an action: list again now, waiting a bounded time, so the page's next table shows the change."""
         self.listing.forget()
-        self.listing.get(wait_seconds=self.options.first_listing_wait_s)
+        self.listing.get(wait_seconds=self.options.first_listing_wait_seconds)
 
     def cached_view(self, name, key, compute):
         """The JSON bytes of a view, computed once per `key` (keys change with each sample or listing), so many
@@ -261,8 +261,8 @@ class WebappState:
         if taken_at is None:
             return _with_extra(json.dumps(self._no_sample_payload(local)).encode("utf-8"),
                                self._listing_extra(self.listing.status()))
-        # a host view: never waits on DSS longer than listing_wait_s, even before the first listing
-        status = self.listing.get(self.options.listing_wait_s if wait_seconds is None else wait_seconds)
+        # a host view: never waits on DSS longer than listing_wait_seconds, even before the first listing
+        status = self.listing.get(self.options.listing_wait_seconds if wait_seconds is None else wait_seconds)
         inv = status.inventory
         api_error = status.error
         if api_error is None and inv is not None and inv.errors:
@@ -273,7 +273,7 @@ class WebappState:
         return _with_extra(body, self._listing_extra(status))
 
     def _no_sample_payload(self, local):
-        reason = "No sample yet: the sampler writes its first one within %g s." % self.options.sampling_interval_s
+        reason = "No sample yet: the sampler writes its first one within %g s." % self.options.sampling_interval_seconds
         if local["last_error"]:
             reason = "The sampler could not scan this host (%s)." % local["last_error"]
         return {
@@ -370,10 +370,10 @@ class WebappState:
             self._watched[name] = time.monotonic()
 
     def watched_views(self):
-        """Names of the views requested within the last `watch_window_s` seconds."""
+        """Names of the views requested within the last `watch_window_seconds` seconds."""
         now = time.monotonic()
         with self._views_lock:
-            return sorted(n for n, t in self._watched.items() if now - t < self.watch_window_s)
+            return sorted(n for n, t in self._watched.items() if now - t < self.watch_window_seconds)
 
     def warm_views(self):
         """Precompute the watched views (the sampler thread calls this after each tick), so the next requests are
@@ -384,11 +384,11 @@ class WebappState:
         if not names:
             return 0
         self.warm_ups += 1
-        wait = max(self.options.listing_wait_s, min(0.5 * self.options.sampling_interval_s, 15.0))
+        wait = max(self.options.listing_wait_seconds, min(0.5 * self.options.sampling_interval_seconds, 15.0))
         if self.listing.status().slow:  # a call is already slow: warm the views with the listing there is
             wait = 0.0
         if "snapshot" in names or "table" in names:
-            self.listing.get(wait_seconds=wait, min_fresh_seconds=self.options.sampling_interval_s)
+            self.listing.get(wait_seconds=wait, min_fresh_seconds=self.options.sampling_interval_seconds)
         for name in names:
             try:
                 self.view(name, wait_seconds=0.0)

@@ -15,8 +15,8 @@ def _activity_fields(a, as_of):
         return {"project_key": None, "activity_kind": None, "activity_id": None, "activity_name": None,
                 "owner": None, "idle_seconds": None, "state": None, "actionable": False}
     idle = None
-    if a.last_activity_time is not None:
-        idle = round(max(0.0, as_of - a.last_activity_time), 1)
+    if a.last_activity_at is not None:
+        idle = round(max(0.0, as_of - a.last_activity_at), 1)
     return {"project_key": safe_text(a.project_key), "activity_kind": a.kind, "activity_id": safe_text(a.id),
             "activity_name": safe_text(a.name), "owner": safe_text(a.owner), "idle_seconds": idle,
             "state": safe_text(a.state), "actionable": a.kind in ACTION_KINDS}
@@ -38,7 +38,7 @@ def process_row(p, activity, as_of):
 
 def activity_row(a, as_of):
     """A table row for an activity with no visible process; ages as of `as_of` (epoch s)."""
-    age = None if a.start_time is None else round(max(0.0, as_of - a.start_time), 1)
+    age = None if a.started_at is None else round(max(0.0, as_of - a.started_at), 1)
     row = {"pid": a.pid, "role": None, "role_display": None, "label": None, "user": None, "instance": None,
            "age_seconds": age, "rss_anon_bytes": None, "rss_bytes": None}
     row.update(_activity_fields(a, as_of))

@@ -412,7 +412,7 @@
     function renderFooter(snap) {
         var parts = [];
         var s = snap.sampler || {};
-        if (s.interval_s) parts.push("Sampled every " + s.interval_s + " s");
+        if (s.interval_seconds) parts.push("Sampled every " + s.interval_seconds + " s");
         if (s.scan_seconds !== undefined && s.scan_seconds !== null) parts.push("last scan " + s.scan_seconds.toFixed(2) + " s");
         if (s.cpu_percent_of_core !== undefined && s.cpu_percent_of_core !== null) {
             parts.push("sampler cost " + s.cpu_percent_of_core.toFixed(1) + "% of one core");
@@ -498,7 +498,7 @@
             b.setAttribute("aria-pressed", b.dataset.window === state.window ? "true" : "false");
         });
         $("pt-history-points").textContent = hist.points ? hist.points + " samples over the last " + hist.window +
-            (hist.step_s ? ", one point per " + formatDuration(hist.step_s) : "") +
+            (hist.step_seconds ? ", one point per " + formatDuration(hist.step_seconds) : "") +
             (hist.source === "prometheus" ? ", from Prometheus (" + (hist.node || "all nodes") + ")" : "") + "." : "";
         var figs = hist.figures || {};
         var empty = "No history yet: the sampler records a sample every few seconds.";
