@@ -1,7 +1,7 @@
 """The fault matrix: every face of the plugin (the macros, the CLI, the webapp) against every fault the simulated
 DSS can inject, judged against the simulator's own log and state, never against the plugin's report alone.
 
-    .venv/bin/python bench/reliability.py [--faces macro,cli,webapp] [--faults none,stop_hang,...] [--list]
+    .venv/bin/python bench/reliability.py [--faces macro,cli,webapp] [--faults none,stop_hang,...|issue12] [--list]
 
 One cell = one face run once against a fresh simulated instance (two projects, A and B, with stale and fresh
 kernels, jobs, tasks, a running scenario, webapp backends, continuous activities and code studios), with one fault
@@ -17,7 +17,19 @@ injected. Client timeout 1 s, stops verified for 2 s, hung calls hang 1.5 s. For
 - misreports: a row saying "aborted" for something still running, "failed" for something DSS did stop, or
   "spared"/"would_act"/"already_finished" for something a stop was sent to;
 - leaks: the API key, a token planted in a task's payload, or a traceback, in any table, message, CLI output,
-  webapp answer or log record.
+  webapp answer or log record;
+- views blocked (webapp): the host views (/api/snapshot, /api/history, /api/table) are timed first thing, while
+  the fault is on; one slower than VIEW_LIMIT_SECONDS (2 s) is blocked: must be 0;
+- time past the deadline: the run's time from its first DSS request to its end, minus its budget: the same
+  face's fault-free time plus one call deadline (DEADLINE_SECONDS) per wave of calls the fault can hold or make retry
+  (`_Arrivals.waves`); printed per cell, its maximum per fault in the last table (must be <= 1 s for the faults of
+  issue 12; the verification waits of hung stops, 10 s per stop in the webapp, are not in that budget).
+
+The faults of issue 12 (`--faults issue12`): a DSS trickling its answers, answers over `dss.MAX_ANSWER_BYTES`
+(streamed), wrong JSON types and non-finite numbers (the simulator's real answers rewritten on the way out), a
+proxy's HTML 502 page, one slow endpoint, a /proc mounted hidepid=1 with the face run as `nobody` (root only;
+a fleet of root's and another user's DSS-shaped processes runs meanwhile), and a truncated, garbled or read-only
+history (the webapp only). Each runs on the faces it concerns (`FaultSpec.faces`).
 
 Imported by tests/integration/test_reliability_faults.py, which runs cells of the same matrix.
 """
@@ -26,6 +38,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +46,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,6 +56,7 @@ for _path in (os.path.join(ROOT, "python-lib"), os.path.join(ROOT, "tests"), ROO
 
 from dev.dss_runtime import MacroFailed, load_webapp_app, run_macro  # noqa: E402
 from dev.dss_simulator import Simulator  # noqa: E402
+from hostile_dss import html_errors, literal, oversized, rewrite_answers, set_fields, trickle  # noqa: E402
 from dev.dss_simulator.builders import (  # noqa: E402
     code_studio,
     continuous_activity,
@@ -62,6 +76,13 @@ TIMEOUT_SECONDS = 1.0  # every DSS call of every face (connect, read)
 WAIT_SECONDS = 2.0  # how long stops are verified (macro/CLI waitSeconds); the webapp's own wait is 10 s
 HANG_SECONDS = 1.5  # how long a hung call hangs on the server side
 LATE_SECONDS = 1.5  # a late stop answers after this (above the timeout, below the wait): done, but not in time
+SLOW_SECONDS = 45.0  # one slow endpoint: far beyond every deadline
+TRICKLE_GAP_SECONDS = 0.2  # a trickling answer sends one byte this often (a per-read timeout never fires)
+VIEW_LIMIT_SECONDS = 2.0  # a host view (snapshot, history, table) slower than this while DSS misbehaves is "blocked"
+# the total deadline of one DSS call (dss.install_timeouts): the macros' client has the (connect, read) pair of
+# short_timeouts (deadline: their sum), the CLI and the webapp a single timeout (deadline: that timeout)
+DEADLINE_SECONDS = {"macro": 2 * TIMEOUT_SECONDS, "cli": TIMEOUT_SECONDS, "webapp": TIMEOUT_SECONDS}
+HOST_VIEWS = ("/api/snapshot", "/api/history?window=1h", "/api/table")
 
 ADMIN_KEY = "dkuaps-reliability-ADMIN-4f1d8c2b9e7a6035"
 PLANTED_TOKEN = "planted-token-9c1e5f7a3b2d4086"  # in a task's payload extras: never to be shown
@@ -215,13 +236,17 @@ FACES = {f.name: f for f in (
     Face("cli abort-tasks", "cli", "abort-tasks", {}, (F_A, F_B, SC_A)),
     Face("cli abort-jobs", "cli", "abort-jobs", {}, (J_A, J_B)),
     Face("webapp", "webapp", "apply", {}, (S_A, S_B, J_A, F_A)),
+    Face("webapp views", "webapp", "views", {}, ()),  # the page opened and read: identity, the host views, no action
 )}
 
 
 # ---- faults ----------------------------------------------------------------------------------------------------
 
 # what a rule does to the requests it hits
-BREAKS_READS = ("slow", "hang", "error", "malformed")  # a read hit by these fails (after its retries)
+BREAKS_READS = ("slow", "hang", "error", "malformed",  # a read hit by these fails (after its retries)
+                "trickle", "oversized", "html", "very_slow", "as_object")
+# a call hit by these may last until its deadline: held by DSS, or a read retried (5xx, a proxy's 502 page)
+HOLDS_CALLS = ("slow", "hang", "trickle", "oversized", "very_slow", "error", "flaky", "html")
 BLOCKS_STOPS = ("hang", "error")  # a stop hit by these is not performed (slow and malformed ones are)
 
 
@@ -231,7 +256,9 @@ class FaultSpec:
     what: str
     rules: Tuple[Tuple[Optional[str], str, str], ...] = ()  # (method or None, path regex, effect)
     predictable: bool = True  # False: only the invariants are checked (flaky or timing-dependent faults)
-    special: Optional[str] = None  # "revoke_mid_run", "revoked", "down", "project_500"
+    special: Optional[str] = None  # "revoke_mid_run", "revoked", "down", "project_500", "hidepid", "history_*"...
+    faces: Optional[Tuple[str, ...]] = None  # the faces (types or names) the fault is run against; None: all
+    spoils: Tuple[str, ...] = ()  # ids of the objects whose records the fault damages: never to be acted on
 
 
 def _stops(effect):
@@ -257,7 +284,42 @@ FAULTS = {f.name: f for f in (
               special="revoke_mid_run"),
     FaultSpec("revoked", "API key revoked before the run", ((None, ".*", "error"),), special="revoked"),
     FaultSpec("api_down", "nothing listening", ((None, ".*", "error"),), special="down"),
+    # issue 12: answers slow, huge or odd, a host that hides processes, a damaged history
+    FaultSpec("trickle", "listing calls answer one byte every 0.2 s", (("GET", LISTING, "trickle"),)),
+    FaultSpec("oversized", "instance-wide listings answer a JSON list over dss.MAX_ANSWER_BYTES (streamed)",
+              (("GET", r"^/(admin/notebooks|futures|jobs/running)/$", "oversized"),)),
+    FaultSpec("wrong_types", "the project list answered as an object; strings for 3 start times",
+              (("GET", r"^/projects/$", "as_object"),), special="wrong_types",
+              spoils=("f-A-long", "s-B-stale", "j-A-long")),
+    FaultSpec("non_finite", "start times 1e999, NaN, 1e20 ms; a kernelPid 1e999", special="non_finite",
+              spoils=("f-A-long", "f-B-long", "j-B-long", "s-A-stale")),
+    FaultSpec("html_502", "listing calls answer a proxy's HTML 502 page", (("GET", LISTING, "html"),)),
+    FaultSpec("slow_futures", "only GET /futures/ slowed to 45 s", (("GET", r"^/futures/$", "very_slow"),)),
+    FaultSpec("hidepid", "/proc hidepid=1, the face run as nobody; a fleet of other users' processes",
+              special="hidepid", faces=("macro kill-idle-kernels", "macro running-activities", "cli kill-kernels",
+                                        "webapp")),
+    FaultSpec("history_truncated", "the history file truncated to half", special="history", faces=("webapp",)),
+    FaultSpec("history_garbage", "the history file's header overwritten", special="history", faces=("webapp",)),
+    FaultSpec("history_readonly", "the history folder on a read-only mount", special="history",
+              faces=("webapp",)),
 )}
+ISSUE_12 = ("trickle", "oversized", "wrong_types", "non_finite", "html_502", "slow_futures", "hidepid",
+            "history_truncated", "history_garbage", "history_readonly")
+
+# what wrong_types and non_finite change in every answer DSS gives (listings and re-checks alike)
+ODD_VALUES = {
+    "wrong_types": {("jobId", "f-A-long"): {"startTime": "yesterday"},
+                    ("sessionId", "s-B-stale"): {"sessionStartTime": "3 days ago"},
+                    ("def.id", "j-A-long"): {"startTime": "30h", "jobStartTime": "30h"}},
+    "non_finite": {("jobId", "f-A-long"): {"startTime": literal("1e999")},
+                   ("jobId", "f-B-long"): {"startTime": literal("NaN")},
+                   ("def.id", "j-B-long"): {"startTime": 1e20, "jobStartTime": 1e20},
+                   ("sessionId", "s-A-stale"): {"kernelPid": literal("1e999")}},
+}
+
+
+def runs_on(fault, face):
+    return fault.faces is None or face.name in fault.faces or face.type in fault.faces
 
 
 def inject(sim, fault):
@@ -275,11 +337,26 @@ def inject(sim, fault):
         return
     if fault.special == "down":
         return
+    if fault.special in ODD_VALUES:
+        rewrite_answers(sim, ".*", lambda value, changes=ODD_VALUES[fault.special]: set_fields(value, changes))
+    wrappers = {"trickle": lambda path: trickle(sim, path, gap_seconds=TRICKLE_GAP_SECONDS),
+                "oversized": lambda path: oversized(sim, path, _max_answer_bytes() + 1),
+                "html": lambda path: html_errors(sim, path),
+                "as_object": lambda path: rewrite_answers(sim, path, lambda value: {"items": value})}
     for method, path, effect in fault.rules:
+        if effect in wrappers:  # answers built outside the simulator's routes (WSGI), over the same HTTP
+            wrappers[effect](path)
+            continue
         kwargs = {"latency": {"latency": 0.05}, "slow": {"latency": LATE_SECONDS}, "hang": {"hang": True},
                   "error": {"error_rate": 1.0}, "malformed": {"malformed": True},
-                  "flaky": {"error_rate": 0.3}}[effect]
+                  "flaky": {"error_rate": 0.3}, "very_slow": {"latency": SLOW_SECONDS}}[effect]
         sim.add_fault(path=path, method=method, **kwargs)
+
+
+def _max_answer_bytes():
+    from process_tracker import dss
+
+    return dss.MAX_ANSWER_BYTES
 
 
 def _hits(fault, method, path, effects):
@@ -294,7 +371,7 @@ def expected(face, fault):
         return None
     sent, performed = set(), set()
     for obj in face.targets:
-        if any(_hits(fault, m, p, BREAKS_READS) for m, p in obj.reads(face.type)):
+        if obj.id in fault.spoils or any(_hits(fault, m, p, BREAKS_READS) for m, p in obj.reads(face.type)):
             continue
         sent.add(obj)
         if not _hits(fault, *obj.stop(), BLOCKS_STOPS):
@@ -340,10 +417,24 @@ class Cell:
     leaks: int = 0
     seconds: float = 0.0
     problems: List[str] = field(default_factory=list)
+    dss_seconds: float = 0.0  # from the run's first DSS request to its end (start-up left out: the CLI's
+    # interpreter, the webapp's load and first host scan)
+    ready_monotonic: float = 0.0  # (monotonic) when the face was ready to be used: the webapp loaded and sampled
+    past_deadline_seconds: float = 0.0  # dss_seconds - budget_seconds(the face's fault-free dss_seconds)
+    views_blocked: int = 0  # webapp: host views (HOST_VIEWS) slower than VIEW_LIMIT_SECONDS
+    view_seconds: Dict[str, float] = field(default_factory=dict)
+    waves: int = 0  # waves of calls the fault could hold until their deadline (arrivals >= half a deadline apart)
+    deadline_seconds: float = 0.0  # of one DSS call of this face
+    notes: List[str] = field(default_factory=list)  # what the user saw besides the outcome (banners, stats)
 
     @property
     def ok(self):
-        return self.finished and not (self.wrong_aborts or self.mismatches or self.misreports or self.leaks)
+        return self.finished and not (self.wrong_aborts or self.mismatches or self.misreports or self.leaks
+                                      or self.views_blocked)
+
+    def budget_seconds(self, baseline_seconds):
+        """The run's deadline: the same face's fault-free time plus one call deadline per wave of held calls."""
+        return baseline_seconds + self.waves * self.deadline_seconds
 
 
 class _Records(logging.Handler):
@@ -404,10 +495,11 @@ def _run_macro(face, url, texts, cell):
     from process_tracker.errors import ProcessTrackerError
 
     config = dict(face.config)
+    scan_host = cell.fault == "hidepid"  # the host is read only where the fault is the host's
     if face.command == "running-activities":
-        config["scanHost"] = False
+        config["scanHost"] = scan_host
     elif face.command != "install-cleanup-scenario":
-        config.update(simulate=False, scanHost=False, waitSeconds=WAIT_SECONDS)  # unknown keys are ignored
+        config.update(simulate=False, scanHost=scan_host, waitSeconds=WAIT_SECONDS)  # unknown keys are ignored
     try:
         result = run_macro(os.path.join(RUNNABLES, face.command), config, project_key="A",
                            env={"DKU_DSS_URL": url, "DKU_API_KEY": ADMIN_KEY})
@@ -427,9 +519,15 @@ def _run_macro(face, url, texts, cell):
 
 def _run_cli(face, url, texts, cell):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DKU_")}
-    env.update(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY, HOME=tempfile.gettempdir())
+    env.update(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY, HOME=tempfile.gettempdir(),
+               PYTHONPATH=os.path.join(ROOT, "python-lib"))  # this checkout's code, whatever the venv points at
     cmd = [CLI, "--timeout", str(TIMEOUT_SECONDS), face.command, "--json", "--wait-seconds", str(WAIT_SECONDS), "--apply"]
-    cmd += ["--no-scan-host"] if face.command == "kill-kernels" else []
+    if cell.fault == "hidepid":
+        if not _can_hide_pids():
+            cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
+            return {}
+        cmd = AS_NOBODY_WITH_HIDEPID + cmd
+    cmd += ["--no-scan-host"] if face.command == "kill-kernels" and cell.fault != "hidepid" else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     texts.extend([proc.stdout, proc.stderr])
     err = proc.stderr.strip()
@@ -462,8 +560,83 @@ class _Browser:
         return getattr(client, method)(path, **kwargs)
 
 
+def _remount(mountpoint, mode):
+    """Remount read-only or read-write, again for a while when the kernel still says busy."""
+    for _ in range(50):
+        done = subprocess.run(["mount", "-o", "remount,%s" % mode, mountpoint], capture_output=True, check=False)
+        if done.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("cannot remount %s %s: %s" % (mountpoint, mode, done.stderr.decode(errors="replace")))
+
+
+def _history_dir(fault, cleanups):
+    """The webapp's history folder: a new one, or (history_* faults) a filled history damaged for real on disk:
+    truncated, its header overwritten, or on a tmpfs remounted read-only (needs root)."""
+    base = tempfile.mkdtemp(prefix="pt-reliability-")
+    if fault.special != "history":
+        return base
+    import sqlite3
+
+    from process_tracker.history import HistoryStore
+    from sample_records import snapshot
+
+    if fault.name == "history_readonly":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", base], check=True, capture_output=True)
+        cleanups.append(lambda: subprocess.run(["umount", "-l", base], check=False))
+    store = HistoryStore(os.path.join(base, "history"))
+    for i in range(3):
+        store.record(snapshot(time.time() - 10 * (3 - i)))
+    conn = sqlite3.connect(store.path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file, as after a quiet period
+    conn.close()
+    if fault.name == "history_truncated":
+        os.truncate(store.path, os.path.getsize(store.path) // 2)
+    elif fault.name == "history_garbage":
+        with open(store.path, "r+b") as f:
+            f.write(b"this is no sqlite header at all!")
+    else:
+        _remount(base, "ro")
+    return store.directory
+
+
+def _host_views(browser, cell, answers):
+    """The host views, timed: a view slower than VIEW_LIMIT_SECONDS is blocked (by DSS, the only slow party here)."""
+    for path in HOST_VIEWS:
+        started = time.monotonic()
+        answer = browser.call("get", path)
+        cell.view_seconds[path] = round(time.monotonic() - started, 2)
+        if cell.view_seconds[path] > VIEW_LIMIT_SECONDS:
+            cell.views_blocked += 1
+            cell.problems.append("%s took %.1f s" % (path, cell.view_seconds[path]))
+        answers.append(answer)
+    body, table = (answers[-3].get_json(silent=True) or {}), (answers[-1].get_json(silent=True) or {})
+    stats, history = body.get("stats") or {}, body.get("history_state") or {}
+    error = (body.get("error") or {}).get("message")
+    cell.notes.append("snapshot: %s" % ("error: %s" % error if error else "sample %s; stats %s; history %s" % (
+        "yes" if body.get("taken_at") else "none", json.dumps(stats, sort_keys=True),
+        history.get("reason") or history.get("notice") or "ok")))
+    cell.notes.append("table: %s host rows; listing: %s; errors: %s" % (
+        len(table.get("rows") or ()), (table.get("listing") or {}).get("note"),
+        " | ".join(sorted(e.get("message", "") for e in table.get("errors") or ())) or "none"))
+
+
+def _readable_error(answer, body):
+    """A 503 from the history (read-only, full) is an answer with its reason, not a failure of the webapp."""
+    code = ((body or {}).get("error") or {}).get("code")
+    return answer.status_code == 502 or (answer.status_code == 503 and code == "history_unavailable")
+
+
+def _sampled(state, seconds=30.0):
+    """Wait (bounded) until the sampler has tried its first sample: the host views are served from it."""
+    until = time.monotonic() + seconds
+    while not (state.sampler.samples or state.sampler.errors) and time.monotonic() < until:
+        time.sleep(0.05)
+
+
 def _run_webapp(face, url, texts, cell):
-    history_dir = tempfile.mkdtemp(prefix="pt-reliability-")
+    cleanups = []
+    history_dir = _history_dir(FAULTS[cell.fault], cleanups)
     with short_timeouts(), _environ(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY, DIP_HOME=None):
         app = load_webapp_app(WEBAPP_DIR, config={"historyDir": history_dir, "samplingIntervalSeconds": 3600})
     state = app.extensions["process_tracker"]
@@ -471,8 +644,12 @@ def _run_webapp(face, url, texts, cell):
     outcomes, statuses = {}, []
     csrf = {"X-Process-Tracker-CSRF": "1"}
     try:
+        if FAULTS[cell.fault].special in ("hidepid", "history"):  # faults of the host: the views need a sample
+            _sampled(state)
+        cell.ready_monotonic = time.monotonic()
         with short_timeouts(), _environ(DKU_DSS_URL=url, DKU_API_KEY=ADMIN_KEY):
-            answers = [browser.call("get", "/api/whoami"), browser.call("get", "/api/table")]
+            answers = [browser.call("get", "/api/whoami")]
+            _host_views(browser, cell, answers)
             for obj in face.targets:
                 body = {"kind": obj.kind, "project_key": obj.project, "id": obj.id}
                 answers.append(browser.call("post", "/api/actions/preview", json=body, headers=csrf))
@@ -485,13 +662,15 @@ def _run_webapp(face, url, texts, cell):
             texts.append(text)
             statuses.append(a.status_code)
             body = a.get_json(silent=True)
-            if (a.status_code >= 500 and a.status_code != 502) or not isinstance(body, dict):
+            if (a.status_code >= 500 and not _readable_error(a, body)) or not isinstance(body, dict):
                 cell.problems.append("webapp answered %d: %s" % (a.status_code, text[:200]))
             elif a.status_code >= 400 and not (body.get("error") or {}).get("message"):
                 cell.problems.append("webapp error without a message: %s" % text[:200])
     finally:
         state.sampler.stop()
-    cell.finished = not cell.problems
+        for cleanup in cleanups:
+            cleanup()
+    cell.finished = not [p for p in cell.problems if " took " not in p]
     cell.outcome = "HTTP " + ",".join(str(s) for s, _ in sorted(Counter(statuses).items()))
     return outcomes
 
@@ -500,13 +679,71 @@ def _received_stops(sim):
     return [(r.method, r.path) for r in sim.requests if r.method in STOP_METHODS and re.search(STOP, r.path)]
 
 
+class _Arrivals:
+    """The outermost WSGI wrapper of a simulator: when each request arrived, before any fault held it."""
+
+    def __init__(self, sim):
+        self.seen = []
+        inner = sim.app.wsgi_app
+
+        def app(environ, start_response):
+            path = environ.get("PATH_INFO", "")
+            if path.startswith("/dip/publicapi"):
+                self.seen.append((time.monotonic(), environ.get("REQUEST_METHOD"), path[len("/dip/publicapi"):]))
+            return inner(environ, start_response)
+
+        sim.app.wsgi_app = app
+
+    def waves(self, fault, deadline_seconds):
+        """Waves of calls the fault may hold until their deadline: hit calls arriving at least half a deadline
+        after the first call of the current wave start a new one (calls fanned out together are one wave)."""
+        waves, start = 0, None
+        for at in sorted(t for t, method, path in self.seen if _hits(fault, method, path, HOLDS_CALLS)):
+            if start is None or at - start >= deadline_seconds / 2:
+                waves, start = waves + 1, at
+        return waves
+
+
+# run a command as `nobody` in a private mount namespace whose /proc is mounted hidepid=1 (other users'
+# /proc/<pid> unreadable), as on a hardened host (needs root; the host's own /proc is untouched)
+AS_NOBODY_WITH_HIDEPID = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          'mount -t proc -o hidepid=1 proc /proc && exec setpriv --reuid=nobody --regid=nogroup '
+                          '--clear-groups "$@"', "sh"]
+
+
+def _can_hide_pids():
+    return os.geteuid() == 0 and all(shutil.which(c) for c in ("unshare", "setpriv"))
+
+
+def _run_cell_as_nobody(face_name, fault_name):
+    """A macro or webapp cell in a child process run AS_NOBODY_WITH_HIDEPID (the CLI face runs its command so,
+    from this process). The simulator and the judge run in the child too; the Cell comes back as JSON."""
+    if not _can_hide_pids():
+        cell = Cell(face_name, fault_name)
+        cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
+        return cell
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PT_RELIABILITY_CHILD": "1",
+           "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "python-lib"), os.path.join(ROOT, "tests"), ROOT])}
+    argv = AS_NOBODY_WITH_HIDEPID + [sys.executable, "-m", "bench.reliability", "--cell", face_name, fault_name]
+    done = subprocess.run(argv, env=env, cwd="/tmp", capture_output=True, text=True, timeout=600)
+    try:
+        return Cell(**json.loads(done.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError, TypeError):
+        cell = Cell(face_name, fault_name)
+        cell.problems.append("child exit %d: %s" % (done.returncode, (done.stderr or done.stdout)[-400:]))
+        return cell
+
+
 def run_cell(face_name, fault_name):
     """Run one cell of the matrix and judge it (see the module docstring). Returns a Cell."""
     face, fault = FACES[face_name], FAULTS[fault_name]
-    cell = Cell(face.name, fault.name)
+    if fault.special == "hidepid" and face.type != "cli" and not os.environ.get("PT_RELIABILITY_CHILD"):
+        return _run_cell_as_nobody(face_name, fault_name)
+    cell = Cell(face.name, fault.name, deadline_seconds=DEADLINE_SECONDS[face.type])
     sim = Simulator(reliability_instance())
     url = sim.start()
     inject(sim, fault)
+    arrivals = _Arrivals(sim)
     watcher = None
     if fault.special == "down":
         sim.stop()
@@ -524,7 +761,10 @@ def run_cell(face_name, fault_name):
                 cell.finished = False
                 cell.problems.append("crashed: %s: %s" % (e.__class__.__name__, e))
                 outcomes = {}
-        cell.seconds = time.monotonic() - started
+        ended = time.monotonic()
+        cell.seconds = ended - started
+        cell.dss_seconds = ended - max(cell.ready_monotonic, min((t for t, _, _ in arrivals.seen), default=started))
+        cell.waves = arrivals.waves(fault, cell.deadline_seconds)
         if watcher is not None:
             watcher.stop()
         time.sleep(0.05 if fault.special != "down" else 0)
@@ -619,19 +859,69 @@ def _judge(cell, face, fault, sim, outcomes, texts, records):
 # ---- the bench -------------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _fleet_for(faults):
+    """A fleet of DSS-shaped processes of root's (and another user's) while a hidepid fault runs: the processes
+    a scanner run as `nobody` under hidepid=1 cannot read."""
+    if not any(FAULTS[f].special == "hidepid" for f in faults):
+        yield None
+        return
+    from dev.fleet import Fleet, demo_layout
+
+    with Fleet(demo_layout) as fleet:
+        yield fleet
+
+
 def run_matrix(faces, faults, out=sys.stdout):
+    """Every face against every fault it runs on. The fault-free cell of each face is run first (its time is the
+    baseline of that face's deadlines: `Cell.budget_seconds`). Returns the cells."""
     cells = []
-    for face in faces:
-        for fault in faults:
-            cell = run_cell(face, fault)
-            cells.append(cell)
-            flag = "ok" if cell.ok else "FAIL"
-            out.write("%-34s %-18s %-4s %5.1f s  stops %-2d %s\n" % (face, fault, flag, cell.seconds, cell.stops,
-                                                                     cell.outcome[:80]))
-            for p in cell.problems:
-                out.write("      - %s\n" % p)
-            out.flush()
+    with _fleet_for(faults):
+        for face in faces:
+            baseline = None
+            for fault in (["none"] if "none" not in faults else []) + list(faults):
+                if not runs_on(FAULTS[fault], FACES[face]):
+                    continue
+                cell = run_cell(face, fault)
+                if fault == "none":
+                    baseline = cell.dss_seconds
+                cell.past_deadline_seconds = cell.dss_seconds - cell.budget_seconds(baseline or 0.0)
+                cells.append(cell)
+                _print_cell(out, cell)
     return cells
+
+
+def _print_cell(out, cell):
+    flag = "ok" if cell.ok else "FAIL"
+    out.write("%-34s %-18s %-4s %5.1f s  past deadline %+5.1f s  stops %-2d %s\n" % (
+        cell.face, cell.fault, flag, cell.seconds, cell.past_deadline_seconds, cell.stops, cell.outcome[:80]))
+    for line in cell.problems + cell.notes + (["views: " + json.dumps(cell.view_seconds)] if cell.view_seconds
+                                              else []):
+        out.write("      - %s\n" % line)
+    out.flush()
+
+
+def fault_rows(cells, faults):
+    """One row per fault: runs completed of N, wrong aborts, host views blocked, max time past the deadline."""
+    rows = []
+    for fault in faults:
+        mine = [c for c in cells if c.fault == fault]
+        rows.append({"fault": fault, "what": FAULTS[fault].what, "runs": len(mine),
+                     "completed": sum(1 for c in mine if c.finished), "wrong_aborts": sum(c.wrong_aborts for c in mine),
+                     "views_blocked": sum(c.views_blocked for c in mine),
+                     "views_timed": sum(len(c.view_seconds) for c in mine),
+                     "max_past_deadline_seconds": max((c.past_deadline_seconds for c in mine), default=0.0),
+                     "problems": sum(1 for c in mine if not c.ok)})
+    return rows
+
+
+def print_fault_rows(rows, out=sys.stdout):
+    out.write("| fault | runs completed | wrong aborts | host views blocked (> %g s) | time past the deadline "
+              "(max) | cells not ok |\n|---|---|---|---|---|---|\n" % VIEW_LIMIT_SECONDS)
+    for r in rows:
+        out.write("| `%s`: %s | %d of %d | %d | %d of %d | %+.1f s | %d |\n" % (
+            r["fault"], r["what"], r["completed"], r["runs"], r["wrong_aborts"], r["views_blocked"],
+            r["views_timed"], r["max_past_deadline_seconds"], r["problems"]))
 
 
 def summary(cells):
@@ -652,9 +942,14 @@ def summary(cells):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faces", default="", help="face types or names, comma-separated (default: all)")
-    parser.add_argument("--faults", default="", help="fault names, comma-separated (default: all)")
+    parser.add_argument("--faults", default="", help="fault names, comma-separated, or `issue12` for the faults of "
+                                                      "issue 12 (default: all)")
     parser.add_argument("--list", action="store_true", help="list faces and faults and exit")
+    parser.add_argument("--cell", nargs=2, metavar=("FACE", "FAULT"), help=argparse.SUPPRESS)  # one cell, as JSON
     args = parser.parse_args(argv)
+    if args.cell:  # a child of _run_cell_as_nobody
+        print(json.dumps(asdict(run_cell(*args.cell))))
+        return 0
     if args.list:
         for f in FACES.values():
             print("face  %-34s stops %s" % (f.name, ", ".join(o.id for o in f.targets) or "-"))
@@ -663,7 +958,8 @@ def main(argv=None):
         return 0
     wanted = [w.strip() for w in args.faces.split(",") if w.strip()]
     faces = [n for n, f in FACES.items() if not wanted or f.type in wanted or n in wanted]
-    faults = [n for n in FAULTS if not args.faults or n in args.faults.split(",")]
+    named = set(args.faults.split(",")) | (set(ISSUE_12) if "issue12" in args.faults.split(",") else set())
+    faults = [n for n in FAULTS if not args.faults or n in named]
     started = time.monotonic()
     cells = run_matrix(faces, faults)
     figures = summary(cells)
@@ -675,6 +971,8 @@ def main(argv=None):
         len(faces), len(faults), figures["cells"], figures["runs_completed"], figures["stops_received"],
         figures["wrong_aborts"], figures["model_mismatches"], figures["misreports"], figures["leaked_secrets"],
         time.monotonic() - started))
+    print()
+    print_fault_rows(fault_rows(cells, faults))
     bad = [c for c in cells if not c.ok]
     return 1 if bad else 0
 

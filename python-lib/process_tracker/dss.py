@@ -56,6 +56,7 @@ _CHUNK_BYTES = 64 * 1024
 
 _last_status = threading.local()
 _inflight = threading.local()  # the deadline box of the call running on this thread (see _Deadline)
+_answered = {"monotonic": None}  # time.monotonic() of the last whole answer a call got: last_answer_monotonic
 
 __all__ = [
     "dss_client",
@@ -473,10 +474,17 @@ def _make_adapter(timeout, read_retries, deadline_seconds, max_bytes):
                 _inflight.box = None
             if box.fired:  # an answer without a length, cut at the deadline, is not an answer
                 raise DeadlineExceeded("no complete answer from DSS within %g s" % deadline_seconds)
+            _answered["monotonic"] = time.monotonic()
             return response
 
     default_timeout = timeout
     return _DeadlineAdapter(max_retries=retry, pool_maxsize=POOL_MAXSIZE)
+
+
+def last_answer_monotonic():
+    """time.monotonic() when a call of this process last got a whole answer from DSS (any status), or None: how a
+    waiting view tells a DSS that answers slowly from one that answers nothing (webapp_listing)."""
+    return _answered["monotonic"]
 
 
 def _check_seconds(name, value):
@@ -529,6 +537,8 @@ def translate_error(exc, what):
 
     if isinstance(exc, ProcessTrackerError):  # already typed (a ConfigError is also a ValueError: not a body)
         return exc
+    if isinstance(exc, AnswerTooLarge):  # DSS answered, too much: not an unreachable DSS
+        return DSSError("%s: %s" % (what, exc))
     if isinstance(exc, requests.exceptions.Timeout) or _retried_until_timeout(exc):
         return DSSUnreachable("%s: DSS did not answer in time" % what)
     if isinstance(exc, requests.exceptions.ConnectionError):

@@ -33,6 +33,7 @@ one) raises `HistoryUnavailable` with the reason (the webapp answers 503 and sho
 own connection, so the store recovers as soon as the folder does, without a restart.
 """
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -422,6 +423,14 @@ class HistoryStore:
         logger.error("history: %s (noticed while %s)", text, what)
         self._notice = self._pending_notice = (self.clock(), text)
 
+    def folder_unusable(self, what, exc):
+        """An OSError met on the history folder outside SQLite (the sampler's writer lock file): kept as the reason
+        recording fails (`health`, until a write succeeds) and returned as a HistoryUnavailable saying why."""
+        kind = {errno.EROFS: "read_only", errno.EACCES: "read_only", errno.ENOSPC: "full"}.get(exc.errno,
+                                                                                              "cannot_open")
+        self._errors[True] = reason = self._reason(kind, what, exc)
+        return HistoryUnavailable(reason)
+
     def health(self):
         """{"ok": bool, "reason": why the last operation failed or None, "notice": the damage notice of the last
         day or None}: what the page shows about its history. Never raises, never touches the file."""
@@ -490,7 +499,8 @@ class HistoryStore:
         top = top_processes_by_role(snapshot.processes, self.top_n)
         stats = {
             name: getattr(snapshot.stats, name, None)
-            for name in ("wall_seconds", "cpu_seconds", "seen", "new", "classified", "access_denied", "vanished")
+            for name in ("wall_seconds", "cpu_seconds", "seen", "new", "classified", "access_denied", "vanished",
+                         "unreadable", "unreadable_reason")  # what a hidepid /proc or other users hid, and why
         }
         latest = {
             "taken_at": taken_at,

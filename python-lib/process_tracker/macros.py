@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
-from . import dss, identifiers, params, policy, render
+from . import dss, identifiers, kinds, params, policy, render
 from .errors import ConfigError, DSSError, DSSForbidden, ProcessTrackerError
+from .reading import answer_list
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +260,13 @@ def _known(what, read):
         return None, "could not check the %s against DSS (%s): they are used as typed" % (what, err)
 
 
+def _listed(client, what, field):
+    """The `field` of every object DSS lists as its project keys or users, through the validation layer (an answer
+    that is not a list is a DSSError, not a TypeError); called inside `_known`'s `dss.calling`."""
+    answer = client.list_users() if what == "users" else kinds.call(client, kinds.PROJECTS, "listing the " + what)
+    return [obj.get(field) for obj in answer_list(answer, "listing the " + what)]
+
+
 def _plural(word, items):
     return "%s%s: %s" % (word, "s"[: len(items) > 1], ", ".join(items))
 
@@ -275,10 +283,9 @@ def check_scope(client, values) -> List[str]:
     """Check the macro's project keys and logins against DSS, before anything is listed: an unknown one in an
     include list (or the installer's project) raises ConfigError naming the parameter; one in an exclude list
     gives a warning (returned, one text each). Keys are compared exactly (already valid identifiers: `params`)."""
-    lists = (("project keys", "project key", "project", client.list_project_keys, ("projects", "projectKey"),
-              "excludedProjects"),
-             ("users", "user", "user", lambda: [u.get("login") for u in client.list_users() if isinstance(u, dict)],
-              ("users",), "excludedUsers"))
+    lists = (("project keys", "project key", "project", lambda: _listed(client, "project keys", "projectKey"),
+              ("projects", "projectKey"), "excludedProjects"),
+             ("users", "user", "user", lambda: _listed(client, "users", "login"), ("users",), "excludedUsers"))
     warnings = []
     for plural, noun, what, read, includes, exclude in lists:
         included, excluded = _values_of(values, includes), _values_of(values, (exclude,))

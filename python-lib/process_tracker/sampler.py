@@ -27,6 +27,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .errors import ProcessTrackerError
+
 logger = logging.getLogger(__name__)
 
 LOCK_FILENAME = "sampler.lock"
@@ -90,7 +92,10 @@ class Sampler:
         with self._guard:
             if self._lock_fd is not None:
                 return True
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:  # a read-only or full folder: the history's reason, said on the page
+                raise self.store.folder_unusable("taking the sampler's writer lock", exc) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -142,6 +147,11 @@ class Sampler:
             }
             self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason, contexts=contexts,
                               oom=oom)
+        except ProcessTrackerError as exc:  # the history cannot be written (read-only, full): its reason, no trace
+            self.errors += 1
+            self.last_error = exc.__class__.__name__
+            logger.warning("sampler: sample not recorded: %s; will retry at the next tick", exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - the sampler never dies: log, count, next tick
             self.errors += 1
             self.last_error = exc.__class__.__name__

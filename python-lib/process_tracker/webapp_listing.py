@@ -2,7 +2,8 @@
 
 `ListingCache.get()` returns the last listing at once while it is fresh (`ttl_seconds`). When it is older, one
 background thread lists DSS again (never two at a time), and `get` waits for it at most `wait_seconds` (at most
-`first_wait_seconds` while nothing was ever listed, so a page opened on a fast DSS shows the join): a listing
+`first_wait_seconds` while nothing was ever listed, so a page opened on a fast DSS shows the join, but only while
+DSS answers: once no call got an answer for `wait_seconds`, a call is slow and the view is served): a listing
 that arrives within that wait is served; otherwise the previous listing (or none) is served, with a status that
 says how old it is and that a call is slow. A failing listing keeps the previous one and says why.
 """
@@ -51,8 +52,9 @@ class ListingCache:
     """`list_fn()` -> Inventory, run in a background thread; `clock()` gives epoch seconds for `listed_at`."""
 
     def __init__(self, list_fn: Callable[[], object], ttl_seconds=10.0, wait_seconds=1.0, first_wait_seconds=5.0,
-                 clock=time.time, name="process-tracker-listing"):
+                 clock=time.time, name="process-tracker-listing", last_answer_monotonic=lambda: None):
         self.list_fn = list_fn
+        self.last_answer_monotonic = last_answer_monotonic  # when DSS last answered (dss.last_answer_monotonic)
         self.ttl_seconds = float(ttl_seconds)
         self.wait_seconds = float(wait_seconds)
         self.first_wait_seconds = float(first_wait_seconds)
@@ -73,15 +75,31 @@ class ListingCache:
         waiting for that refresh at most `wait_seconds` (default: the cache's `wait_seconds`, or
         `first_wait_seconds` while nothing was ever listed)."""
         with self._lock:
-            wait = wait_seconds
+            wait, first = wait_seconds, wait_seconds is None and self._inventory is None
             if wait is None:
                 wait = self.wait_seconds if self._inventory is not None else self.first_wait_seconds
             fresh = (self._listed_mono is not None
                      and time.monotonic() + min_fresh_seconds < self._listed_mono + self.ttl_seconds)
             done = None if fresh else self._start_locked()
         if done is not None and wait > 0:
-            done.wait(wait)
+            self._wait(done, wait, answering_only=first)
         return self.status()
+
+    def _wait(self, done, wait, answering_only):
+        """Wait for the refresh at most `wait` seconds; with `answering_only`, only while DSS answers: not once no
+        call got an answer for `wait_seconds` since the refresh started (a call is slow: the view goes on)."""
+        until = time.monotonic() + wait
+        while not done.wait(max(0.0, min(0.05, until - time.monotonic()))):
+            now = time.monotonic()
+            if now >= until:
+                return
+            if answering_only:
+                with self._lock:
+                    started = self._started_mono
+                answered = self.last_answer_monotonic()
+                since = max(started or now, answered if answered is not None else 0.0)
+                if now - since >= self.wait_seconds:
+                    return
 
     def status(self):
         with self._lock:

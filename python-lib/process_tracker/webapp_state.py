@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
-from . import charts, history
+from . import charts, dss, history
 from .errors import ConfigError, DSSError, DSSUnauthorized
 from .identifiers import is_valid, safe_text
 from .pod_views import PodSource, add_to_table
@@ -78,7 +78,7 @@ class WebappOptions:
     start_sampler: bool = True
     inventory_ttl_seconds: float = 10.0  # listing DSS activities is shared by requests for this long
     listing_wait_seconds: float = 1.0  # the longest a view waits for a DSS listing (the snapshot: always)
-    first_listing_wait_seconds: float = 5.0  # the table's, while nothing was ever listed; an apply's, after acting
+    first_listing_wait_seconds: float = 5.0  # the table's while nothing was ever listed (while DSS answers); an apply's
     identity_ttl_seconds: float = 30.0  # a resolved browser identity is reused for this long (per cookie hash)
     group_ttl_seconds: float = 60.0  # group definitions (admin flag) are reused for this long
     action_wait_seconds: float = 10.0  # how long an apply waits for DSS to confirm the stop
@@ -192,8 +192,10 @@ class WebappState:
         self._client = None
         self._client_lock = threading.Lock()
         self.versions = None  # {"dss", "dataikuapi"}: read once, by the first listing
-        self.listing = ListingCache(self._list, ttl_seconds=options.inventory_ttl_seconds, wait_seconds=options.listing_wait_seconds,
-                                    first_wait_seconds=options.first_listing_wait_seconds, clock=options.clock)
+        self.listing = ListingCache(self._list, ttl_seconds=options.inventory_ttl_seconds,
+                                    wait_seconds=options.listing_wait_seconds,
+                                    first_wait_seconds=options.first_listing_wait_seconds, clock=options.clock,
+                                    last_answer_monotonic=dss.last_answer_monotonic)
         self.inflight = InFlight(directory, wait_seconds=options.action_wait_seconds + 60.0)
         self._views = {}  # view name -> (key, JSON bytes): computed once per sample and listing
         self._views_lock = threading.Lock()
