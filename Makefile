@@ -29,7 +29,7 @@ help:
 	@echo "make test-clients  only the DSS-facing suites, once per old dataiku-api-client ($(OLD_CLIENTS))"
 	@echo "make lint    ruff, and a Python 3.9 compatibility check of the plugin code (vermin)"
 	@echo "make plugin  build $(ZIP)"
-	@echo "make bench   run the benchmarks under bench/ (figures go to bench/RESULTS.md by hand)"
+	@echo "make bench   run the benchmarks under bench/ (installs prometheus-process-exporter; figures go to bench/RESULTS.md by hand)"
 	@echo "make screenshots  refresh docs/screenshots/ (the README's pictures) from the browser tests"
 
 $(STAMP): requirements-dev.txt pyproject.toml
@@ -73,7 +73,9 @@ demo: $(STAMP)
 screenshots: $(STAMP) chromium
 	PT_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser/test_browser.py tests/browser/test_browser_degraded.py
 
+# bench/exporter.py runs beside Debian's prometheus-process-exporter: installed here (as root), not by `make test`
 bench: $(STAMP)
+	@bash dev/ensure-process-exporter.sh
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 plugin: $(ZIP)

@@ -1,23 +1,23 @@
-"""The host side: one psutil pass -> a Snapshot of frozen process records, the tree, roles and memory.
+"""The host side: one /proc pass -> a Snapshot of frozen process records, the tree, roles and memory.
 
 Records are the contract with the rest of the code (policy, joins, charts, rendering): no psutil object and no
 raw command line ever leaves this module. Units are in field names.
 
 How a scan works (`Scanner.scan()`):
-- ONE `psutil.process_iter(attrs=ATTRS, ad_value=None)` pass. ATTRS are what changes between scans and all come
-  from one small /proc file (stat); memory is read after classification, from /proc/<pid>/statm or, for DSS
-  processes, from /proc/<pid>/status (see below). What does not change for a process (its command line,
-  name, user and parent) is read only when the scanner meets a new identity `(pid, created_at)`, and again on
-  every scan while the process is younger than `young_seconds` (a title rewritten after start, a uid changed by a
-  wrapper); the parent is re-read when the parent exits (re-parenting).
+- ONE read of /proc/<pid>/stat per listed process, with raw system calls (no psutil object): state, CPU times
+  and start ticks, what changes between scans. Memory is read after classification, from /proc/<pid>/statm or,
+  for DSS processes, from /proc/<pid>/status (see below). What does not change for a process (its command line,
+  name, user and parent) is read through psutil only when the scanner meets a new identity: a pid not seen
+  before, or a known pid whose start ticks changed (the pid was reused: a fresh identity and classification);
+  again on every scan while the process is younger than `young_seconds` (a title rewritten after start, a uid
+  changed by a wrapper); the parent is re-read when the parent exits (re-parenting). A process whose stat is
+  unreadable (hidepid) goes through psutil every scan, which says what it can read.
 - The classification (roles.analyse) is cached per identity; roles are resolved over the tree (built once per
   scan from ppid) with roles.resolve, and a process's resolution is kept once it is past its young age: a DSS
   process re-parented to init (its JEK died) keeps its role.
-- psutil caches `create_time` on the Process objects process_iter keeps between calls, so a pid reused between
-  two scans would keep the old identity. Linux hands out pids cyclically: from /proc/sys/kernel/ns_last_pid and
-  the fork count of /proc/stat, the scanner knows which pids may have been handed out since its previous scan,
-  checks those with `Process.is_running()` (which re-reads the start time), and gives a reused pid a fresh
-  identity and classification. When those files are unreadable, every pid is checked.
+- The identity `(pid, created_at)` keeps psutil's create_time of the first sight; the start ticks read every
+  scan are what tells a reused pid (psutil caches create_time on its Process objects, so a pid reused between
+  two scans would keep the old identity there).
 - For DSS processes (option `details="dss"`, the default), ONE read of /proc/<pid>/status every scan gives rss,
   RssAnon, swap and threads (statm is then not read), and /proc/<pid>/cgroup is read while the process is young
   (DSS places a process in its cgroup when it starts). `details="all"` does the same for every process. Other
@@ -34,7 +34,7 @@ How a scan works (`Scanner.scan()`):
 - Names are the kernel's comm (/proc/<pid>/comm), never psutil's name(), which extends a 15-character comm with
   argv[0] (a program path may hold a key). A DIP_HOME named by a command line counts for the instance only when
   it looks like a DSS data directory (`looks_like_data_dir`, checked once per directory) or a DSS JVM names it.
-- The phases of `scan()`: read (the psutil pass, identities, static reads and classification of new and young
+- The phases of `scan()`: read (the stat pass, identities, static reads and classification of new and young
   processes) -> tree (ppid, re-parenting, roles.resolve) -> measure (memory, CPU, cgroups, role sums).
 """
 import os
@@ -47,9 +47,6 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from . import roles as catalogue
 from .errors import ConfigError
 
-# what the psutil pass reads for every process: /proc/<pid>/stat (ppid, create_time, cpu_times, status). Memory
-# comes after classification: /proc/<pid>/status for DSS processes, /proc/<pid>/statm for the others.
-ATTRS = ("cpu_times", "status")
 DETAILS_CHOICES = ("dss", "all")
 UNLIMITED_BYTES = 1 << 60  # cgroup v1 reports "no limit" as a huge number
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")  # the unit of /proc/<pid>/statm
@@ -161,9 +158,9 @@ class ScanOptions:
     pss_every: only every Nth scan (1: every scan).
     young_seconds: processes younger than this are re-read and re-classified on every scan.
     details: "dss" (swap, threads, cgroup of DSS processes only) or "all" (every process).
-    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads (status, statm,
-      cgroup, pid allocation; psutil itself, the comm and the hidepid check read psutil.PROCFS_PATH); tests point
-      them at fake trees.
+    proc_root, cgroup_root: where /proc and the cgroup mount are, for the scanner's own reads of status, statm
+      and cgroup (the listing and the stat pass, psutil itself, the comm and the hidepid check read
+      psutil.PROCFS_PATH); tests point them at fake trees.
     cgroup_markers: a cgroup is a DSS cgroup when one of its path components is one of these (case-insensitive).
     """
 
@@ -192,7 +189,7 @@ class ScanOptions:
 # --- /proc and cgroup readers (pure over a root path, testable on fake trees) -----------------------------------
 
 
-def _read_small(path: str, size: int = 16384) -> bytes:
+def _read_small(path: str, size: int = 4096) -> bytes:
     """The whole content of a small /proc file, with raw system calls (half the cost of open().read())."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -208,6 +205,17 @@ def _read_small(path: str, size: int = 16384) -> bytes:
         return data
     finally:
         os.close(fd)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's times
+
+
+def _parse_stat(data: bytes) -> Tuple[bytes, float, bool]:
+    """(start ticks, user + system CPU seconds, zombie?) from /proc/<pid>/stat. The CPU seconds are computed as
+    psutil computes cpu_times().user + .system (same float operations, same value); the start ticks identify the
+    process (they never change for a live process; a reused pid has new ones)."""
+    fields = data[data.rfind(b")") + 2:].split()  # comm, in parentheses, may hold spaces and parentheses
+    return fields[19], float(fields[11]) / CLOCK_TICKS + float(fields[12]) / CLOCK_TICKS, fields[0] == b"Z"
 
 
 def _status_field(data: bytes, key: bytes) -> Optional[int]:
@@ -304,7 +312,11 @@ def cgroup_totals(paths: Mapping[str, int], cgroup_root: str = "/sys/fs/cgroup")
 
 
 def read_allocations(proc_root: str = "/proc") -> Optional[Tuple[int, int, int]]:
-    """(last pid allocated in this pid namespace, tasks forked since boot, pid_max), or None when unreadable."""
+    """(last pid allocated in this pid namespace, tasks forked since boot, pid_max), or None when unreadable.
+
+    With `reusable_pids`, what tells which pids may have been reused between two readings without reading each
+    process. The Scanner no longer needs it (it reads every process's start ticks in its stat pass, an exact
+    check); kept as a tested helper."""
     try:
         with open(proc_root + "/sys/kernel/ns_last_pid", "rb") as f:
             last = int(f.read())
@@ -345,10 +357,12 @@ def reusable_pids(before, after):
 class _Known:
     """What the scanner keeps about one identity (pid, created_at) between scans. Never leaves this module."""
 
-    __slots__ = ("created_at", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node", "cgroup")
+    __slots__ = ("created_at", "start", "traits", "user", "resolved", "cpu_total", "ppid", "parent_start", "node",
+                 "cgroup")
 
     def __init__(self, created_at):
         self.created_at = created_at
+        self.start = None  # start ticks from /proc/<pid>/stat: the identity check of the steady scans
         self.traits = None
         self.user = None
         self.resolved = None
@@ -360,12 +374,14 @@ class _Known:
 
 
 class _Row:
-    """One process within one scan, from the read phase to the measure phase."""
+    """One process within one scan, from the read phase to the measure phase (`proc`: the psutil Process when it
+    was read through psutil this scan, else None; `cpu_total`: user + system CPU seconds, None when unreadable)."""
 
-    __slots__ = ("pid", "proc", "known", "info", "zombie", "denied")
+    __slots__ = ("pid", "proc", "known", "cpu_total", "zombie", "denied")
 
-    def __init__(self, pid, proc, known, info, zombie, denied):
-        self.pid, self.proc, self.known, self.info, self.zombie, self.denied = pid, proc, known, info, zombie, denied
+    def __init__(self, pid, proc, known, cpu_total, zombie, denied):
+        self.pid, self.proc, self.known, self.cpu_total = pid, proc, known, cpu_total
+        self.zombie, self.denied = zombie, denied
 
 
 class _Counts:
@@ -474,7 +490,6 @@ class Scanner:
         self._data_dirs = {}  # path -> looks like a DSS data directory (checked once per directory)
         self._hidepid = None  # (procfs path, hidepid mode or None), read once
         self._last_mono = None
-        self._allocations = None
         self._scans = 0
         self._last_nodes = None
         self._last_resolved = None
@@ -513,12 +528,14 @@ class Scanner:
         return data.rstrip(b"\n")[:15].decode("utf-8", "ignore")
 
     def _read_static(self, proc, known, psutil):
-        """Read the command line, name, user and parent of a new or young process, and classify it.
+        """Read the command line, name and user of a new or young process, and its parent when new, and classify it.
+        (A young process's parent changes only when the parent exits: the tree phase re-reads it then.)
 
         Returns True when something was unreadable (AccessDenied). Raises psutil.NoSuchProcess when it is gone and
         psutil.AccessDenied when its parent cannot be read (then nothing of it can: hidepid).
         """
         denied = False
+        new = known.traits is None
         try:
             argv = proc.cmdline()
         except psutil.ZombieProcess:
@@ -532,10 +549,11 @@ class Scanner:
             known.user = self._user(proc.uids().real)
         except (psutil.AccessDenied, psutil.ZombieProcess):
             known.user, denied = None, True
-        try:
-            known.ppid = proc.ppid()
-        except psutil.ZombieProcess:
-            known.ppid = 0
+        if new:
+            try:
+                known.ppid = proc.ppid()
+            except psutil.ZombieProcess:
+                known.ppid = 0
         known.traits = catalogue.analyse(argv, name)
         known.resolved = None
         del argv  # the raw command line stops here
@@ -544,9 +562,9 @@ class Scanner:
     def _refresh(self, proc, known, check_identity, young_after, psutil):
         """Identity check and static reads of a new, young or possibly reused process.
 
-        psutil keeps its Process objects (and their cached create_time) across process_iter calls: a pid the
-        kernel handed to another process is checked with is_running() and read through a fresh Process. psutil
-        may also find the reuse itself (NoSuchProcess on a live pid): then the same, once.
+        `proc` is a psutil Process made for the pid this scan; with `check_identity` it is checked with
+        is_running() and its create_time compared with the known identity's (a different one: the pid was reused,
+        a fresh identity). psutil may also find a reuse itself (NoSuchProcess on a live pid): then the same, once.
         Returns (proc, known, reused, analysed, denied). Raises psutil.NoSuchProcess when the process is gone,
         psutil.AccessDenied when its identity cannot be read (another user's process under hidepid).
         """
@@ -644,44 +662,52 @@ class Scanner:
                         cgroups=cgroup_totals(cgroup_paths, opts.cgroup_root), stats=stats)
 
     def _read_phase(self, psutil, young_after, counts):
-        """ONE psutil pass: a row per readable process. A new, young or possibly reused identity is checked and
-        its static values read and classified (`_refresh`). Vanished and unreadable processes are counted."""
-        allocations = read_allocations(self.options.proc_root)
-        may_be_reused = reusable_pids(self._allocations, allocations)
-        self._allocations = allocations
-        listed = set(psutil.pids())
-        previous, current, yielded, rows = self._known, {}, [], []
-        zombie_status = psutil.STATUS_ZOMBIE
-        for proc in psutil.process_iter(attrs=ATTRS, ad_value=None):
-            info = proc.info
-            pid = proc.pid
-            yielded.append(pid)
+        """ONE read of /proc/<pid>/stat per listed process (state, CPU times, start ticks): a row per readable
+        process. A known identity (same pid and start ticks) past its young age is taken as it is; a new, young
+        or reused one, or one whose stat is unreadable, is read through psutil and classified (`_refresh`).
+        Vanished and unreadable processes are counted."""
+        procfs = psutil.PROCFS_PATH
+        previous, current, rows = self._known, {}, []
+        for pid in sorted(int(name) for name in os.listdir(procfs) if name.isdigit()):
+            try:
+                stat = _parse_stat(_read_small("%s/%d/stat" % (procfs, pid)))
+            except (FileNotFoundError, ProcessLookupError):
+                counts.vanished += 1
+                continue
+            except PermissionError:  # hidepid: read through psutil, which says what it can
+                stat = None
             known = previous.get(pid)
-            denied = None in info.values()
-            suspect = known is None or may_be_reused is None or may_be_reused(pid)
-            if suspect or known.created_at > young_after:
+            start, cpu_total, zombie = stat if stat is not None else (None, None, False)
+            proc, static_denied = None, False
+            if known is None or start is None or known.start != start or known.created_at > young_after:
                 try:
-                    proc, known, reused, analysed, static_denied = self._refresh(
-                        proc, known, suspect, young_after, psutil)
+                    proc, known, static_denied = self._slow_read(pid, known, start, young_after, psutil, counts)
                 except psutil.NoSuchProcess:
                     counts.vanished += 1
                     continue
                 except psutil.AccessDenied:  # nothing readable, not even its identity: left out, like a vanished one
                     counts.unreadable += 1
                     continue
-                counts.reused += reused
-                counts.new += known.node is None
-                counts.analysed += analysed
-                denied = denied or static_denied
-            zombie = info["status"] == zombie_status
+            denied = stat is None or static_denied
             if zombie:
                 counts.zombies += 1
                 denied = False
             current[pid] = known
-            rows.append(_Row(pid, proc, known, info, zombie, denied))
-        counts.vanished += len(listed.difference(yielded))  # listed by psutil, gone before it read them
+            rows.append(_Row(pid, proc, known, cpu_total, zombie, denied))
         self._known = current
         return rows
+
+    def _slow_read(self, pid, known, start, young_after, psutil, counts):
+        """A new, young or reused identity (or an unreadable stat) through psutil: identity check, static reads and
+        classification. Returns (psutil Process, known, something unreadable?). Raises psutil.NoSuchProcess or
+        psutil.AccessDenied as `_refresh` does."""
+        suspect = known is None or start is None or known.start != start
+        proc, known, reused, analysed, denied = self._refresh(psutil.Process(pid), known, suspect, young_after, psutil)
+        known.start = start
+        counts.reused += reused
+        counts.new += known.node is None
+        counts.analysed += analysed
+        return proc, known, denied
 
     def _tree_phase(self, rows, psutil, counts):
         """{pid: Resolved} over the tree, built once from ppid. A parent that exited re-parents its children (their
@@ -721,7 +747,7 @@ class Scanner:
         """The re-read parent pid of a process whose parent exited (0 for a zombie), None when it is gone or
         unreadable (counted)."""
         try:
-            row.known.ppid = row.proc.ppid()
+            row.known.ppid = (row.proc if row.proc is not None else psutil.Process(row.pid)).ppid()
         except psutil.ZombieProcess:
             row.known.ppid = 0
         except psutil.NoSuchProcess:
@@ -791,8 +817,7 @@ class Scanner:
     @staticmethod
     def _cpu_percent(row, per_cpu_second):
         """CPU % of one core since the previous scan (None on first sight); remembers this scan's CPU time."""
-        cpu = row.info["cpu_times"]
-        cpu_total = (cpu.user + cpu.system) if cpu is not None else None
+        cpu_total = row.cpu_total
         known = row.known
         cpu_percent = None
         if per_cpu_second is not None and cpu_total is not None and known.cpu_total is not None:
