@@ -24,7 +24,14 @@ _FALLBACK_PALETTE = (
 
 @functools.lru_cache(maxsize=256)
 def role_style(role):
-    """(display name, colour) of a role id, from the role catalogue; stable for ids it does not know."""
+    """(display name, colour) of a role id, from the role catalogue; stable for ids it does not know. A pod
+    series ("pod:<role>", pods.series_role) is "<the role's name> (pods)" in the role's colour."""
+    from .pods import base_role
+
+    base = base_role(role)
+    if base is not None:
+        display, colour = role_style(base)
+        return "%s (pods)" % display, colour
     try:
         display, colour = catalogue.role_style(role)
         return str(display), str(colour)

@@ -10,6 +10,11 @@ A scrape costs no scan: the scan loop (host.Scanner, every `scan_interval_second
 which writes the exposition, once per rebuild and format (text or OpenMetrics, gzipped or not): later scrapes
 copy those bytes. A failing scan or listing is counted (the previous data is served) and logged in one
 line; the loops never die from one.
+
+With pod settings (`ExporterOptions.pods`, pods.PodSettings), a third loop lists DSS's pods on Kubernetes every
+`pod_interval_seconds`: they count in the per-role families with `where="pod"`, join to the DSS listing like host
+processes (pod_joins), and an unreachable cluster, a refusal or a missing kubernetes client is counted and logged
+(the last good pods are served; `process_tracker_exporter_pods_reachable` says so).
 """
 import base64
 import binascii
@@ -53,9 +58,15 @@ class ExporterOptions:
     dss_datadirs: Tuple[str, ...] = ()
     listing_datadir: Optional[str] = None
     scan: ScanOptions = field(default_factory=ScanOptions)
+    pods: Optional[object] = None  # pods.PodSettings: list DSS's pods on Kubernetes too
+    pod_interval_seconds: float = 30.0
+    max_pod_nodes: int = 50  # nodes with their own dss_node_pod* series; the rest are node="other"
 
     def __post_init__(self):
-        for name in ("scan_interval_seconds", "listing_interval_seconds"):
+        n = self.max_pod_nodes
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1000:
+            raise ConfigError("max_pod_nodes", "must be an integer from 0 to 1000, got %r" % (n,))
+        for name in ("scan_interval_seconds", "listing_interval_seconds", "pod_interval_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 3600:
                 raise ConfigError(name, "must be a number of seconds from 0.1 to 3600, got %r" % (value,))
@@ -72,15 +83,20 @@ class Exporter:
     """Scans, lists and keeps the last metric families. `collect()` makes it a prometheus_client collector."""
 
     def __init__(self, options: ExporterOptions, make_client: Optional[Callable[[], object]] = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, pod_api_factory: Optional[Callable[[], object]] = None):
         self.options = options
+        self._pods = None  # pod_views.PodSource when options.pods is set
+        if options.pods is not None:
+            from .pod_views import PodSource
+
+            self._pods = PodSource(options.pods, ttl_seconds=0.0, now=clock, api_client_factory=pod_api_factory)
         self._make_client = make_client
         self._client = None
         self._clock = clock
         self._scanner = Scanner(options.scan, clock=clock)
         self._lock = threading.Lock()
         self._view = metrics.View(now=clock(), listing_datadir=options.listing_datadir or "",
-                                  max_activity_series=options.max_activity_series)
+                                  max_activity_series=options.max_activity_series, max_pod_nodes=options.max_pod_nodes)
         self._snapshot = None
         self._families = metrics.families(self._view)
         self.generation = 0  # +1 at every rebuild of the families (the HTTP side caches its output per generation)
@@ -88,6 +104,10 @@ class Exporter:
     @property
     def lists_dss(self):
         return self._make_client is not None
+
+    @property
+    def lists_pods(self):
+        return self._pods is not None
 
     # -- the prometheus_client collector ----------------------------------------------------------------------
     def collect(self):
@@ -124,7 +144,7 @@ class Exporter:
             c = view.counters
             cpu = dict(c.cpu_seconds)
             for r in records:
-                key = (metrics.datadir(r), r.role)
+                key = metrics.role_key(r)
                 cpu.setdefault(key, 0.0)
                 if interval and r.cpu_percent is not None:
                     cpu[key] += r.cpu_percent * interval / 100.0
@@ -136,18 +156,24 @@ class Exporter:
             counters = replace(c, scans=c.scans + 1, scan_cpu_seconds=c.scan_cpu_seconds + snapshot.stats.cpu_seconds,
                                cpu_seconds=cpu, oom_kills=kills)
             return replace(view, records=records, cgroups=cgroups, counters=counters, last_scan=snapshot.stats,
-                           last_scan_at=snapshot.taken_at, joined=self._join(snapshot, view.inventory))
+                           last_scan_at=snapshot.taken_at, joined=self._join(snapshot, view.inventory, view.pods))
 
         self._snapshot = snapshot
         self._update(apply)
         return True
 
-    def _join(self, snapshot, inventory):
-        if snapshot is None or inventory is None:
+    def _join(self, snapshot, inventory, pods=()):
+        """The host's processes (and DSS's pods) joined to the DSS listing; None without a listing."""
+        if inventory is None or (snapshot is None and not pods):
             return None
         from .joins import join
 
-        return join(snapshot, inventory, instance=self.options.listing_datadir)
+        joined = join(snapshot, inventory, instance=self.options.listing_datadir) if snapshot is not None else None
+        if not pods:
+            return joined
+        from .pod_joins import join_pods
+
+        return join_pods(pods, inventory, host=joined)
 
     def list_once(self):
         """One DSS listing (when DSS is configured); returns True when it succeeded without failing calls."""
@@ -173,10 +199,47 @@ class Exporter:
                                listing_errors=view.counters.listing_errors + failed)
             if inventory is None:
                 return replace(view, counters=counters)
-            return replace(view, inventory=inventory, joined=self._join(snapshot, inventory), counters=counters)
+            return replace(view, inventory=inventory, joined=self._join(snapshot, inventory, view.pods),
+                           counters=counters)
 
         self._update(apply)
         return not failed
+
+    def pods_once(self):
+        """One listing of DSS's pods (when configured); returns True when it reached the cluster without refusal.
+        A failed listing is counted and logged; the previous pods are kept."""
+        if self._pods is None:
+            return False
+        listing = self._pods.listing(fresh=True)
+        failed = not listing.reachable or bool(listing.errors)
+        if failed:  # texts from pods.py: already safe
+            logger.warning("listing DSS's pods: %s", "; ".join(listing.notes + tuple(e.message for e in listing.errors)))
+        snapshot = self._snapshot
+
+        def apply(view):
+            c = view.counters
+            counters = replace(c, pod_listings=c.pod_listings + 1, pod_listing_errors=c.pod_listing_errors + failed,
+                               cpu_seconds=self._pod_cpu(c.cpu_seconds, view, listing))
+            if not listing.reachable:
+                return replace(view, counters=counters, pods_reachable=False)
+            return replace(view, pods=listing.pods, pods_reachable=True, pod_listed_at=listing.taken_at,
+                           counters=counters, joined=self._join(snapshot, view.inventory, listing.pods))
+
+        self._update(apply)
+        return not failed
+
+    @staticmethod
+    def _pod_cpu(cpu_seconds, view, listing):
+        """The pods' CPU counters: each pod's usage (cores, from the metrics API) over the time since the previous
+        listing, per (dss_datadir, role, where)."""
+        cpu = dict(cpu_seconds)
+        interval = listing.taken_at - view.pod_listed_at if view.pod_listed_at is not None else None
+        for p in listing.pods if listing.reachable else ():
+            key = metrics.role_key(p)
+            cpu.setdefault(key, 0.0)
+            if interval and interval > 0 and p.cpu_percent is not None:
+                cpu[key] += p.cpu_percent * interval / 100.0
+        return cpu
 
     def _update(self, change):
         with self._lock:
@@ -199,10 +262,14 @@ class Exporter:
 
     def run(self, stop: threading.Event):
         """The scan loop in this thread and the listing loop in another, until `stop` is set."""
-        threads = []
+        loops = []
         if self.lists_dss:
-            t = threading.Thread(target=self._loop, args=(stop, self.list_once, self.options.listing_interval_seconds),
-                                 name="pt-exporter-listing", daemon=True)
+            loops.append(("pt-exporter-listing", self.list_once, self.options.listing_interval_seconds))
+        if self._pods is not None:
+            loops.append(("pt-exporter-pods", self.pods_once, self.options.pod_interval_seconds))
+        threads = []
+        for name, step, interval in loops:
+            t = threading.Thread(target=self._loop, args=(stop, step, interval), name=name, daemon=True)
             t.start()
             threads.append(t)
         self._loop(stop, self.scan_once, self.options.scan_interval_seconds)

@@ -296,6 +296,19 @@ def role_samples_from_snapshot(snapshot):
     return [RoleSample(role, *values) for role, values in sorted(totals.items())]
 
 
+def pod_role_samples(pods):
+    """Per-role totals of DSS's pods (pods.PodRecord), keyed "pod:<role>" (pods.series_role): a pod's memory is
+    its working set from the metrics API (0 without metrics), its CPU the usage in cores x 100."""
+    from .pods import series_role
+
+    totals = {}
+    for p in pods:
+        c, anon, rss, cpu = totals.get(series_role(p.role), (0, 0, 0, 0.0))
+        totals[series_role(p.role)] = (c + 1, anon + (p.rss_anon_bytes or 0), rss + (p.rss_bytes or 0),
+                                       cpu + (p.cpu_percent or 0.0))
+    return [RoleSample(role, *values) for role, values in sorted(totals.items())]
+
+
 def top_processes_by_role(processes, top_n):
     """role -> the `top_n` processes of that role by RssAnon (largest first)."""
     by_role = {}
@@ -486,16 +499,17 @@ class HistoryStore:
 
     # -- writing --------------------------------------------------------------------------------------------
     @_guarded("recording a sample", write=True)
-    def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None, contexts=None, oom=None):
+    def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None, pods=(), contexts=None, oom=None):
         """Write one sample from a host.Snapshot: series, top processes, cgroups, and the whole last sample.
 
         `sampler` is a dict of the sampler's own figures (stored with the sample, shown by /api/snapshot).
-        `contexts`: {pid: context.Context} of the sample's processes; `oom`: cgroup_context.CgroupInfo of its DSS
-        cgroups (their OOM-kill counters and what their paths stand for).
+        `pods`: DSS's pods (pods.PodRecord) at that time: their role series ("pod:<role>") are written beside the
+        host's (not their processes: the latest processes are the host's). `contexts`: {pid: context.Context} of
+        the sample's processes; `oom`: cgroup_context.CgroupInfo of its DSS cgroups (OOM kills, what they are).
         """
         taken_at = float(snapshot.taken_at)
         sampler = dict(sampler or {})
-        roles = role_samples_from_snapshot(snapshot)
+        roles = role_samples_from_snapshot(snapshot) + pod_role_samples(pods)
         top = top_processes_by_role(snapshot.processes, self.top_n)
         stats = {
             name: getattr(snapshot.stats, name, None)

@@ -170,6 +170,8 @@ class HostView:
     roles: Mapping[Tuple[str, str], str] = field(default_factory=dict)
     orphans: Tuple = ()  # host.ProcessRecord of a DSS role no activity explains
     note: str = ""
+    where: Mapping[Tuple[str, str], str] = field(default_factory=dict)  # the host's name, or the pod (pod_view)
+    pods: Optional["PodView"] = None  # DSS's pods, when the run lists them (the k8s* parameters)
 
 
 def host_view(inventory, scan: Optional[Callable[[], object]] = None, instance: Optional[str] = None) -> HostView:
@@ -214,6 +216,81 @@ def _contexts(snapshot, instance):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# DSS's pods on Kubernetes (the k8s* parameters): joined to the same inventory, beside the host's processes
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What DSS's pods add, per (kind, id) of the activities they run: memory (the pod's working set from the
+    metrics API), role and where (`pod <namespace>/<name> on <node>`); the pods no activity explains (PodMatch
+    rows: orphans, unjoined, unknown); the cluster's refusals (errors) and notes (unreachable, no metrics)."""
+
+    memory: Mapping[Tuple[str, str], int] = field(default_factory=dict)
+    roles: Mapping[Tuple[str, str], str] = field(default_factory=dict)
+    where: Mapping[Tuple[str, str], str] = field(default_factory=dict)
+    unexplained: Tuple = ()
+    errors: Tuple[str, ...] = ()
+    notes: Tuple[str, ...] = ()
+
+
+def pod_view(inventory, settings, host: HostView, api_client_factory=None, now: Optional[float] = None) -> PodView:
+    """List DSS's pods (pods.PodSettings) and join them to `inventory`; sessions that host processes explain are
+    not candidates for pods. Never raises for the cluster: no kubernetes client, an unreadable kubeconfig, an
+    unreachable cluster or a refusal are notes and errors, and the run goes on with the host's view."""
+    from .pod_joins import join_pods
+    from .pod_views import PodSource
+    from .pods import MEMORY_FROM_SPEC, where_text
+
+    source = PodSource(settings, api_client_factory=api_client_factory,
+                       now=(lambda: now) if now is not None else time.time)
+    listing = source.listing(fresh=True)
+    claimed = {(a.kind, a.project_key, a.id) for a in inventory.activities if (a.kind, a.id) in host.roles}
+    joined = join_pods(listing.pods, inventory, claimed=claimed)
+    memory, roles, by_key = {}, {}, {}
+    for m in joined.matches:
+        key, pod = (m.activity.kind, m.activity.id), m.process
+        if pod.rss_anon_bytes is not None:
+            memory[key] = memory.get(key, 0) + int(pod.rss_anon_bytes)
+        roles.setdefault(key, pod.role)
+        by_key.setdefault(key, []).append(pod)
+    where = {key: where_text(p[0]) if len(p) == 1 else "%d pods, e.g. %s" % (len(p), where_text(p[0]))
+             for key, p in by_key.items()}
+    notes = ["Kubernetes: %s" % n for n in listing.notes]
+    if listing.reachable and listing.pods and listing.memory_source == MEMORY_FROM_SPEC and not listing.notes:
+        notes.append("Kubernetes: pod memory is requests and limits only")
+    unexplained = tuple(m for m in joined.rows if m.activity is None)
+    return PodView(memory, roles, where, unexplained, tuple("Kubernetes: %s" % e.message for e in listing.errors),
+                   tuple(notes))
+
+
+def with_pod_view(view: HostView, pods: Optional[PodView], hostname: Optional[str] = None) -> HostView:
+    """The host's view with the pods' memory, roles and where added (host processes first)."""
+    import socket
+
+    hostname = hostname or socket.gethostname()
+    where = {key: hostname for key in view.roles}
+    if pods is None:
+        return replace(view, where=where)
+    memory = dict(view.memory)
+    for key, value in pods.memory.items():
+        memory[key] = memory.get(key, 0) + value
+    where.update({k: v for k, v in pods.where.items() if k not in where})
+    roles = dict(pods.roles)
+    roles.update(view.roles)
+    return replace(view, memory=memory, roles=roles, where=where, pods=pods)
+
+
+def _pod_rows(view: HostView, plan, now: float):
+    """Inventory rows of the pods no activity explains (orphans only when their kind was listed), then the
+    cluster's refusals as warning rows."""
+    if view.pods is None:
+        return []
+    shown = [m for m in view.pods.unexplained
+             if plan.show_orphans and (m.process.explained_by is None or m.process.explained_by in plan.kinds)]
+    return render.pod_rows(shown, now) + render.warning_rows(view.pods.errors, render.INVENTORY_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # the run
 
 
@@ -244,6 +321,8 @@ def _notes(inventory, view):
     notes = list(getattr(inventory, "notes", ()) or ())
     if view is not None and view.note:
         notes.append(view.note)
+    if view is not None and view.pods is not None:
+        notes.extend(view.pods.notes)
     return " ".join(n if n.endswith(".") else n + "." for n in notes)
 
 
@@ -321,12 +400,14 @@ class _Run:
     scan: Optional[Callable[[], object]]
     pids: Optional[Sequence[int]]
     warnings: Sequence[str] = ()
+    pod_api_factory: Optional[Callable[[], object]] = None  # () -> kubernetes ApiClient (default: the settings')
 
 
 def run(macro_id: str, client, config, project_key: Optional[str] = None,
         progress: Optional[Callable[[int], None]] = None, now: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None, scan: Optional[Callable[[], object]] = None,
-        pids: Optional[Sequence[int]] = None, title: Optional[str] = None) -> render.Report:
+        pids: Optional[Sequence[int]] = None, title: Optional[str] = None,
+        pod_api_factory: Optional[Callable[[], object]] = None) -> render.Report:
     """Run one macro with `config` (a macro config dict) through `client`; returns its Report.
 
     `title`: how messages name what runs (default "the <macro id> macro"; the CLI: "process-tracker kill-kernels").
@@ -342,7 +423,7 @@ def run(macro_id: str, client, config, project_key: Optional[str] = None,
                                      else "the %s macro" % macro_id))
     warnings = check_scope(client, plan.values)
     context = _Run(plan, client, project_key, progress or (lambda i: None), time.time() if now is None else float(now),
-                   os.environ if environ is None else environ, scan, pids, warnings)
+                   os.environ if environ is None else environ, scan, pids, warnings, pod_api_factory)
     return with_versions(RUNNERS[spec.runner](context), client)
 
 
@@ -378,14 +459,22 @@ def _list(run_: _Run):
     from . import activities
 
     plan = run_.plan
+    dip_home = (run_.environ.get("DIP_HOME") or "").rstrip("/") or None
+    settings = None
+    if plan.pods:  # this node's install id read before anything is listed (ConfigError naming the parameter)
+        from .pods import settings_if_enabled
+
+        settings = settings_if_enabled(plan.values, dip_home=dip_home)
     inventory = activities.list_activities(run_.client, kinds=plan.kinds, projects=plan.projects, all_users=True,
                                            now=run_.now)
     _check_listing(inventory, plan.kinds)
     run_.progress(1)
-    dip_home = (run_.environ.get("DIP_HOME") or "").rstrip("/") or None
     view = host_view(inventory, run_.scan, instance=dip_home) if plan.scan_host else HostView()
+    pods = None
+    if settings is not None:
+        pods = pod_view(inventory, settings, view, api_client_factory=run_.pod_api_factory, now=run_.now)
     run_.progress(2)
-    return inventory, view
+    return inventory, with_pod_view(view, pods)
 
 
 def _run_act(run_: _Run) -> render.Report:
@@ -400,8 +489,10 @@ def _run_act(run_: _Run) -> render.Report:
     results = actions.perform(run_.client, decisions, apply=plan.apply, wait_seconds=plan.wait_seconds,
                               recheck=policy.make_recheck(plan.rules, protected))
     run_.progress(STAGES)
-    rows = (render.warning_rows(run_.warnings) + render.result_rows(results, run_.now, view.memory)
+    rows = (render.warning_rows(run_.warnings) + render.result_rows(results, run_.now, view.memory, view.where)
             + render.error_rows(inventory.errors))
+    if view.pods is not None:
+        rows += render.warning_rows(view.pods.errors)
     return render.make_report(NAMES[plan.macro_id], rows, render.ACTION_COLUMNS, applied=plan.apply,
                               extra=_notes(inventory, view))
 
@@ -411,13 +502,14 @@ def _run_inventory(run_: _Run) -> render.Report:
     inventory, view = _list(run_)
     shown = [a for a in inventory.activities if not policy.scope_reason(a, plan.scope)]
     rows = render.warning_rows(run_.warnings, render.INVENTORY_COLUMNS)
-    rows += render.inventory_rows(shown, run_.now, view.memory, view.roles)
+    rows += render.inventory_rows(shown, run_.now, view.memory, view.roles, where=view.where)
     if plan.show_orphans and plan.scan_host:
         from .joins import ORPHAN_ROLES
 
         # an orphan only means something when the kinds that would explain it were listed
         orphans = [p for p in view.orphans if set(ORPHAN_ROLES.get(p.role, ())) & set(plan.kinds)]
         rows += render.orphan_rows(orphans, run_.now, "no DSS activity explains this process")
+    rows += _pod_rows(view, plan, run_.now)
     rows += render.error_rows(inventory.errors, render.INVENTORY_COLUMNS)
     run_.progress(3)
     run_.progress(STAGES)
@@ -451,6 +543,8 @@ __all__ = [
     "plugin_scenarios",
     "own_pids",
     "host_view",
+    "PodView",
+    "pod_view",
     "check_scope",
     "run",
     "run_in_dss",

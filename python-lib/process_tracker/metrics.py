@@ -9,7 +9,10 @@ Labels are bounded by construction (docs/prometheus.md, "Label cardinality"):
 - activities (`project`, `kind`, `activity`, `user`) are the top `max_activity_series` by RssAnon; the rest are
   summed per kind into `activity="other"` (project and user empty), so there are at most
   `max_activity_series + len(kinds)` activity series per metric;
-- cgroups are DSS cgroups only (a marker in their path, host.ScanOptions.cgroup_markers).
+- cgroups are DSS cgroups only (a marker in their path, host.ScanOptions.cgroup_markers);
+- DSS's pods on Kubernetes (pods.py, when configured) count in the per-role families with `where="pod"` (host
+  processes: `where="host"`) and an empty `dss_datadir`; per node only in `dss_node_pods` and
+  `dss_node_pod_rss_anon_bytes`, the top `max_pod_nodes` nodes by memory, the rest summed into node="other".
 Every text label value passes `identifiers.safe_text` (control characters escaped, length bounded).
 """
 import os
@@ -26,24 +29,31 @@ from .identifiers import safe_text
 OTHER = "other"
 LABEL_CHARS = 120  # bound of a free-text label value (activity names)
 
+ROLE_LABELS = ("dss_datadir", "role", "where")
+HOST, POD = "host", "pod"  # the `where` label's values
+
 # name -> (type, help, label names). The one table of what the exporter exposes (docs/prometheus.md lists it).
 METRICS = {
-    "dss_processes": ("gauge", "DSS processes by data directory and role (wrappers such as sudo are not counted)",
-                      ("dss_datadir", "role")),
+    "dss_processes": ("gauge", "DSS processes (where=host; wrappers such as sudo are not counted) and DSS's pods "
+                      "(where=pod) by data directory and role", ROLE_LABELS),
     "dss_process_rss_anon_bytes": ("gauge", "Anonymous resident memory (RssAnon, what DSS reports) of the "
-                                   "role's processes", ("dss_datadir", "role")),
+                                   "role's processes; a pod's working set from the metrics API", ROLE_LABELS),
     "dss_process_rss_bytes": ("gauge", "Resident memory (VmRSS, shared pages counted in every process) of the "
-                              "role's processes", ("dss_datadir", "role")),
-    "dss_process_swap_bytes": ("gauge", "Swapped-out memory (VmSwap) of the role's processes",
-                               ("dss_datadir", "role")),
+                              "role's processes; a pod's working set from the metrics API", ROLE_LABELS),
+    "dss_process_swap_bytes": ("gauge", "Swapped-out memory (VmSwap) of the role's processes (pods: 0)",
+                               ROLE_LABELS),
     "dss_process_cpu_seconds": ("counter", "CPU time (user+system) used by the role's processes, measured between "
-                                "the exporter's scans", ("dss_datadir", "role")),
+                                "the exporter's scans (pods: their CPU usage between pod listings)", ROLE_LABELS),
     "dss_jvm_xmx_bytes": ("gauge", "Largest -Xmx among the role's JVMs", ("dss_datadir", "role")),
     "dss_jvm_rss_to_xmx_ratio": ("gauge", "Highest RSS / -Xmx among the role's JVMs", ("dss_datadir", "role")),
-    "dss_orphan_processes": ("gauge", "Kernels and webapp backends no DSS activity explains (needs the DSS "
-                             "listing)", ("dss_datadir", "role")),
-    "dss_orphan_rss_anon_bytes": ("gauge", "RssAnon of the orphan processes and their children",
-                                  ("dss_datadir", "role")),
+    "dss_orphan_processes": ("gauge", "Kernels and webapp backends (processes, or pods) no DSS activity explains "
+                             "(needs the DSS listing)", ROLE_LABELS),
+    "dss_orphan_rss_anon_bytes": ("gauge", "RssAnon of the orphan processes and their children (a pod's working "
+                                  "set)", ROLE_LABELS),
+    "dss_node_pods": ("gauge", "DSS's pods per Kubernetes node (top nodes by memory; the rest as node=\"other\")",
+                      ("node",)),
+    "dss_node_pod_rss_anon_bytes": ("gauge", "Working set of DSS's pods per Kubernetes node (metrics API)",
+                                    ("node",)),
     "dss_activity_rss_anon_bytes": ("gauge", "RssAnon of the processes of a DSS activity (top activities; the rest "
                                     "summed per kind as activity=\"other\")",
                                     ("dss_datadir", "project", "kind", "activity", "user")),
@@ -68,6 +78,10 @@ METRICS = {
     "process_tracker_exporter_listing_age_seconds": ("gauge", "Age of the DSS listing used by the last scan", ()),
     "process_tracker_exporter_folded_activities": ("gauge", "Activities summed into activity=\"other\" to bound "
                                                    "the series", ()),
+    "process_tracker_exporter_pod_listings": ("counter", "Listings of DSS's pods on Kubernetes", ()),
+    "process_tracker_exporter_pod_listing_errors": ("counter", "Pod listings that failed, were refused or could not "
+                                                    "reach the cluster (the last good pods are served)", ()),
+    "process_tracker_exporter_pods_reachable": ("gauge", "1 when the last pod listing reached the cluster", ()),
 }
 
 
@@ -80,7 +94,9 @@ class Counters:
     scan_cpu_seconds: float = 0.0
     listings: int = 0
     listing_errors: int = 0
-    cpu_seconds: Mapping[Tuple[str, str], float] = field(default_factory=dict)  # (datadir, role) -> seconds
+    pod_listings: int = 0
+    pod_listing_errors: int = 0
+    cpu_seconds: Mapping[Tuple[str, str, str], float] = field(default_factory=dict)  # (datadir, role, where) -> s
     oom_kills: Mapping[str, int] = field(default_factory=dict)  # cgroup path -> kills (the kernel's counter)
 
 
@@ -98,6 +114,15 @@ class View:
     counters: Counters = Counters()
     last_scan: Optional[object] = None  # host.ScanStats of the last scan
     last_scan_at: Optional[float] = None
+    pods: Tuple[ProcessRecord, ...] = ()  # pods.PodRecord of DSS's pods (when the exporter lists them)
+    pods_reachable: Optional[bool] = None  # None: pods are not listed
+    pod_listed_at: Optional[float] = None  # when the last good pod listing was taken
+    max_pod_nodes: int = 50
+
+    @property
+    def reported(self) -> Tuple[ProcessRecord, ...]:
+        """The host's DSS processes, then DSS's pods."""
+        return tuple(self.records) + tuple(self.pods)
 
 
 def family(name):
@@ -116,23 +141,33 @@ def datadir(record):
     return label(record.instance)
 
 
+def where(record):
+    """The `where` label: "pod" for a pod record (pods.PodRecord: it has a `pod_name`), else "host"."""
+    return POD if getattr(record, "pod_name", None) else HOST
+
+
+def role_key(record):
+    """(dss_datadir, role, where) of a record: the key of the per-role families."""
+    return (datadir(record), record.role, where(record))
+
+
 def role_families(records, cpu_seconds):
-    """Count, RssAnon, RSS, swap and CPU seconds per (dss_datadir, role) (host.role_totals per data directory)."""
+    """Count, RssAnon, RSS, swap and CPU seconds per (dss_datadir, role, where) (host.role_totals per group)."""
     names = ("dss_processes", "dss_process_rss_anon_bytes", "dss_process_rss_bytes", "dss_process_swap_bytes")
     out = {name: family(name) for name in names}
-    by_dir = {}
+    groups = {}
     for r in records:
-        by_dir.setdefault(datadir(r), []).append(r)
-    for directory in sorted(by_dir):
-        for role, t in role_totals(by_dir[directory]).items():
-            key = [directory, role]
+        groups.setdefault((datadir(r), where(r)), []).append(r)
+    for directory, place in sorted(groups):
+        for role, t in role_totals(groups[(directory, place)]).items():
+            key = [directory, role, place]
             out["dss_processes"].add_metric(key, t.count)
             out["dss_process_rss_anon_bytes"].add_metric(key, t.rss_anon_bytes)
             out["dss_process_rss_bytes"].add_metric(key, t.rss_bytes)
             out["dss_process_swap_bytes"].add_metric(key, t.swap_bytes)
     cpu = family("dss_process_cpu_seconds")
-    for (directory, role), seconds in sorted(cpu_seconds.items()):
-        cpu.add_metric([directory, role], seconds)
+    for key, seconds in sorted(cpu_seconds.items()):
+        cpu.add_metric(list(key), seconds)
     return list(out.values()) + [cpu]
 
 
@@ -164,13 +199,13 @@ def orphan_families(joined, records):
     counts, sizes = {}, {}
     for p in joined.orphans:
         if p.key in wanted:
-            key = (datadir(p), p.role)
+            key = role_key(p)
             counts[key] = counts.get(key, 0) + 1
             sizes.setdefault(key, 0)
     for m in joined.rows:
         p = m.process
         if m.status == "orphan" and p.key in wanted:
-            key = (datadir(p), p.role)
+            key = role_key(p)
             sizes[key] = sizes.get(key, 0) + (p.rss_anon_bytes or 0)
             counts.setdefault(key, 0)
     for key in sorted(counts):
@@ -207,7 +242,7 @@ def activity_families(view):
     memory, idle = family("dss_activity_rss_anon_bytes"), family("dss_activity_idle_seconds")
     if view.joined is None:
         return [memory, idle], 0
-    totals = activity_totals(view.joined, view.records, view.now)
+    totals = activity_totals(view.joined, view.reported, view.now)
     ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))
     top, rest = ranked[:view.max_activity_series], ranked[view.max_activity_series:]
     directory = label(view.listing_datadir)
@@ -238,6 +273,25 @@ def inventory_families(inventory, directory):
     return [out]
 
 
+def node_families(pods, max_nodes):
+    """DSS's pods and their working set per node: the top `max_nodes` nodes by memory, the rest as "other"."""
+    count, memory = family("dss_node_pods"), family("dss_node_pod_rss_anon_bytes")
+    totals = {}
+    for p in pods:
+        t = totals.setdefault(label(p.node) or "unscheduled", [0, 0])
+        t[0] += 1
+        t[1] += p.rss_anon_bytes or 0
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))
+    shown = dict(ranked[:max_nodes])
+    rest = ranked[max_nodes:]
+    if rest:
+        shown[OTHER] = [sum(t[0] for _, t in rest), sum(t[1] for _, t in rest)]
+    for node in sorted(shown):
+        count.add_metric([node], shown[node][0])
+        memory.add_metric([node], shown[node][1])
+    return [count, memory]
+
+
 def cgroup_families(cgroups, oom_kills):
     usage, limit = family("dss_cgroup_memory_usage_bytes"), family("dss_cgroup_memory_limit_bytes")
     kills = family("dss_cgroup_oom_kills")
@@ -262,7 +316,11 @@ def self_families(view, folded):
         "process_tracker_exporter_listings": c.listings,
         "process_tracker_exporter_listing_errors": c.listing_errors,
         "process_tracker_exporter_folded_activities": folded,
+        "process_tracker_exporter_pod_listings": c.pod_listings,
+        "process_tracker_exporter_pod_listing_errors": c.pod_listing_errors,
     }
+    if view.pods_reachable is not None:
+        values["process_tracker_exporter_pods_reachable"] = int(view.pods_reachable)
     if view.last_scan is not None:
         values["process_tracker_exporter_scan_duration_seconds"] = view.last_scan.wall_seconds
         values["process_tracker_exporter_scanned_processes"] = view.last_scan.seen
@@ -283,8 +341,8 @@ def self_families(view, folded):
 def families(view: View) -> list:
     """Every metric family for one View, in a stable order."""
     activity, folded = activity_families(view)
-    return (role_families(view.records, view.counters.cpu_seconds) + jvm_families(view.records)
-            + orphan_families(view.joined, view.records) + activity
+    return (role_families(view.reported, view.counters.cpu_seconds) + jvm_families(view.records)
+            + orphan_families(view.joined, view.reported) + activity + node_families(view.pods, view.max_pod_nodes)
             + inventory_families(view.inventory, label(view.listing_datadir))
             + cgroup_families(view.cgroups, view.counters.oom_kills) + self_families(view, folded))
 

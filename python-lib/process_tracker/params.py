@@ -38,6 +38,7 @@ class Param:
     description: str
     choices: Tuple[Tuple[str, str], ...] = ()  # (value, label) for "choices"
     in_dss: bool = True  # False: a CLI-only parameter, not in runnable.json (a macro always gets its default)
+    visible_if: Optional[str] = None  # DSS's visibilityCondition in runnable.json (e.g. "model.k8sEnabled")
 
 
 def _scope(users_label):
@@ -81,6 +82,27 @@ _AGE = Param(
     "Kill kernels whose session is older than this, even if recently active. 0 disables this rule.",
 )
 
+_K8S_SHOWN = "model.k8sEnabled"
+# DSS's pods on Kubernetes beside the host's processes (the webapp's k8s* settings; pods.settings_if_enabled)
+_K8S = (
+    Param("k8sEnabled", "k8s", "bool", False, "Include DSS's pods on Kubernetes",
+          "List the pods DSS runs on Kubernetes (containerized execution), joined to activities by DSS's labels: "
+          "their memory and where they run (a pod's activity is still stopped through DSS, never by deleting the "
+          "pod). Needs the kubernetes package in the code env and read access to pods (docs/kubernetes.md)."),
+    Param("k8sInCluster", "k8s-in-cluster", "bool", False, "In-cluster configuration",
+          "Use the service account of the pod this runs in.", visible_if=_K8S_SHOWN),
+    Param("k8sKubeconfig", "kubeconfig", "text", "", "Kubeconfig path",
+          "Path of a kubeconfig file on the DSS host (empty: the default kubeconfig).", visible_if=_K8S_SHOWN),
+    Param("k8sContext", "k8s-context", "text", "", "Kubeconfig context",
+          "A context of that kubeconfig (empty: its current context).", visible_if=_K8S_SHOWN),
+    Param("k8sNamespaces", "k8s-namespaces", "text", "", "Namespaces",
+          "Namespaces DSS runs pods in, comma-separated (empty: cluster-wide, which needs a ClusterRole).",
+          visible_if=_K8S_SHOWN),
+    Param("k8sThisNodeOnly", "k8s-this-node-only", "bool", False, "This DSS node's pods only",
+          "Only the pods labelled with this node's install id (read from DIP_HOME/install.ini).",
+          visible_if=_K8S_SHOWN),
+)
+
 KIND_LABELS = {
     "notebook_session": "Jupyter kernel sessions",
     "future": "Background tasks (futures)",
@@ -116,7 +138,7 @@ _KERNEL_PARAMS = (
           "For scheduled runs: when the selected kernels hold more than this memory, act on none of them and "
           "fail the step. 0: never fail for this reason."),
     _WAIT,
-)
+) + _K8S
 
 
 _TASK_PARAMS = (
@@ -130,14 +152,14 @@ _TASK_PARAMS = (
     Param("excludedTaskTypes", "exclude-task-types", "names", [], "Excluded task types",
           "Task types never aborted (shown as spared)."),
     _SIMULATE,
-) + _scope("owners") + (_FAIL_COUNT, _WAIT)
+) + _scope("owners") + (_FAIL_COUNT, _WAIT) + _K8S
 
 
 _JOB_PARAMS = (
     Param("minRunningHours", "min-running-hours", "hours", 24.0, "Running for more than (hours)",
           "Abort jobs running for longer than this. 0: no minimum (every job in scope)."),
     _SIMULATE,
-) + _scope("initiators") + (_FAIL_COUNT, _WAIT)
+) + _scope("initiators") + (_FAIL_COUNT, _WAIT) + _K8S
 
 
 _SERVICE_PARAMS = (
@@ -147,7 +169,7 @@ _SERVICE_PARAMS = (
     Param("minRunningHours", "min-running-hours", "hours", 72.0, "Running for more than (hours)",
           "Stop services running for longer than this. 0: no minimum (every service in scope)."),
     _SIMULATE,
-) + _scope("owners") + (_FAIL_COUNT, _WAIT)
+) + _scope("owners") + (_FAIL_COUNT, _WAIT) + _K8S
 
 
 _INVENTORY_PARAMS = (
@@ -157,7 +179,7 @@ _INVENTORY_PARAMS = (
     Param("showOrphans", "show-orphans", "bool", True, "Show orphan processes",
           "List host processes of a DSS role that no activity explains (e.g. a kernel whose session DSS no "
           "longer lists). Needs the host scan."),
-)
+) + _K8S
 
 
 _INSTALLER_PARAMS = (
@@ -254,6 +276,16 @@ def _string(name, value, maximum=200):
     return value
 
 
+def _text(name, value, maximum=1000):
+    """An optional setting's text ("" when unset): stripped, bounded, no control characters."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > maximum or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(name, "must be a text of at most %d characters without control characters, got %s"
+                          % (maximum, identifiers.shown(value)))
+    return value.strip()
+
+
 def _project_key(name, value):
     if value is None or value == "":
         return ""
@@ -312,6 +344,7 @@ PARAM_TYPES: Dict[str, ParamType] = {
     "logins": ParamType("STRINGS", _by_name(_id_list("login"))),
     "choices": ParamType("MULTISELECT", _choice_list),  # against the param's own choices
     "string": ParamType("STRING", _by_name(_string)),
+    "text": ParamType("STRING", _by_name(_text)),  # optional: "" when unset
     "project_key": ParamType("STRING", _by_name(_project_key)),
 }
 
@@ -333,6 +366,7 @@ class Plan:
     scope: policy.Scope = field(default_factory=policy.Scope)
     scan_host: bool = False
     show_orphans: bool = False
+    pods: bool = False  # list DSS's pods on Kubernetes too (the k8s* values; pods.settings_if_enabled)
     fail_above_count: int = 0  # 0: off
     fail_above_bytes: int = 0  # 0: off
     wait_seconds: float = 10.0
@@ -424,6 +458,8 @@ def dss_params(macro_id: str):
              "mandatory": False, "defaultValue": p.default}
         if p.choices:
             d["selectChoices"] = [{"value": v, "label": lab} for v, lab in p.choices]
+        if p.visible_if:
+            d["visibilityCondition"] = p.visible_if
         d.update(kind.descriptor)
         out.append(d)
     return out
@@ -459,7 +495,18 @@ def parse(macro_id: str, config) -> Plan:
         wait_seconds=v["waitSeconds"] if acting else 10.0,
         scan_host=bool(v.get("scanHost", False)),
         show_orphans=bool(v.get("showOrphans", False)),
+        pods=_pods_checked(v),
     )
+
+
+def _pods_checked(v) -> bool:
+    """Whether the run lists pods; their settings are checked here (ConfigError naming the k8s* parameter)."""
+    if not v.get("k8sEnabled"):
+        return False
+    from .pods import settings_from_config
+
+    settings_from_config(v)
+    return True
 
 
 # --- the CLI mirror: the same parameters as options ---

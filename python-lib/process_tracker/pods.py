@@ -85,6 +85,10 @@ K8S_KINDS = {
 }
 
 
+NOT_INSTALLED = ("kubernetes client not installed: the `kubernetes` package is missing from this code environment "
+                 "(add kubernetes>=29,<38 to it; docs/kubernetes.md): pods are not listed")
+
+
 class PodSourceError(ProcessTrackerError):
     """The pod source cannot work at all (no kubernetes client, an unreadable kubeconfig): said once, readable."""
 
@@ -197,8 +201,9 @@ def settings_if_enabled(config: Mapping[str, object], dip_home: Optional[str] = 
     if config.get("k8sThisNodeOnly") in (True, "true", "True", 1) and not config.get("k8sInstallId"):
         install_id = install_id_from_dip_home(dip_home)
         if install_id is None:
-            raise ConfigError("k8sThisNodeOnly", "cannot read this DSS node's install id from %s; set k8sInstallId"
-                              % shown(os.path.join(dip_home or "<DIP_HOME>", "install.ini")))
+            raise ConfigError("k8sThisNodeOnly", "cannot read this DSS node's install id (installid in install.ini "
+                              "of the data directory %s); turn this setting off to list the pods of every install id"
+                              % shown(dip_home or "(DIP_HOME is not set)", 200))
         config["k8sInstallId"] = install_id
     return settings_from_config(config)
 
@@ -257,7 +262,7 @@ def make_api_client(settings: PodSettings):
     try:
         from kubernetes import client, config
     except ImportError:
-        raise PodSourceError("the kubernetes Python client is not installed in this code environment") from None
+        raise PodSourceError(NOT_INSTALLED) from None
     cfg = client.Configuration()
     try:
         if settings.in_cluster:
@@ -572,6 +577,26 @@ def with_pods(snapshot, pods):
 
     processes = tuple(snapshot.processes) + tuple(pods)
     return replace(snapshot, processes=processes, roles=role_totals(processes))
+
+
+def where_text(pod: PodRecord) -> str:
+    """Where a pod runs, for a table's "where" column: `pod <namespace>/<name> on <node>`."""
+    return "pod %s/%s on %s" % (pod.namespace, pod.pod_name, pod.node or "no node (unscheduled)")
+
+
+# The role series of pods, in the history and in Prometheus-mode history, are kept apart from the host's:
+# "pod:<role>" (e.g. "pod:jupyter_kernel"), drawn as "<role's name> (pods)" in the role's colour.
+SERIES_PREFIX = "pod:"
+
+
+def series_role(role: str) -> str:
+    """The history's role key of a pod role (see SERIES_PREFIX)."""
+    return SERIES_PREFIX + role
+
+
+def base_role(series: str) -> Optional[str]:
+    """The role of a pod series key ("pod:jupyter_kernel" -> "jupyter_kernel"), None for a host role."""
+    return series[len(SERIES_PREFIX):] if isinstance(series, str) and series.startswith(SERIES_PREFIX) else None
 
 
 def pod_to_json(p: PodRecord) -> Dict[str, object]:

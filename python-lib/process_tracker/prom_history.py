@@ -8,7 +8,8 @@ same /api/history body. `nodes()` lists the DSS hosts Prometheus scrapes (the `i
 Semantics, as close to the SQLite store as Prometheus allows: one point per display step of history.WINDOWS;
 each point is the average over its step (`avg_over_time`, over at least a minute so that a 15 s scrape interval
 leaves no gaps), evaluated at the step's end and labelled with its start, summed over the roles' series; a role absent at a step counts as zero. CPU percent is the rate of
-`dss_process_cpu_seconds_total` x 100 over the same range. `node=None` sums every node.
+`dss_process_cpu_seconds_total` x 100 over the same range. `node=None` sums every node. DSS's pods (the
+exporter's `where="pod"` series) are their own series, "pod:<role>", as in the SQLite history.
 
 Only plain HTTP GETs with `requests`; a failure raises PrometheusError (a ProcessTrackerError, message safe to
 show), never a raw exception text from the server.
@@ -26,10 +27,10 @@ MIN_RANGE_SECONDS = 60
 MAX_NODE_CHARS = 200
 # RoleSeries metric -> PromQL over a selector ({sel}) and a range ({rng})
 QUERIES = {
-    "count": "sum by (role) (avg_over_time(dss_processes{sel}[{rng}]))",
-    "rss_anon_bytes": "sum by (role) (avg_over_time(dss_process_rss_anon_bytes{sel}[{rng}]))",
-    "rss_bytes": "sum by (role) (avg_over_time(dss_process_rss_bytes{sel}[{rng}]))",
-    "cpu_percent": "sum by (role) (rate(dss_process_cpu_seconds_total{sel}[{rng}])) * 100",
+    "count": "sum by (role, where) (avg_over_time(dss_processes{sel}[{rng}]))",
+    "rss_anon_bytes": "sum by (role, where) (avg_over_time(dss_process_rss_anon_bytes{sel}[{rng}]))",
+    "rss_bytes": "sum by (role, where) (avg_over_time(dss_process_rss_bytes{sel}[{rng}]))",
+    "cpu_percent": "sum by (role, where) (rate(dss_process_cpu_seconds_total{sel}[{rng}])) * 100",
 }
 
 
@@ -153,8 +154,8 @@ def _series(window, step, raw, offset=0):
     roles = {}
     for name, result in raw.items():
         for row in result:
-            role = row.get("metric", {}).get("role")
-            if not isinstance(role, str) or not role:
+            role = _series_role(row.get("metric", {}))
+            if role is None:
                 continue
             series = roles.setdefault(role, {n: [0.0] * len(times) for n in QUERIES})
             for pair in row.get("values", []):
@@ -164,6 +165,16 @@ def _series(window, step, raw, offset=0):
     return history.RoleSeries(
         window=window, step_seconds=step, times=tuple(t - offset for t in times),
         roles={role: {n: tuple(v) for n, v in s.items()} for role, s in sorted(roles.items())})
+
+
+def _series_role(labels):
+    """The RoleSeries key of a result row: its role, or "pod:<role>" for DSS's pods (pods.series_role)."""
+    from .pods import series_role
+
+    role = labels.get("role")
+    if not isinstance(role, str) or not role:
+        return None
+    return series_role(role) if labels.get("where") == "pod" else role
 
 
 def history_view(source: PrometheusHistory, window: str, node: Optional[str] = None) -> Dict[str, object]:

@@ -33,6 +33,7 @@ ACTION_COLUMNS = (
     ("idle", "Idle for"),
     ("memory", "Memory"),
     ("pid", "PID"),
+    ("where", "Where"),
     ("reason", "Reason"),
     ("message", "Message"),
     ("id", "Id"),
@@ -49,6 +50,7 @@ INVENTORY_COLUMNS = (
     ("running", "Running for"),
     ("idle", "Idle for"),
     ("pid", "PID"),
+    ("where", "Where"),
     ("role", "Host role"),
     ("memory", "Memory"),
     ("note", "Note"),
@@ -178,8 +180,10 @@ def _key_of(activity) -> Tuple[str, str]:
     return (activity.kind, activity.id)
 
 
-def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role: Optional[str] = None) -> Dict[str, str]:
-    """The descriptive cells of one activity (everything but outcome, reason and message)."""
+def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role: Optional[str] = None,
+                   where: Optional[Mapping] = None) -> Dict[str, str]:
+    """The descriptive cells of one activity (everything but outcome, reason and message). `where`: (kind, id)
+    -> where its process runs (the host's name, or `pod <namespace>/<name> on <node>`)."""
     memory = memory or {}
     running = (now - activity.started_at) if activity.started_at is not None else None
     idle = (now - activity.last_activity_at) if activity.last_activity_at is not None else None
@@ -196,6 +200,7 @@ def activity_cells(activity, now: float, memory: Optional[Mapping] = None, role:
         "pid": "" if activity.pid is None else str(activity.pid),
         "id": activity.id,
         "role": role or "",
+        "where": (where or {}).get(_key_of(activity), ""),
     }
 
 
@@ -207,21 +212,23 @@ def _row(columns, cells) -> Dict[str, str]:
     return {name: _cell(name, cells.get(name, "") or "") for name, _ in columns}
 
 
-def decision_rows(decisions: Sequence, now: float, memory: Optional[Mapping] = None) -> List[Dict[str, str]]:
+def decision_rows(decisions: Sequence, now: float, memory: Optional[Mapping] = None,
+                  where: Optional[Mapping] = None) -> List[Dict[str, str]]:
     """Rows for policy decisions before any action: "would_act" or "spared", with the reason."""
     rows = []
     for d in decisions:
-        cells = activity_cells(d.activity, now, memory)
+        cells = activity_cells(d.activity, now, memory, where=where)
         cells.update(outcome="would_act" if d.act else "spared", reason=d.reason)
         rows.append(_row(ACTION_COLUMNS, cells))
     return rows
 
 
-def result_rows(results: Sequence, now: float, memory: Optional[Mapping] = None) -> List[Dict[str, str]]:
+def result_rows(results: Sequence, now: float, memory: Optional[Mapping] = None,
+                where: Optional[Mapping] = None) -> List[Dict[str, str]]:
     """Rows for `actions.ActionResult`s: one per activity, acted on and spared alike."""
     rows = []
     for r in results:
-        cells = activity_cells(r.activity, now, memory)
+        cells = activity_cells(r.activity, now, memory, where=where)
         cells.update(outcome=r.outcome, reason=r.reason or "", message=r.message or "")
         rows.append(_row(ACTION_COLUMNS, cells))
     return rows
@@ -252,13 +259,14 @@ def warning_rows(messages: Sequence[str], columns=ACTION_COLUMNS) -> List[Dict[s
 
 
 def inventory_rows(activities: Sequence, now: float, memory: Optional[Mapping] = None,
-                   roles: Optional[Mapping] = None, notes: Optional[Mapping] = None) -> List[Dict[str, str]]:
+                   roles: Optional[Mapping] = None, notes: Optional[Mapping] = None,
+                   where: Optional[Mapping] = None) -> List[Dict[str, str]]:
     """Rows of the read-only inventory: one per activity, with its host role and memory where joined."""
     roles = roles or {}
     notes = notes or {}
     rows = []
     for a in activities:
-        cells = activity_cells(a, now, memory, roles.get(_key_of(a)))
+        cells = activity_cells(a, now, memory, roles.get(_key_of(a)), where=where)
         cells["note"] = notes.get(_key_of(a), "")
         rows.append(_row(INVENTORY_COLUMNS, cells))
     return rows
@@ -280,6 +288,33 @@ def orphan_rows(processes: Sequence, now: float, note: str) -> List[Dict[str, st
             "memory": format_bytes(memory),
             "note": note,
             "id": str(p.ids.get("kernel_id", "")) if p.ids else "",
+        }
+        rows.append(_row(INVENTORY_COLUMNS, cells))
+    return rows
+
+
+def pod_rows(matches: Sequence, now: float) -> List[Dict[str, str]]:
+    """Inventory rows for DSS's pods no listed activity explains (`pod_joins.PodMatch`): kind "orphan" (DSS no
+    longer lists its activity) or "pod" (unjoined, or unknown), where it runs, and why in the note."""
+    from .pods import where_text
+
+    rows = []
+    for m in matches:
+        p = m.process
+        memory = p.rss_anon_bytes if p.rss_anon_bytes is not None else p.memory_request_bytes
+        cells = {
+            "kind": "orphan" if m.status == "orphan" else "pod",
+            "project": (p.labels or {}).get("dku-project-key", ""),
+            "name": p.label,
+            "owner": p.user or "",
+            "state": p.phase,
+            "started": format_time(p.created_at),
+            "running": format_duration(now - p.created_at),
+            "where": where_text(p),
+            "role": p.role,
+            "memory": format_bytes(memory) + ("" if p.rss_anon_bytes is not None or memory is None else " (request)"),
+            "note": m.reason,
+            "id": "%s/%s" % (p.namespace, p.pod_name),
         }
         rows.append(_row(INVENTORY_COLUMNS, cells))
     return rows

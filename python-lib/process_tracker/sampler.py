@@ -58,8 +58,9 @@ class Sampler:
 
     def __init__(self, store, scanner_factory: Callable[[], object], interval_seconds: float = 10.0,
                  dip_home: Optional[str] = None, name: str = "process-tracker-sampler",
-                 on_tick: Optional[Callable[[], object]] = None):
+                 on_tick: Optional[Callable[[], object]] = None, pods: Optional[Callable[[], object]] = None):
         self.store = store
+        self.pods = pods  # () -> DSS's pods (pods.PodRecord) to record beside the host's processes, or None
         self.scanner_factory = scanner_factory
         self.interval_seconds = float(interval_seconds)
         self.dip_home = dip_home
@@ -145,8 +146,8 @@ class Sampler:
                 "is_writer": True,
                 "dss_records_notes": self.records_notes(),
             }
-            self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason, contexts=contexts,
-                              oom=oom)
+            self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason,
+                              pods=self._pods_now(), contexts=contexts, oom=oom)
         except ProcessTrackerError as exc:  # the history cannot be written (read-only, full): its reason, no trace
             self.errors += 1
             self.last_error = exc.__class__.__name__
@@ -189,6 +190,17 @@ class Sampler:
             self.context_errors += 1
             logger.exception("sampler: DSS's records could not be read (%s)", exc.__class__.__name__)
             return {}, ()
+
+    def _pods_now(self):
+        """DSS's pods to record with this sample; none when off, and none (logged) if listing them fails
+        unexpectedly: the host's sample is written all the same."""
+        if self.pods is None:
+            return ()
+        try:
+            return tuple(self.pods())
+        except Exception as exc:  # noqa: BLE001 - the pods never cost the host's sample
+            logger.warning("sampler: pods not recorded (%s)", exc.__class__.__name__)
+            return ()
 
     def tick(self):
         """One tick of the thread: `sample_once()`, then `on_tick()` (its CPU time counts in the sample's cost).

@@ -187,7 +187,7 @@ class WebappState:
         self.dip_home = options.dip_home if options.dip_home is not None else os.environ.get("DIP_HOME")
         self.sampler = Sampler(
             self.store, options.scanner_factory or _default_scanner, interval_seconds=options.sampling_interval_seconds,
-            dip_home=self.dip_home, on_tick=self.warm_views,
+            dip_home=self.dip_home, on_tick=self.warm_views, pods=self._sampled_pods,
         )
         self._client = None
         self._client_lock = threading.Lock()
@@ -214,6 +214,10 @@ class WebappState:
             from .prom_history import PrometheusHistory
 
             self.prometheus = PrometheusHistory(options.prometheus_url, clock=options.clock)
+
+    def _sampled_pods(self):
+        """DSS's pods the sampler records in the history beside the host (the shared listing; none when off)."""
+        return self.pods.listing().pods if self.pods is not None else ()
 
     # -- DSS ------------------------------------------------------------------------------------------------
     def client(self):
