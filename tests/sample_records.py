@@ -23,6 +23,7 @@ def proc(pid, role, label, rss_anon_mib, ppid=1, user="dataiku", instance=DIP_HO
         num_threads=4,
         age_seconds=age,
         cgroup=ids.pop("cgroup", None),
+        link=ids.pop("link", False),
         ids=ids,
     )
 

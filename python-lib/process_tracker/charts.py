@@ -141,36 +141,58 @@ def java_xmx(processes, limit=40, title="Java processes: RSS against -Xmx"):
     return _figure(data, {"title": {"text": title}, "yaxis": {"title": {"text": "MiB"}}, "showlegend": True})
 
 
-def kernels_idle_memory(processes, activities_by_pid, now, title="Jupyter kernels: idle time against memory"):
-    """One point per kernel process: x idle hours (from its session's last activity; None when DSS does not
-    list it), y RssAnon MiB, hover with project, notebook and user. Kernels DSS does not list are in red."""
-    known, orphans = [], []
-    for p in _charted(processes):
-        if p.role not in KERNEL_ROLES and not p.ids.get("kernel_id"):
-            continue
-        activity = activities_by_pid.get(p.pid)
-        (known if activity is not None else orphans).append((p, activity))
+def _kernel_points(joined):
+    """(listed, orphans, other) kernel points of a host join: (process, session or None, memory bytes) each.
 
-    def trace(points, name, colour):
+    `joins.Joined` holds the one orphan definition every view uses: `listed` has one point per notebook session
+    with a process here (its kernel, with the memory of the whole unit: the kernel, its UIF wrappers, its
+    children); `orphans` the kernel processes of `joined.orphans` (the Orphans tab's list); `other` the kernels
+    that are neither (an unverified claim, or DSS's listing of sessions failed: cannot tell). A UIF wrapper
+    (sudo, exec.py) is never a point of its own."""
+    units = {}
+    for m in joined.matches:
+        if m.activity.kind == "notebook_session" and m.process.role not in HIDDEN_ROLES:
+            units.setdefault((m.activity.project_key, m.activity.id), []).append(m)
+    listed = []
+    for unit in units.values():
+        main = next((m for m in unit if m.via not in ("ancestor", "wrapped")), unit[0])
+        listed.append((main.process, main.activity, sum((m.process.rss_anon_bytes or 0) for m in unit)))
+    orphans = [(p, None, p.rss_anon_bytes) for p in joined.orphans if p.role in KERNEL_ROLES]
+    other = [(m.process, None, m.process.rss_anon_bytes) for m in joined.rows
+             if m.status in ("unverified", "unknown") and m.process.role in KERNEL_ROLES and not m.process.link]
+    return listed, orphans, other
+
+
+def kernels_idle_memory(joined, now, title="Jupyter kernels: idle time against memory"):
+    """One point per kernel of `joined` (a `joins.Joined`, see `_kernel_points`): x idle hours (from its
+    session's last activity; an orphan's whole life), y RssAnon MiB, hover with project, notebook and user.
+    Orphan kernels (exactly the Orphans tab's) are in red; kernels that are neither listed nor orphans in grey."""
+
+    def trace(points, name, colour, note=""):
         xs, ys, hover = [], [], []
-        for p, a in points:
+        for p, a, memory in points:
             idle = None
             if a is not None and a.last_activity_at is not None:
                 idle = max(0.0, now - a.last_activity_at) / 3600.0
-            elif p.age_seconds is not None:
+            elif a is None and p.age_seconds is not None:
                 idle = p.age_seconds / 3600.0  # not listed by DSS: its whole life counts as idle
             xs.append(None if idle is None else round(idle, 3))
-            ys.append(_mib(p.rss_anon_bytes))
+            ys.append(_mib(memory))
             if a is not None:
                 hover.append("%s / %s<br>user %s, pid %d, %s" % (
                     _esc(a.project_key), _esc(a.name), _esc(a.owner), p.pid, _esc(a.state)))
             else:
-                hover.append("not listed by DSS<br>pid %d, user %s" % (p.pid, _esc(p.user or "?")))
+                hover.append("%s<br>pid %d, user %s" % (note, p.pid, _esc(p.user or "?")))
         return {"type": "scatter", "mode": "markers", "name": name, "x": xs, "y": ys, "customdata": hover,
                 "marker": {"size": 11, "color": colour},
                 "hovertemplate": "%{customdata}<br>idle %{x:.1f} h, %{y:,.0f} MiB<extra></extra>"}
 
-    data = [trace(known, "sessions DSS lists", role_style(KERNEL_ROLES[0])[1]), trace(orphans, "orphan kernels", "#d62728")]
+    listed, orphans, other = _kernel_points(joined)
+    data = [trace(listed, "sessions DSS lists", role_style(KERNEL_ROLES[0])[1]),
+            trace(orphans, "orphan kernels", "#d62728", "orphan: no session DSS lists explains it")]
+    if other:
+        data.append(trace(other, "not verified or not listed", "#999999",
+                          "not charged to a session: unverified, or DSS's listing of sessions failed"))
     return _figure(data, {"title": {"text": title}, "xaxis": {"title": {"text": "idle (hours)"}},
                           "yaxis": {"title": {"text": "RssAnon (MiB)"}}})
 

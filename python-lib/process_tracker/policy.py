@@ -9,11 +9,16 @@ The checks, in order (the first that spares wins):
    a scenario run: `details["runs"]`, written by the listing) or whose role could not be checked
    (`details["unchecked"]`);
 2. scope: project / user include and exclude lists, task types;
-3. kind rules: busy or connected kernels (when asked), aborts already in progress;
+3. kind rules: busy or connected kernels (when asked: `busy_caution`, `connected_caution`, the texts the webapp
+   warns with too), aborts already in progress;
 4. thresholds: idle time, age / running time (hours; for kernels 0 disables a rule, as in DSS's built-in
    "Kill Jupyter sessions" macro; for tasks, jobs and services 0 means "no minimum");
 5. for kernels, the optional "largest first until N bytes freed" mode keeps only as many of the kernels
    selected so far as needed, largest memory first.
+
+`by_hand` decides for one activity an administrator picked in the webapp: the same self-protection, then every
+soft rule (`cautions`: busy, someone has it open, started less than YOUNG_SECONDS ago) as a warning that spares
+it unless the administrator stops it anyway.
 """
 import json
 import os
@@ -49,6 +54,9 @@ HOUR = 3600.0
 # a future or scenario run started less than this before the run (or after it) may be the run itself: DSS starts
 # a macro's future, then its process, which then lists; no public source gives a macro its own future id
 RUN_START_MARGIN_SECONDS = 300.0
+# a session or a run started less than this ago is young: whoever started it is probably still at it (a warning in
+# the webapp, which has no idle or age threshold of its own; the macros' thresholds cover it)
+YOUNG_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Decision:
     activity: object  # activities.Activity
     act: bool
     reason: str
+    warnings: Tuple[str, ...] = ()  # the soft rules it meets (`cautions`), acted on or not
 
 
 @dataclass(frozen=True)
@@ -267,13 +276,58 @@ def _within(label, seconds, hours):
     return "%s %s <= %s" % (label, format_duration(seconds), format_hours(hours))
 
 
+# --- the soft rules: the same texts spare an activity in the macros and warn in the webapp ---
+
+
+def busy_caution(activity) -> Optional[str]:
+    """A kernel running code now."""
+    if activity.kind in KERNEL_KINDS and (activity.state or "").lower() == "busy":
+        return "busy: running code now"
+    return None
+
+
+def connected_caution(activity) -> Optional[str]:
+    """A kernel someone has open in a browser (Jupyter's connection count)."""
+    connections = _connections(activity) if activity.kind in KERNEL_KINDS else 0
+    if connections <= 0:
+        return None
+    return "%s has it open (%d connection%s)" % (activity.owner or "someone", connections, "s"[: connections > 1])
+
+
+def young_caution(activity, now: float) -> Optional[str]:
+    """A session or a run started less than YOUNG_SECONDS ago."""
+    age = _age(now, activity.started_at)
+    if age is None or age >= YOUNG_SECONDS:
+        return None
+    return "started %s ago" % (format_duration(age) or "0 s")
+
+
+def cautions(activity, now: float) -> Tuple[str, ...]:
+    """Why stopping `activity` now may disturb someone, in order: busy, connected, young (empty when none)."""
+    found = (busy_caution(activity), connected_caution(activity), young_caution(activity, now))
+    return tuple(c for c in found if c)
+
+
+def by_hand(activity, now: float, protected: Protection, actor: str, anyway: bool = False) -> Decision:
+    """The decision for one activity an administrator picked (the webapp): self-protection always spares it;
+    the soft rules (`cautions`) spare it unless `anyway` (the administrator saw them and chose to stop it)."""
+    reason = protection_reason(activity, protected)
+    if reason:
+        return Decision(activity, False, reason)
+    warned = cautions(activity, now)
+    if warned and not anyway:
+        return Decision(activity, False, "spared: " + "; ".join(warned), warned)
+    requested = "requested by %s from the process monitor" % actor
+    if warned:
+        requested += ", anyway (%s)" % "; ".join(warned)
+    return Decision(activity, True, requested, warned)
+
+
 def _kernel(activity, rules: KernelRules, now: float) -> Decision:
-    state = (activity.state or "").lower()
-    if rules.spare_busy and state == "busy":
-        return Decision(activity, False, "spared: busy")
-    connections = _connections(activity)
-    if rules.spare_connected and connections > 0:
-        return Decision(activity, False, "spared: connected (%d connection%s)" % (connections, "s"[: connections > 1]))
+    for spare, caution in ((rules.spare_busy, busy_caution), (rules.spare_connected, connected_caution)):
+        why = caution(activity) if spare else None
+        if why:
+            return Decision(activity, False, "spared: " + why, (why,))
     idle = _age(now, activity.last_activity_at)
     age = _age(now, activity.started_at)
     acts, spares = [], []

@@ -174,7 +174,8 @@ def whoami():
         return _json({"user": None, "can_act": False, "reason": str(e)})
     except DSSError as e:
         return _json({"user": None, "can_act": False, "reason": safe_text("DSS could not be asked: %s" % e, 300)})
-    return _json({"user": identity.user, "can_act": identity.can_act, "reason": identity.reason})
+    return _json({"user": identity.user, "can_act": identity.can_act, "reason": identity.reason,
+                  "admin": identity.admin})
 
 
 @bp.route("/api/snapshot")

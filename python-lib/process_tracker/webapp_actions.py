@@ -65,6 +65,7 @@ class ActionRequest:
     project_key: Optional[str]
     id: str
     confirm: bool = False
+    anyway: bool = False  # an administrator stops it despite the warnings the preview showed
 
     @property
     def key(self):
@@ -89,7 +90,12 @@ def parse_action(body, apply):
         raise ConfigError("project_key", "a %s is identified within a project: give its project key" % kind)
     if apply and body.get("confirm") is not True:
         raise ConfigError("confirm", "applying an action needs \"confirm\": true (preview it first)")
-    return ActionRequest(kind, project_key or None, activity_id, body.get("confirm") is True)
+    anyway = body.get("anyway", False)
+    if not isinstance(anyway, bool):
+        raise ConfigError("anyway", "must be true or false, got %s" % identifiers.shown(anyway))
+    if anyway and not apply:
+        raise ConfigError("anyway", "only an apply stops anyway: the preview shows the warnings")
+    return ActionRequest(kind, project_key or None, activity_id, body.get("confirm") is True, anyway)
 
 
 def find_listed(client, request, now=None):
@@ -226,18 +232,26 @@ class InFlight:
 # the use case
 
 
-def _decision(activity, identity, protection):
+def _decision(activity, identity, protection, anyway, clock):
+    """The decision the macros' soft rules give an activity picked by hand (policy.by_hand), and its re-check on
+    the fresh record just before acting (a kernel that became busy meanwhile is then spared, unless `anyway`)."""
     from . import policy
 
-    spare = policy.protection_reason(activity, protection)
-    reason = spare or "requested by %s from the process monitor" % identity.user
-    decision = policy.Decision(activity, act=spare is None, reason=reason)
+    decision = policy.by_hand(activity, clock(), protection, identity.user, anyway)
 
     def recheck(fresh):
-        why = policy.protection_reason(fresh, protection)
-        return (why is None, why or reason)
+        d = policy.by_hand(fresh, clock(), protection, identity.user, anyway)
+        return d.act, d.reason
 
     return decision, recheck
+
+
+def _warned(answer, decision):
+    """The answer with the decision's warnings; "warned" instead of "spared" when they are why it was spared."""
+    answer["warnings"] = [identifiers.safe_text(w, DSS_MESSAGE_LIMIT) for w in decision.warnings]
+    if answer.get("outcome") == "spared" and decision.warnings:
+        answer["outcome"] = "warned"
+    return answer
 
 
 def _answer(result):
@@ -284,7 +298,8 @@ def log_action(identity, request, answer, apply):
     action_log.info(json.dumps({
         "event": "apply" if apply else "preview", "user": identifiers.safe_text(identity.user),
         "kind": request.kind, "project_key": request.project_key, "id": request.id,
-        "outcome": answer.get("outcome"), "shared": bool(answer.get("shared")),
+        "outcome": answer.get("outcome"), "shared": bool(answer.get("shared")), "anyway": request.anyway,
+        "warnings": answer.get("warnings") or [],
     }, sort_keys=True))
 
 
@@ -301,10 +316,14 @@ def log_refusal(identity, body, apply, error):
 
 def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, protection=None, now=None,
                describe=None):
-    """The preview or apply of one action for `identity` (an object with `.user`, `.can_act`, `.reason`).
+    """The preview or apply of one action for `identity` (an object with `.user`, `.can_act`, `.reason` and
+    `.admin`).
 
+    The macros' soft rules (policy.cautions: busy, someone connected, just started) are the answer's `warnings`;
+    a warned activity is not stopped (outcome "warned") unless an administrator applies with `"anyway": true`.
     `inflight` is an InFlight (used by apply only); `protection` a policy.Protection (default: this process and its
-    parent); `describe(activity)` builds the preview's table row. Returns the JSON answer (a dict)."""
+    parent); `describe(activity)` builds the preview's table row; `now` (epoch seconds) is the clock of the listing
+    and the rules (default: time.time()). Returns the JSON answer (a dict)."""
     from . import actions, policy
 
     try:
@@ -312,13 +331,17 @@ def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, prote
             raise ApiError(403, "not_allowed", "%s: only DSS administrators and the groups allowed by the webapp "
                            "may act" % identity.reason)
         request = parse_action(body, apply)
+        if request.anyway and not getattr(identity, "admin", False):
+            raise ApiError(403, "not_allowed", "%s is not a DSS administrator: only an administrator may stop an "
+                           "activity anyway (despite its warnings)" % identifiers.safe_text(identity.user))
         activity = find_listed(client, request, now=now)
     except (ConfigError, ApiError, DSSError) as e:
         log_refusal(identity, body, apply, e)
         raise
     if protection is None:
         protection = policy.Protection(pids=frozenset({os.getpid(), os.getppid()}))
-    decision, recheck = _decision(activity, identity, protection)
+    clock = (lambda: now) if now is not None else time.time
+    decision, recheck = _decision(activity, identity, protection, request.anyway, clock)
     if apply:
         answer = _stop_once(client, activity, decision, recheck, identity, wait_seconds, inflight)
     else:
@@ -326,5 +349,6 @@ def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, prote
         answer = {"outcome": result.outcome, "reason": identifiers.safe_text(result.reason, DSS_MESSAGE_LIMIT)}
         if describe is not None:
             answer["activity"] = describe(activity)
+    answer = _warned(dict(answer), decision)
     log_action(identity, request, answer, apply)
     return answer

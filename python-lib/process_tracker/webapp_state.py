@@ -28,7 +28,7 @@ from .pods import for_treemap, settings_if_enabled
 from .sampler import Sampler
 from .webapp_actions import ApiError, InFlight
 from .webapp_listing import ListingCache
-from .webapp_table import error_rows, join_table, process_row
+from .webapp_table import error_rows, host_join, join_table, process_row
 
 logger = logging.getLogger("process_tracker.webapp")
 
@@ -167,6 +167,7 @@ class Identity:
     groups: Tuple[str, ...]
     can_act: bool
     reason: Optional[str]  # why the user may not act (None when they may)
+    admin: bool = False  # a DSS administrator (may stop an activity anyway, despite its warnings)
 
 
 def _with_extra(body, extra):
@@ -290,9 +291,10 @@ class WebappState:
 
     def _snapshot_payload(self, inv, api_error, local, pods=None):
         latest = self.store.latest()
-        activities = inv.activities if inv is not None else ()
         as_of = inv.taken_at if inv is not None else self.options.clock()
-        by_pid = {a.pid: a for a in activities if a.pid is not None}
+        # the table's join (same processes, listing and instance): the chart's orphans are the Orphans tab's
+        joined = host_join(latest.processes if latest.on_host else (), inv, as_of, instance=self.dip_home,
+                           contexts=latest.contexts)
         charted = [p for p in latest.processes if p.role not in HIDDEN_ROLES]
         sampler = dict(latest.sampler)
         sampler.update({"is_writer": local["is_writer"], "running": local["running"],
@@ -307,7 +309,7 @@ class WebappState:
             "figures": {
                 "treemap": charts.treemap(charted + for_treemap(pods.pods if pods else ()), top_n=self.options.top_n),
                 "java_xmx": charts.java_xmx(charted),
-                "kernels_idle_memory": charts.kernels_idle_memory(charted, by_pid, as_of),
+                "kernels_idle_memory": charts.kernels_idle_memory(joined, as_of),
                 "cgroups": charts.cgroups(latest.cgroups),
             },
             "stats": dict(latest.stats),
@@ -341,7 +343,7 @@ class WebappState:
         def compute():
             latest = self.store.latest()
             processes = latest.processes if (latest is not None and latest.on_host) else ()
-            rows, orphans, without = join_table(processes, inv, inv.taken_at, instance=self.dip_home,
+            rows, orphans, without = join_table(processes, status.inventory, inv.taken_at, instance=self.dip_home,
                                                 contexts=latest.contexts if processes else None)
             pods_block = None
             if pods is not None:  # DSS's pods beside the host's processes, with a "where" column
@@ -457,13 +459,13 @@ class WebappState:
         """(Identity, settled): settled is False when a group's definition could not be read (then the user is
         refused for now, fail closed, and asked about again at the next request)."""
         allowed = [g for g in groups if g in self.options.allowed_groups]
-        if allowed:
-            return Identity(user, groups, True, None), True
+        if allowed:  # may act; an administrator too (stops anyway) when one of its groups says so
+            return Identity(user, groups, True, None, any(self._group_is_admin(g) for g in groups)), True
         unknown = []
         for group in groups:
             admin = self._group_is_admin(group)
             if admin:
-                return Identity(user, groups, True, None), True
+                return Identity(user, groups, True, None, True), True
             if admin is None:
                 unknown.append(group)
         allowed_text = (" nor in a group allowed to act (%s)" % ", ".join(self.options.allowed_groups)

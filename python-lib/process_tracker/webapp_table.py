@@ -7,7 +7,7 @@ from . import charts
 from .identifiers import safe_text
 from .webapp_actions import ACTION_KINDS
 
-__all__ = ["process_row", "activity_row", "join_table", "error_rows"]
+__all__ = ["process_row", "activity_row", "activity_unit_row", "host_join", "join_table", "error_rows"]
 
 
 def _activity_fields(a, as_of):
@@ -62,25 +62,75 @@ def _context_fields(row, match):
         row["owner"] = safe_text(ctx.user)
 
 
-def join_table(processes, inventory, as_of, instance=None, contexts=None):
-    """(rows, orphans, activities_without_process) for /api/table, from joins.join: every DSS process with the
-    activity that explains it (`status`, `via` and `source` say how), the orphan units (kernels or webapp backends
-    no source explains), and the activities that explain no visible process. `contexts`: {pid: context.Context}
-    stored with the sample (DSS's own records: CRU items, cgroup paths, the tree)."""
+def host_join(processes, inventory, as_of, instance=None, contexts=None):
+    """joins.join of stored processes and a listing: the one join (and orphan definition) behind the table, the
+    Orphans tab and the Kernels chart. `inventory` None (nothing listed yet): no process can be called an orphan
+    (their kinds count as failed listings: "unknown"). `contexts`: {pid: context.Context} stored with the sample
+    (DSS's own records: CRU items, cgroup paths, the tree)."""
     from . import joins
+    from .activities import FailedListing, Inventory
     from .host import Snapshot
 
+    if inventory is None:
+        kinds = sorted({k for explained_by in joins.ORPHAN_ROLES.values() for k in explained_by})
+        inventory = Inventory(taken_at=as_of, activities=(),
+                              errors=tuple(FailedListing(k, None, "not listed yet") for k in kinds))
     snap = Snapshot(taken_at=as_of, hostname="", processes=tuple(processes), roles={}, cgroups=(), stats=None)
-    joined = joins.join(snap, inventory, instance=instance, contexts=contexts)
+    return joins.join(snap, inventory, instance=instance, contexts=contexts)
+
+
+def _process_entry(m):
+    """One process of an activity's row (`processes`): what it is and how it was joined."""
+    p = m.process
+    return {"pid": p.pid, "role": p.role, "role_display": charts.role_style(p.role)[0], "label": safe_text(p.label),
+            "user": safe_text(p.user), "via": m.via, "source": m.source, "rss_anon_bytes": p.rss_anon_bytes, "rss_bytes": p.rss_bytes}
+
+
+def _sum(values):
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def activity_unit_row(unit, as_of):
+    """The one row of an activity with processes here (`unit`: its joins.Match rows, in snapshot order): the
+    process it names (else the first) with the activity and its action, the memory of all its processes summed,
+    and every process of it (the JEK and its children, a kernel and its UIF wrappers) under `processes`."""
+    main = next((m for m in unit if m.via not in ("ancestor", "wrapped")), unit[0])
+    row = process_row(main.process, main.activity, as_of)
+    row["status"], row["via"] = main.status, main.via
+    _context_fields(row, main)
+    row["actionable"] = main.activity.kind in ACTION_KINDS
+    row["rss_anon_bytes"] = _sum(m.process.rss_anon_bytes for m in unit)
+    row["rss_bytes"] = _sum(m.process.rss_bytes for m in unit)
+    row["processes"] = [_process_entry(main)] + [_process_entry(m) for m in unit if m is not main]
+    return row
+
+
+def join_table(processes, inventory, as_of, instance=None, contexts=None):
+    """(rows, orphans, activities_without_process) for /api/table, from `host_join`: one row per activity with
+    processes here (its processes under `processes`, their memory summed: one row, one action), one row per DSS
+    process no activity explains (`status` says what it is), the orphan units (kernels or webapp backends no
+    activity explains: `joins.Joined.orphans`), and the activities that explain no visible process. `status`,
+    `via` and `source` say how each row is known (`contexts`: see `host_join`)."""
+    joined = host_join(processes, inventory, as_of, instance=instance, contexts=contexts)
     orphan_pids = {p.pid for p in joined.orphans}
-    rows, orphans = [], []
+    units, rows, orphans = {}, [], []
     for m in joined.rows:
         if m.status == "not_dss":
             continue
-        row = process_row(m.process, m.activity, as_of)
+        if m.activity is not None:
+            key = (m.activity.kind, m.activity.project_key, m.activity.id)
+            if key not in units:
+                units[key] = []
+                rows.append(key)  # the activity's row takes the place of its first process
+            units[key].append(m)
+            continue
+        row = process_row(m.process, None, as_of)
         row["status"], row["via"] = m.status, m.via
         _context_fields(row, m)
         (orphans if m.process.pid in orphan_pids else rows).append(row)
+    rows = [activity_unit_row(units[r], as_of) if isinstance(r, tuple) else r for r in rows]
     explained = {(m.activity.kind, m.activity.id) for m in joined.matches}
-    without = [activity_row(a, as_of) for a in inventory.activities if (a.kind, a.id) not in explained]
+    without = [activity_row(a, as_of) for a in inventory.activities if (a.kind, a.id) not in explained] \
+        if inventory is not None else []
     return rows, orphans, without

@@ -25,14 +25,19 @@ def test_recipes_and_ml_trainings_show_project_user_and_the_audit_log(page):
     p.tab("processes")
     p.page.wait_for_selector("#pt-table tbody tr[data-pid='%d']" % pids["ml-1"], timeout=30000)
     rows = {int(r["pid"]): r for r in p.rows() if r["pid"]}
-    recipe, ml = rows[pids["recipe-1"]], rows[pids["ml-1"]]
-    for row in (recipe, ml):
-        assert row["source"] == "cru" and "via DSS audit log (CRU)" in row["text"], row
-        assert (row["project_key"], row["owner"]) == ("CHURN", "alice"), row
+    ml = rows[pids["ml-1"]]  # no activity DSS lists: what DSS's audit log says it is
+    assert ml["source"] == "cru" and "via DSS audit log (CRU)" in ml["text"], ml
+    assert (ml["project_key"], ml["owner"]) == ("CHURN", "alice"), ml
     assert "ML training" in ml["text"] and "explained" in ml["text"]
-    assert "job" in recipe["text"]  # the CRU item names the running job: the row is that job's
     source = p.page.get_attribute("#pt-table tbody tr[data-pid='%d'] td[data-key=source]" % pids["ml-1"], "title")
     assert "DSS's own records say what it is" in source
+    # the recipe: its CRU item names the running job, so it is one of the processes of that job's row
+    recipe = "#pt-table tbody li[data-pid='%d']" % pids["recipe-1"]
+    assert p.page.get_attribute(recipe, "data-source") == "cru"
+    assert "via DSS audit log (CRU)" in p.page.text_content(recipe)
+    job = p.page.evaluate("sel => document.querySelector(sel).closest('tr').dataset.pid", recipe)
+    job_row = rows[int(job)]
+    assert (job_row["kind"], job_row["project_key"], job_row["owner"]) == ("job", "CHURN", "alice"), job_row
     p.shot("processes-context.png")
     assert p.errors == []
 

@@ -65,10 +65,14 @@ def _get(status, path):
 def test_the_demo_shows_recipes_and_ml_trainings_with_project_and_user(tmp_path):
     with running_demo(tmp_path, "--sampling", "2", "--memory-mib", "400", "--no-backfill") as demo:
         pids = demo.status["fleet_pids"]
-        rows = {r["pid"]: r for r in _get(demo.status, "/api/table")["rows"]}
-        recipe, ml = rows[pids["recipe-1"]], rows[pids["ml-1"]]
-        assert (recipe["source"], recipe["via"], recipe["activity_kind"], recipe["project_key"]) == (
-            "cru", "cru", "job", "CHURN")
+        table = _get(demo.status, "/api/table")["rows"]
+        rows = {r["pid"]: r for r in table}
+        # the recipe's CRU item names the running job: it is one of the processes of that job's row
+        job = next(r for r in table if pids["recipe-1"] in [p["pid"] for p in r.get("processes") or ()])
+        recipe = next(p for p in job["processes"] if p["pid"] == pids["recipe-1"])
+        assert (recipe["via"], recipe["source"]) == ("cru", "cru")
+        assert (job["activity_kind"], job["project_key"], job["owner"]) == ("job", "CHURN", "alice")
+        ml = rows[pids["ml-1"]]
         assert (ml["status"], ml["source"], ml["context_kind"], ml["project_key"], ml["owner"]) == (
             "explained", "cru", "ANALYSIS_ML_TRAIN", "CHURN", "alice")
         oom = _get(demo.status, "/api/history?window=1h")["figures"]["oom_kills"]

@@ -108,8 +108,8 @@ def test_kernels_dry_run_lists_every_session_with_a_reason_and_touches_nothing(s
     result = run(sim, "kill-idle-kernels")
     rows = by_id(result)
     assert rows["s-idle"]["outcome"] == "would_act" and rows["s-idle"]["reason"] == "idle 1.5 d > 24 h, age 3.0 d > 48 h"
-    assert rows["s-busy"]["outcome"] == "spared" and rows["s-busy"]["reason"] == "spared: busy"
-    assert rows["s-connected"]["reason"] == "spared: connected (1 connection)"
+    assert rows["s-busy"]["outcome"] == "spared" and rows["s-busy"]["reason"] == "spared: busy: running code now"
+    assert rows["s-connected"]["reason"] == "spared: bob has it open (1 connection)"
     assert rows["s-fresh"]["reason"] == "spared: idle 5 min <= 24 h, age 2.0 h <= 48 h"
     assert rows["s-old"]["outcome"] == "would_act" and rows["s-old"]["reason"] == "age 5.0 d > 48 h"
     assert rows["s-idle"]["name"] == "explore" and rows["s-idle"]["owner"] == "alice"
@@ -154,7 +154,7 @@ def test_a_kernel_that_becomes_busy_before_the_action_is_spared(simulator):
 
     report = macros.run("kill-idle-kernels", client, {"simulate": False, "scanHost": False}, progress=hook)
     rows = {r["id"]: r for r in report.rows}
-    assert rows["s-idle"]["outcome"] == "spared" and rows["s-idle"]["reason"] == "spared: busy"
+    assert rows["s-idle"]["outcome"] == "spared" and rows["s-idle"]["reason"] == "spared: busy: running code now"
     assert rows["s-old"]["outcome"] == "aborted"
     assert "s-idle" in sim.session_ids() and "s-old" not in sim.session_ids()
 

@@ -88,8 +88,8 @@ def test_a_kernel_turning_busy_or_connected_after_the_decision_is_spared(simulat
 
     report = macros.run("kill-idle-kernels", sim.client(), APPLY, progress=at_stage(3, user_comes_back))
     rows = rows_of(report)
-    assert (rows["s1"]["outcome"], rows["s1"]["reason"]) == ("spared", "spared: busy")
-    assert (rows["s2"]["outcome"], rows["s2"]["reason"]) == ("spared", "spared: connected (1 connection)")
+    assert (rows["s1"]["outcome"], rows["s1"]["reason"]) == ("spared", "spared: busy: running code now")
+    assert (rows["s2"]["outcome"], rows["s2"]["reason"]) == ("spared", "spared: bob has it open (1 connection)")
     assert rows["s1"]["message"] == "re-checked just before acting: spared"
     assert stops(sim) == [] and sorted(sim.session_ids()) == ["s1", "s2"]
 

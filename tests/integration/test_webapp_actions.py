@@ -225,7 +225,7 @@ def test_the_action_use_case_runs_without_flask(sim, tmp_path):
     preview = run_action(client, admin, {"kind": "future", "id": "fut-1"}, False, inflight,
                          describe=lambda a: {"id": a.id, "name": a.name})
     assert preview == {"outcome": "would_act", "reason": "requested by admin from the process monitor",
-                       "activity": {"id": "fut-1", "name": "Build dataset"}}
+                       "activity": {"id": "fut-1", "name": "Build dataset"}, "warnings": []}
     viewer = Identity("bob", (), False, "bob is not a DSS administrator")
     with pytest.raises(ApiError) as refused:
         run_action(client, viewer, {"kind": "future", "id": "fut-1", "confirm": True}, True, inflight)
@@ -244,7 +244,8 @@ PIECES = ["../", "..", "%2e%2e/", "%2E%2E%2F", "/", "?", "#", "%", "\n", "\r", "
           "users", "alice", "PRJ", "fut-1", "sess-1", ".", "-", "_"]
 hostile = st.one_of(st.lists(st.sampled_from(PIECES), max_size=8).map("".join), st.text(max_size=40),
                     st.just("a" * 5000))
-ALLOWED = re.compile(r"^/(auth/[a-z-]+|admin/groups/[^/]+|admin/notebooks/|futures/|jobs/running/|projects/"
+# instance-info: the DSS version, read once per client (which job listing route to use), never steered by a body
+ALLOWED = re.compile(r"^/(auth/[a-z-]+|admin/groups/[^/]+|admin/notebooks/|futures/|jobs/running/|projects/|instance-info"
                      r"|projects/[A-Za-z0-9_]+/(jupyter-notebooks/[^/]*(/sessions)?|jobs/|jobs/running/|webapps/"
                      r"|continuous-activities/|code-studios/))$")
 
@@ -292,14 +293,18 @@ def test_in_flight_claims_fall_back_to_this_process_when_the_folder_cannot_be_wr
 
 
 def test_host_and_dss_text_in_figures_is_escaped():
-    from process_tracker import charts
-    from process_tracker.activities import Activity
+    from process_tracker import charts, joins
+    from process_tracker.activities import Activity, Inventory
+    from process_tracker.host import Snapshot
     from sample_records import proc
 
-    kernel = proc(110, "jupyter_kernel", "python3\x1b]0;owned\x07\u202etxt.exe", 900)
+    server = proc(105, "jupyter_server", "Jupyter server", 90)
+    kernel = proc(110, "jupyter_kernel", "python3\x1b]0;owned\x07\u202etxt.exe", 900, ppid=105)
     session = Activity("notebook_session", "sess-1", "PRJ", "report\r\x1b[2Kspared", "alice\n", "idle",
                        started_at=0.0, last_activity_at=0.0, pid=110)
-    figures = [charts.treemap([kernel]), charts.kernels_idle_memory([kernel], {110: session}, 3600.0)]
+    joined = joins.join(Snapshot(3600.0, "", (server, kernel), {}, (), None), Inventory(3600.0, (session,), ()))
+    assert joined.matches  # the kernel is charted as its session's
+    figures = [charts.treemap([kernel]), charts.kernels_idle_memory(joined, 3600.0)]
     assert control_characters(figures) == []
     assert "\\x1b" in json.dumps(figures)  # shown escaped, not dropped
 
@@ -358,3 +363,55 @@ def one_acted_and_one_was_told(answers):
     (it came once the first stop was sent): either way, not a second stop."""
     told = [a for a in answers if a.get("shared") or "already stopping" in (a.get("message") or "")]
     return len(told) == 1 and all(a["outcome"] in ("aborted", "abort_requested") for a in answers)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# issue 13: the macros' soft rules (policy.cautions) are the dry run's warnings; "anyway" from an admin only
+
+
+def _post(backend, route, user, **body):
+    body = dict({"kind": "notebook_session", "project_key": "PRJ"}, **body)
+    response = backend.client.post("/api/actions/%s" % route, json=body, headers=dict(as_user(user), **CSRF))
+    return response.status_code, response.get_json()
+
+
+def test_a_busy_connected_kernel_is_warned_in_the_dry_run_and_not_stopped_without_anyway(backend, sim):
+    sim.set_kernel_state("sess-2", state="busy", connections=1)
+    status, preview = _post(backend, "preview", "admin", id="sess-2")
+    assert status == 200 and preview["outcome"] == "warned"
+    assert preview["warnings"] == ["busy: running code now", "bob has it open (1 connection)"]
+    assert preview["reason"] == "spared: busy: running code now; bob has it open (1 connection)"
+    status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True)
+    assert status == 200 and applied["outcome"] == "warned" and applied["warnings"] == preview["warnings"]
+    assert "sess-2" in sim.session_ids() and [r for r in sim.requests if r.method == "DELETE"] == []
+
+
+def test_stop_anyway_is_an_admins_explicit_apply_and_is_logged(backend, sim, caplog):
+    sim.set_kernel_state("sess-2", state="busy")
+    status, body = _post(backend, "apply", "ops", id="sess-2", confirm=True, anyway=True)  # may act, no admin
+    assert status == 403 and body["error"]["code"] == "not_allowed" and "administrator" in body["error"]["message"]
+    status, body = _post(backend, "preview", "admin", id="sess-2", anyway=True)
+    assert status == 400 and body["error"]["message"].startswith("anyway:")
+    status, body = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway="yes")
+    assert status == 400 and body["error"]["message"].startswith("anyway:")
+    status, body = _post(backend, "apply", "admin", id="sess-9", confirm=True, anyway=True)
+    assert status == 404 and body["error"]["code"] == "not_listed"
+    no_csrf = backend.client.post("/api/actions/apply", headers=as_user("admin"), json={
+        "kind": "notebook_session", "project_key": "PRJ", "id": "sess-2", "confirm": True, "anyway": True})
+    error_of(no_csrf, 403, "csrf_refused")
+    assert "sess-2" in sim.session_ids()
+    with caplog.at_level(logging.INFO, logger="process_tracker.webapp"):
+        status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=True)
+    assert status == 200 and applied["outcome"] == "aborted", applied
+    assert applied["reason"] == "requested by admin from the process monitor, anyway (busy: running code now)"
+    assert "sess-2" not in sim.session_ids()
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "process_tracker.webapp"]
+    assert logged[-1]["anyway"] is True and logged[-1]["warnings"] == ["busy: running code now"]
+    assert logged[-1]["user"] == "admin" and logged[-1]["outcome"] == "aborted"
+
+
+def test_a_quiet_kernel_has_no_warning_and_whoami_says_who_is_admin(backend, sim):
+    status, preview = _post(backend, "preview", "admin", id="sess-1")
+    assert status == 200 and preview["outcome"] == "would_act" and preview["warnings"] == []
+    assert backend.client.get("/api/whoami", headers=as_user("admin")).get_json()["admin"] is True
+    assert backend.client.get("/api/whoami", headers=as_user("ops")).get_json()["admin"] is False

@@ -130,7 +130,7 @@ def error_of(response, status, code):
 def test_whoami_tells_who_may_act(backend):
     c = backend.client
     assert c.get("/api/whoami", headers=as_user("admin")).get_json() == {"user": "admin", "can_act": True,
-                                                                          "reason": None}
+                                                                          "reason": None, "admin": True}
     alice = c.get("/api/whoami", headers=as_user("alice")).get_json()
     assert alice["user"] == "alice" and alice["can_act"] is False and "not a DSS administrator" in alice["reason"]
     assert c.get("/api/whoami", headers=as_user("ops")).get_json()["can_act"] is True  # an allowed group
@@ -454,10 +454,12 @@ def test_with_the_real_scanner_and_fleet_the_views_join_real_processes(fleet, si
         kernel = rows[fleet.pid("kernel-1")]
         assert kernel["activity_kind"] == "notebook_session" and kernel["project_key"] == "CHURN"
         assert fleet.pid("kernel-orphan") in {r["pid"] for r in table["orphans"]}
-        uif = rows[fleet.pid("kernel-uif")]  # the UIF kernel's row carries the action, its wrappers do not
+        uif = rows[fleet.pid("kernel-uif")]  # the UIF kernel's row carries the action; its wrappers are in it
         assert uif["activity_kind"] == "notebook_session" and uif["actionable"] is True
+        assert {p["pid"] for p in uif["processes"]} == {fleet.pid(n) for n in ("kernel-uif", "kernel-uif-sudo",
+                                                                              "kernel-uif-exec")}
         for wrapper in ("kernel-uif-sudo", "kernel-uif-exec"):
-            assert rows[fleet.pid(wrapper)]["actionable"] is False
+            assert fleet.pid(wrapper) not in rows
         texts = [snap.get_data(as_text=True), json.dumps(table),
                  client.get("/api/history?window=1h", headers=as_user("admin")).get_data(as_text=True)]
         for text in texts:

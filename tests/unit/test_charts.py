@@ -2,9 +2,10 @@
 command line or a secret."""
 import json
 
-from process_tracker import charts
+from process_tracker import charts, joins
 from process_tracker.history import HistoryStore, role_samples
 from sample_records import ML_SECRET, MiB, demo_processes, inventory, proc, snapshot
+from process_tracker.webapp_table import join_table
 
 NOW = 1_750_000_000.0
 
@@ -47,15 +48,46 @@ def test_java_xmx_has_rss_bars_and_xmx_markers():
 
 
 def test_kernels_idle_memory_hovers_with_project_notebook_user_and_flags_orphans():
-    inv = inventory(NOW)
-    by_pid = {a.pid: a for a in inv.activities if a.pid}
-    fig = charts.kernels_idle_memory(demo_processes(), by_pid, NOW)
+    fig = charts.kernels_idle_memory(joins.join(snapshot(NOW), inventory(NOW)), NOW)
     text = dumped(fig)
     listed = trace_by_name(fig, "sessions DSS lists")
     assert listed["y"] == [1200.0, 300.0] and listed["x"][0] == 1.0
     assert "PRJ / Analysis &lt;script&gt;" in listed["customdata"][0] and "<script>" not in text
     orphans = trace_by_name(fig, "orphan kernels")
     assert orphans["y"] == [80.0]
+
+
+def uif_processes():
+    """demo_processes with sess-1's kernel started through the UIF chain (sudo -> exec.py -> kernel), and a child."""
+    base = [p for p in demo_processes() if p.pid != 110]
+    return tuple(base) + (
+        proc(130, "jupyter_kernel", "UIF wrapper (sudo)", 6, ppid=105, user="root", link=True),
+        proc(131, "jupyter_kernel", "UIF wrapper (exec.py)", 12, ppid=130, link=True),
+        proc(110, "jupyter_kernel", "kernel python3", 1200, ppid=131, kernel_id="11111111-1111-4111-8111-111111111111"),
+        proc(140, "python_recipe", "child of the kernel", 40, ppid=110),
+    )
+
+
+def test_a_kernels_uif_wrappers_are_part_of_it_and_never_orphans_in_the_chart_or_the_table():
+    """One orphan definition (joins.Joined.orphans): the chart's red points are exactly the Orphans tab's rows."""
+    snap = snapshot(NOW, processes=uif_processes())
+    fig = charts.kernels_idle_memory(joins.join(snap, inventory(NOW)), NOW)
+    listed, orphans = trace_by_name(fig, "sessions DSS lists"), trace_by_name(fig, "orphan kernels")
+    rows, orphan_rows, _ = join_table(snap.processes, inventory(NOW), NOW)
+    assert [r["pid"] for r in orphan_rows] == [116]
+    assert orphans["y"] == [80.0] and len(orphans["customdata"]) == len(orphan_rows)
+    assert "pid 116" in orphans["customdata"][0]
+    # sess-1's point is its kernel, with the memory of the kernel, its wrappers and its child
+    sess1 = next(i for i, text in enumerate(listed["customdata"]) if "pid 110" in text)
+    assert len(listed["y"]) == 2 and listed["y"][sess1] == 1200.0 + 6 + 12 + 40
+    # the table: one row for sess-1 (its kernel's), one action, its processes in the row, memory summed
+    sess1_rows = [r for r in rows if r["activity_id"] == "sess-1"]
+    assert len(sess1_rows) == 1 and sess1_rows[0]["pid"] == 110 and sess1_rows[0]["actionable"] is True
+    assert [p["pid"] for p in sess1_rows[0]["processes"]] == [110, 130, 131, 140]
+    assert [p["via"] for p in sess1_rows[0]["processes"]] == ["session_pid", "wrapped", "wrapped", "ancestor"]
+    assert sess1_rows[0]["rss_anon_bytes"] == (1200 + 6 + 12 + 40) * MiB
+    assert not [r for r in rows if r["pid"] in (130, 131, 140)]
+    assert not [t for t in fig["data"] if t["name"] not in ("sessions DSS lists", "orphan kernels")]
 
 
 def test_cgroups_figure_or_none():

@@ -12,6 +12,8 @@ from process_tracker.policy import (
     Scope,
     ServiceRules,
     TaskRules,
+    by_hand,
+    cautions,
     decide,
     judge,
     make_recheck,
@@ -103,14 +105,14 @@ def test_unknown_idle_time_never_triggers_the_idle_rule():
 
 def test_busy_kernel_spared_unless_asked():
     k = kernel(idle_h=100, age_h=100, state="busy")
-    assert one(k, KernelRules()) == Decision(k, False, "spared: busy")
+    assert one(k, KernelRules()) == Decision(k, False, "spared: busy: running code now", ("busy: running code now",))
     assert one(k, KernelRules(spare_busy=False)).act
 
 
 def test_connected_kernel_spared_unless_asked():
     k = kernel(idle_h=100, age_h=100, connections=2)
-    assert one(k, KernelRules()).reason == "spared: connected (2 connections)"
-    assert one(kernel(idle_h=100, connections=1), KernelRules()).reason == "spared: connected (1 connection)"
+    assert one(k, KernelRules()).reason == "spared: alice has it open (2 connections)"
+    assert one(kernel(idle_h=100, connections=1), KernelRules()).reason == "spared: alice has it open (1 connection)"
     assert one(k, KernelRules(spare_connected=False)).act
 
 
@@ -340,7 +342,7 @@ def test_target_larger_than_everything_acts_on_all_measured():
 def test_recheck_applies_the_rule_to_the_fresh_activity_with_a_fresh_clock():
     recheck = make_recheck(KernelRules(), clock=lambda: NOW)
     assert recheck(kernel(idle_h=100)) == (True, "idle 4.2 d > 24 h")
-    assert recheck(kernel(idle_h=100, state="busy")) == (False, "spared: busy")
+    assert recheck(kernel(idle_h=100, state="busy")) == (False, "spared: busy: running code now")
     recheck = make_recheck(KernelRules(), protected=Protection(pids=frozenset([5])), clock=lambda: NOW)
     assert recheck(kernel(idle_h=100, pid=5)) == (False, "spared: runs this macro (pid 5)")
 
@@ -366,3 +368,36 @@ def test_every_candidate_gets_exactly_one_decision():
     assert [d.activity for d in ds] == acts
     assert all(d.reason for d in ds)
     assert all(d.reason.startswith("spared: ") != d.act for d in ds)
+
+
+# --- by hand (the webapp): the same soft rules, as warnings an administrator may override ---
+
+
+def test_cautions_are_the_texts_the_macros_spare_with():
+    k = kernel(idle_h=100, age_h=100, state="busy", connections=1)
+    assert cautions(k, NOW) == ("busy: running code now", "alice has it open (1 connection)")
+    assert one(k, KernelRules()).reason == "spared: " + cautions(k, NOW)[0]
+    assert one(kernel(idle_h=100, connections=1), KernelRules()).reason == "spared: " + cautions(
+        kernel(connections=1), NOW)[0]
+    assert cautions(kernel(age_h=0.05), NOW) == ("started 3 min ago",)
+    assert cautions(future(running_h=0.05), NOW) == ("started 3 min ago",)
+    assert cautions(future(running_h=1), NOW) == ()
+    assert cautions(kernel(connections=1, owner=None), NOW) == ("someone has it open (1 connection)",)
+
+
+def test_by_hand_warns_spares_and_acts_only_anyway():
+    k = kernel(state="busy", connections=2)
+    d = by_hand(k, NOW, NO_PROTECTION, "admin")
+    assert not d.act and d.reason == "spared: busy: running code now; alice has it open (2 connections)"
+    assert d.warnings == ("busy: running code now", "alice has it open (2 connections)")
+    d = by_hand(k, NOW, NO_PROTECTION, "admin", anyway=True)
+    assert d.act and d.reason == ("requested by admin from the process monitor, anyway (busy: running code now; "
+                                  "alice has it open (2 connections))")
+    quiet = by_hand(kernel(), NOW, NO_PROTECTION, "admin")
+    assert quiet.act and quiet.warnings == () and quiet.reason == "requested by admin from the process monitor"
+
+
+def test_by_hand_never_overrides_self_protection():
+    k = kernel(state="busy", pid=5)
+    d = by_hand(k, NOW, Protection(pids=frozenset([5])), "admin", anyway=True)
+    assert not d.act and d.reason == "spared: runs this macro (pid 5)"

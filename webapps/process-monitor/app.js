@@ -62,6 +62,7 @@
     var OUTCOMES = {
         would_act: "Would be stopped",
         spared: "Spared: not stopped",
+        warned: "Warned: not stopped unless you stop it anyway",
         aborted: "Done",
         abort_requested: "Requested: DSS is still stopping it",
         already_finished: "It had already finished",
@@ -598,7 +599,8 @@
         if (actionableOnly && !row.actionable) return false;
         if (!text) return true;
         var hay = [row.role_display, row.role, row.pid, row.label, row.project_key, row.activity_name,
-            row.activity_kind, row.owner, row.user, row.state, row.activity_id, row.instance].join(" ").toLowerCase();
+            row.activity_kind, row.owner, row.user, row.state, row.activity_id, row.instance].concat(
+            (row.processes || []).map(function (p) { return p.pid + " " + (p.label || ""); })).join(" ").toLowerCase();
         return text.split(/\s+/).every(function (word) { return hay.indexOf(word) >= 0; });
     }
 
@@ -612,6 +614,37 @@
         return h("td", { dataset: { key: "role", value: row.role } }, [
             h("span", { className: "pt-dot", style: "background:" + safeColour(colours[row.role]) }),
             h("span", { textContent: row.role_display || row.role })
+        ]);
+    }
+
+    /** The "Notebook / job / task" cell: the activity's kind, and its processes (or the process's label). */
+    function fillNameCell(td, row) {
+        if (row.activity_kind) {
+            td.appendChild(h("span", { className: "pt-kind", textContent: KIND_LABELS[row.activity_kind] || row.activity_kind }));
+        } else if (row.context_kind) {  // what DSS's own records (CRU, cgroup path) say the process is
+            td.appendChild(h("span", { className: "pt-kind", textContent: CONTEXT_KINDS[row.context_kind] || row.context_kind }));
+        }
+        if (!row.activity_name && row.label) {
+            td.insertBefore(h("span", { className: "pt-muted", textContent: row.label }), td.firstChild);
+        } else if (row.processes && row.processes.length > 1) {
+            td.appendChild(processList(row.processes));
+        } else if (row.label) {
+            // which process of the activity this row is: the kernel itself, a pod...
+            td.appendChild(h("span", { className: "pt-sub", textContent: row.label, title: VIA[row.via] || "" }));
+        }
+    }
+
+    /** An activity's processes (the JEK and its children, a kernel and its UIF wrappers), listed in its row. */
+    function processList(processes) {
+        var list = h("ul", { className: "pt-procs" }, processes.map(function (p) {
+            return h("li", { dataset: { pid: String(p.pid), role: p.role || "", source: p.source || "" },
+                title: VIA[p.via] || "" }, [
+                (p.label || p.role_display || p.role || "process") + " " + p.pid + " \u00b7 " + formatBytes(p.rss_anon_bytes) +
+                    (p.source && p.source !== "api" && SOURCES[p.source] ? " \u00b7 " + SOURCES[p.source] : "")
+            ]);
+        }));
+        return h("details", { className: "pt-sub pt-procs-box" }, [
+            h("summary", { textContent: processes.length + " processes" }), list
         ]);
     }
 
@@ -690,19 +723,9 @@
                     td.textContent = "\u2014";
                     td.title = "DSS lists this activity but no process of it was found on this host";
                 }
-                if (col.key === "activity_name" && row.activity_kind) {
-                    td.appendChild(h("span", { className: "pt-kind", textContent: KIND_LABELS[row.activity_kind] || row.activity_kind }));
-                }
-                if (col.key === "activity_name" && !row.activity_kind && row.context_kind) {
-                    td.appendChild(h("span", { className: "pt-kind",
-                        textContent: CONTEXT_KINDS[row.context_kind] || row.context_kind }));
-                }
-                if (col.key === "activity_name" && !row.activity_name && row.label) {
-                    td.insertBefore(h("span", { className: "pt-muted", textContent: row.label }), td.firstChild);
-                } else if (col.key === "activity_name" && row.label) {
-                    // which process of the activity this row is: the kernel itself, a wrapper, a recipe under a JEK...
-                    td.appendChild(h("span", { className: "pt-sub", textContent: row.label,
-                        title: VIA[row.via] || "" }));
+                if (col.key === "activity_name") fillNameCell(td, row);
+                if (col.type === "bytes" && row.processes && row.processes.length > 1) {
+                    td.title = "the sum of its " + row.processes.length + " processes";
                 }
                 tr.appendChild(td);
             });
@@ -834,6 +857,13 @@
         return h("p", { className: "pt-outcome pt-outcome-" + level, textContent: text });
     }
 
+    /** The rules the macros spare an activity for (busy, someone has it open, just started), as warnings. */
+    function warningList(warnings) {
+        return h("ul", { className: "pt-warnings" }, warnings.map(function (w) {
+            return h("li", { textContent: w });
+        }));
+    }
+
     function openAction(row) {
         var dialog = $("pt-dialog");
         var action = ACTIONS[row.activity_kind];
@@ -856,14 +886,19 @@
         api("/api/actions/preview", request).then(function (preview) {
             clear(status);
             var wouldAct = preview.outcome === "would_act";
-            status.appendChild(dialogMessage(wouldAct ? "warning" : "info", OUTCOMES[preview.outcome] || preview.outcome));
-            if (preview.reason) status.appendChild(h("p", { className: "pt-reason", textContent: "Why: " + preview.reason }));
-            dialog.dataset.phase = wouldAct ? "confirm" : "spared";
-            if (wouldAct) {
-                confirm.textContent = "Confirm: " + action.verb.toLowerCase();
+            var warned = preview.outcome === "warned";
+            status.appendChild(dialogMessage(wouldAct || warned ? "warning" : "info", OUTCOMES[preview.outcome] || preview.outcome));
+            if (preview.warnings && preview.warnings.length) status.appendChild(warningList(preview.warnings));
+            else if (preview.reason) status.appendChild(h("p", { className: "pt-reason", textContent: "Why: " + preview.reason }));
+            dialog.dataset.phase = wouldAct ? "confirm" : (warned ? "warned" : "spared");
+            var anyway = warned && (state.whoami || {}).admin === true;
+            if (wouldAct || anyway) {
+                confirm.textContent = anyway ? "Stop anyway" : "Confirm: " + action.verb.toLowerCase();
                 confirm.hidden = false;
-                confirm.onclick = function () { apply(request, status, action); };
+                confirm.onclick = function () { apply(anyway ? Object.assign({ anyway: true }, request) : request, status, action); };
             } else {
+                if (warned) status.appendChild(h("p", { className: "pt-reason",
+                    textContent: "Only a DSS administrator can stop it anyway." }));
                 cancel.textContent = "Close";
             }
         }, function (error) {
@@ -886,7 +921,8 @@
             status.appendChild(dialogMessage(ok ? "ok" : (result.outcome === "failed" ? "error" : "warning"),
                 OUTCOMES[result.outcome] || result.outcome));
             if (result.message) status.appendChild(h("p", { className: "pt-reason", textContent: result.message }));
-            if (result.reason) status.appendChild(h("p", { className: "pt-reason", textContent: "Why: " + result.reason }));
+            if (result.outcome === "warned" && result.warnings) status.appendChild(warningList(result.warnings));
+            else if (result.reason) status.appendChild(h("p", { className: "pt-reason", textContent: "Why: " + result.reason }));
             dialog.dataset.phase = "done";
             dialog.dataset.outcome = result.outcome;
             $("pt-dialog-title").textContent = action.verb + ": outcome";
