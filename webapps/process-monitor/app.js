@@ -895,7 +895,9 @@
             if (wouldAct || anyway) {
                 confirm.textContent = anyway ? "Stop anyway" : "Confirm: " + action.verb.toLowerCase();
                 confirm.hidden = false;
-                confirm.onclick = function () { apply(anyway ? Object.assign({ anyway: true }, request) : request, status, action); };
+                confirm.onclick = function () {  // "Stop anyway" overrides only the warnings shown here
+                    apply(anyway ? Object.assign({ anyway: preview.warning_kinds }, request) : request, status, action);
+                };
             } else {
                 if (warned) status.appendChild(h("p", { className: "pt-reason",
                     textContent: "Only a DSS administrator can stop it anyway." }));
