@@ -9,10 +9,20 @@ every file of the folder.
     log.write(cru_message("start", "cru-1", pid, started_at, {"type": "JOB_ACTIVITY", "projectKey": "P"}))
     log.rotate(); log.truncate()
     write_fleet_events(fleet)                      # start events for the demo fleet's processes (DEMO_CONTEXTS)
+    cgroups = DemoCgroups(fleet).create()          # as root: DSS-style cgroups for some processes, one OOM kill
+    ...; cgroups.remove()
+
+DSS-style cgroups (`DemoCgroups`) need root and a writable memory controller (v1 `<root>/memory`, or v2 with the
+memory controller): elsewhere `create()` does nothing and says why (`note`). The paths follow the templates it
+writes in the DIP_HOME's `config/general-settings.json` (key names assumed, as cgroup_context.py's docstring says),
+under `/DSS/<a token of this fleet>/` so that two demos on one host never share a cgroup.
 """
 import json
 import os
+import subprocess
+import sys
 import time
+import uuid
 from typing import Dict, Iterable, Mapping, Optional
 
 AUDIT_FILE = "audit.log"
@@ -103,3 +113,139 @@ def write_fleet_events(fleet, contexts: Mapping[str, Mapping[str, str]] = None, 
     if messages:
         log.write(*messages, envelope=envelope)
     return ids
+
+
+# demo fleet process -> (workload, the user or project its cgroup path names); templates in DemoCgroups.settings
+DEMO_CGROUPS = {"ml-1": ("mlKernels", "alice"), "recipe-1": ("pythonRRecipes", "CHURN"),
+                "kernel-1": ("jupyterKernels", "alice")}
+OOM_PROCESS = "recipe-1"  # in its cgroup (limited), a short-lived process is killed by the kernel for lack of memory
+OOM_LIMIT_BYTES = 24 << 20
+_VARIABLE = {"mlKernels": "user", "jupyterKernels": "user", "pythonRRecipes": "projectKey"}
+
+
+class DemoCgroups:
+    """DSS-style memory cgroups for some of a fleet's processes (`DEMO_CGROUPS`) and one real OOM kill, as root."""
+
+    def __init__(self, fleet, cgroup_root: str = "/sys/fs/cgroup", token: Optional[str] = None):
+        self.fleet = fleet
+        self.root = cgroup_root
+        self.token = token or "demo-" + uuid.uuid4().hex[:8]
+        self.base = None  # the memory hierarchy's mount (v1 <root>/memory, v2 <root>)
+        self.version = None
+        self.made = []  # directories made, parents first
+        self.note = ""
+
+    def template(self, workload: str) -> str:
+        return "memory/DSS/%s/${%s}/%s" % (self.token, _VARIABLE[workload], workload)
+
+    def path(self, workload: str, who: str) -> str:
+        """The cgroup path (as /proc/<pid>/cgroup shows it) of a workload for a user or project."""
+        return "/DSS/%s/%s/%s" % (self.token, who, workload)
+
+    def settings(self) -> Dict[str, object]:
+        workloads = sorted({w for w, _ in DEMO_CGROUPS.values()})
+        body = {w: {"targets": [{"cgroupPathTemplate": self.template(w)}]} for w in workloads}
+        body.update(enabled=True, cgroupsVersion="CGROUPS_V%d" % (self.version or 1))
+        return {"cgroupSettings": body}
+
+    def create(self) -> bool:
+        """Make the cgroups, move the processes in, write the settings, cause one OOM kill. False (and `note`)
+        when this host does not allow it."""
+        self.base, self.version = _memory_hierarchy(self.root)
+        if os.geteuid() != 0 or self.base is None:
+            self.note = "no DSS-style cgroups: needs root and a writable memory cgroup controller"
+            return False
+        try:
+            for name, (workload, who) in DEMO_CGROUPS.items():
+                if name in self.fleet.pids:
+                    _write(os.path.join(self._make(self.path(workload, who)), "cgroup.procs"), self.fleet.pid(name))
+            if OOM_PROCESS in self.fleet.pids:
+                self._oom_kill(self._make(self.path(*DEMO_CGROUPS[OOM_PROCESS])))
+        except OSError as exc:
+            self.note = "DSS-style cgroups failed (%s); removed" % (exc.strerror or exc.__class__.__name__)
+            self.remove()
+            return False
+        config = os.path.join(self.fleet.dip_home, "config")
+        os.makedirs(config, exist_ok=True)
+        with open(os.path.join(config, "general-settings.json"), "w") as f:
+            json.dump(self.settings(), f)
+        return True
+
+    def _make(self, path):
+        folder = self.base
+        for part in path.strip("/").split("/"):
+            folder = os.path.join(folder, part)
+            if not os.path.isdir(folder):
+                os.mkdir(folder)
+                self.made.append(folder)
+                if self.version == 2:  # children of a v2 cgroup get the memory controller only when asked
+                    _write(os.path.join(os.path.dirname(folder), "cgroup.subtree_control"), "+memory", quiet=True)
+        return folder
+
+    def _oom_kill(self, folder):
+        """Limit the cgroup to OOM_LIMIT_BYTES (the fleet's process in it is charged ~nothing there: its memory was
+        touched before it moved in) and start a process in it that touches 4 times as much, first in line for the
+        OOM killer (oom_score_adj 1000): the kernel kills it and counts it in the cgroup's oom_kill."""
+        _write(os.path.join(folder, "memory.limit_in_bytes" if self.version == 1 else "memory.max"), OOM_LIMIT_BYTES)
+        code = ("import os, sys; open('/proc/self/oom_score_adj', 'w').write('1000')\n"
+                "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+                "b = bytearray(%d)\nfor i in range(0, len(b), 4096): b[i] = 1\n" % (OOM_LIMIT_BYTES * 4))
+        subprocess.run([sys.executable, "-c", code, os.path.join(folder, "cgroup.procs")], timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def remove(self) -> None:
+        """Move the processes back to this process's own memory cgroup, then remove the cgroups made."""
+        home = _own_memory_cgroup(self.base, self.version)
+        for folder in reversed(self.made):
+            try:
+                with open(os.path.join(folder, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        _write(os.path.join(home, "cgroup.procs"), pid, quiet=True)
+                os.rmdir(folder)
+            except OSError:
+                pass
+        self.made = []
+
+
+def _write(path, value, quiet=False):
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError:
+        if not quiet:
+            raise
+
+
+def _memory_hierarchy(root):
+    """(mount of the memory controller, cgroup version) when it is writable here, else (None, None)."""
+    v1 = os.path.join(root, "memory")
+    if os.path.isfile(os.path.join(v1, "cgroup.procs")) and os.access(v1, os.W_OK):
+        return v1, 1
+    try:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            if "memory" in f.read().split() and os.access(root, os.W_OK):
+                return root, 2
+    except OSError:
+        pass
+    return None, None
+
+
+def _own_memory_cgroup(base, version):
+    with open("/proc/self/cgroup") as f:
+        for line in f.read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if (version == 1 and "memory" in controllers.split(",")) or (version == 2 and controllers == ""):
+                return os.path.join(base, path.lstrip("/"))
+    return base
+
+
+def write_demo_records(fleet, stack) -> str:
+    """What the demo's DSS would have recorded about its fleet: CRU start events (`write_fleet_events`) and, as
+    root, DSS-style cgroups with one OOM kill (`DemoCgroups`, removed when `stack`, an ExitStack, closes).
+    Returns a note when the cgroups could not be made ("" otherwise)."""
+    write_fleet_events(fleet)
+    cgroups = DemoCgroups(fleet)
+    if not cgroups.create():
+        return cgroups.note
+    stack.callback(cgroups.remove)
+    return ""

@@ -105,6 +105,11 @@ def start_fleet(stack, dip_home, budget_mib, jobs_started_at):
 
     specs = demo_layout(dip_home, jobs_started_at)
     fleet = stack.enter_context(Fleet(specs, memory_scale=memory_scale(specs, budget_mib)))
+    from dev.cru_writer import write_demo_records
+
+    note = write_demo_records(fleet, stack)  # DSS's audit log and (as root) cgroups: what each process is (issue 15)
+    if note:
+        print("demo: %s" % note, flush=True)
     return fleet
 
 

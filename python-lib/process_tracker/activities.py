@@ -111,7 +111,7 @@ def _execute(client, step):
     try:
         return step.run(client), None
     except DSSError as err:  # one failing call is an error row, never a crashed listing
-        return None, FailedListing(step.kind, step.project_key, str(err))
+        return None, FailedListing(step.kind, step.project_key, str(err), isinstance(err, DSSNotFound))
 
 
 def _run_steps(client, steps, max_workers):

@@ -291,11 +291,34 @@ __all__ = ["role_style", "treemap", "java_xmx", "kernels_idle_memory", "cgroups"
            "count_by_role", "role_rows"]
 
 
-def history_body(window, series):
-    """The /api/history body for `series` (a role series from SQLite or Prometheus): points, step and figures."""
-    return {
-        "window": window,
-        "points": series.points,
-        "step_seconds": series.step_seconds,
-        "figures": {"memory_by_role": memory_by_role(series), "count_by_role": count_by_role(series)},
-    }
+def oom_label(path, labels):
+    """A DSS cgroup's name in the OOM chart: its path, then the workload and the user or project it stands for."""
+    labels = labels or {}
+    who = ", ".join(v for v in (labels.get("user"), labels.get("project_key")) if v)
+    what = " ".join(v for v in (labels.get("workload"), "(%s)" % who if who else "") if v)
+    return _esc(path) + (" \u00b7 " + _esc(what) if what else "")
+
+
+def oom_kills(series, title=None):
+    """The kernel's OOM-kill counter of each DSS cgroup over the window (`history.OomSeries`), one step line per
+    cgroup named by its path, workload and user or project; None when no cgroup has a readable counter."""
+    if not series.oom_kills:
+        return None
+    times = [int(t * 1000) for t in series.times]
+    data = [{"type": "scatter", "mode": "lines+markers", "name": oom_label(path, series.labels.get(path)),
+             "x": times, "y": list(values), "line": {"shape": "hv", "width": 1.5}, "connectgaps": True,
+             "hovertemplate": "%{y} OOM kills<extra>%{fullData.name}</extra>"}
+            for path, values in sorted(series.oom_kills.items())]
+    return _figure(data, {"title": {"text": title or "OOM kills per DSS cgroup, last %s" % series.window},
+                          "xaxis": {"type": "date", "title": {"text": "time (UTC)"}},
+                          "yaxis": {"title": {"text": "OOM kills (kernel counter)"}, "rangemode": "tozero"},
+                          "legend": {"orientation": "h"}, "hovermode": "x unified"})
+
+
+def history_body(window, series, oom=None):
+    """The /api/history body for `series` (a role series from SQLite or Prometheus): points, step and figures;
+    `oom` (a history.OomSeries) adds the OOM kills per DSS cgroup."""
+    figures = {"memory_by_role": memory_by_role(series), "count_by_role": count_by_role(series)}
+    if oom is not None:
+        figures["oom_kills"] = oom_kills(oom)
+    return {"window": window, "points": series.points, "step_seconds": series.step_seconds, "figures": figures}

@@ -11,6 +11,12 @@ Layout (schema version `SCHEMA_VERSION`, in table `meta`):
   (labels only, never a command line); kept 24 h.
 - `cgroup_raw(ts, path, usage_bytes, limit_bytes)` and `cgroup_bucket(bucket, path, usage_sum, n, limit_bytes)`:
   DSS cgroups, their own series (never added to process sums).
+- `oom_raw(ts, path, oom_kills)` and `oom_bucket(bucket, path, oom_kills)`: the kernel's OOM-kill counter of each DSS
+  cgroup (the largest value of a bucket), at most `MAX_OOM_CGROUPS` cgroups a sample (those with kills first);
+  `oom_cgroups(path, workload, user, project_key, instance, seen_at)`: what each path stands for (issue 15), pruned
+  with the buckets.
+- `latest_contexts(pid, context)`: what DSS's own records (CRU items, cgroup paths, the tree) say each process of the
+  last sample is (`context.Context` as JSON), so every backend process joins the table with them.
 - `latest_processes` and `latest_cgroups`: the whole last sample (read back as host.ProcessRecord) (replaced at each sample), from which the
   snapshot and table endpoints are served, so only the sampler ever scans the host.
 
@@ -35,9 +41,10 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
+from .context import Context
 from .errors import ConfigError, ProcessTrackerError
 from .host import ProcessRecord
 
@@ -50,6 +57,7 @@ BUCKET_SECONDS = 300  # downsampled buckets: 5 minutes
 BUSY_TIMEOUT_MS = 5000
 PRUNE_EVERY_SECONDS = 60.0  # prune at most once a minute
 DEFAULT_TOP_N = 8
+MAX_OOM_CGROUPS = 64  # OOM-kill series kept per sample (bounded: a host may hold thousands of DSS cgroups)
 
 # window name -> (length in seconds, display step in seconds, source: "raw" or "bucket")
 WINDOWS = {
@@ -88,6 +96,13 @@ _SCHEMA = (
     " cpu_percent REAL, num_threads INTEGER, age_seconds REAL, cgroup TEXT, ids TEXT, link INTEGER)",
     "CREATE TABLE IF NOT EXISTS latest_cgroups (path TEXT PRIMARY KEY, usage_bytes INTEGER, limit_bytes INTEGER,"
     " version INTEGER)",
+    "CREATE TABLE IF NOT EXISTS latest_contexts (pid INTEGER PRIMARY KEY, context TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS oom_raw (ts REAL NOT NULL, path TEXT NOT NULL, oom_kills INTEGER NOT NULL,"
+    " PRIMARY KEY (ts, path))",
+    "CREATE TABLE IF NOT EXISTS oom_bucket (bucket INTEGER NOT NULL, path TEXT NOT NULL, oom_kills INTEGER NOT NULL,"
+    " PRIMARY KEY (bucket, path))",
+    "CREATE TABLE IF NOT EXISTS oom_cgroups (path TEXT PRIMARY KEY, workload TEXT, user TEXT, project_key TEXT,"
+    " instance TEXT, seen_at REAL NOT NULL)",
 )
 
 
@@ -182,6 +197,17 @@ class CgroupSeries:
 
 
 @dataclass(frozen=True)
+class OomSeries:
+    """The kernel's OOM-kill counter of each DSS cgroup over a window (largest value per display step)."""
+
+    window: str
+    step_seconds: int
+    times: Tuple[float, ...]
+    oom_kills: Mapping[str, Tuple[Optional[int], ...]]  # path -> counter aligned with times (None: no data)
+    labels: Mapping[str, Mapping[str, Optional[str]]]  # path -> workload, user, project_key, instance
+
+
+@dataclass(frozen=True)
 class StoredCgroup:
     path: str
     usage_bytes: Optional[int]
@@ -201,6 +227,23 @@ class LatestSample:
     sampler: Mapping[str, object]  # the sampler's own figures (interval_seconds, cpu_percent_of_core, ...)
     on_host: bool
     degraded_reason: Optional[str]
+    contexts: Mapping[int, Context] = field(default_factory=dict)  # pid -> what DSS's own records say it is
+
+
+def _context_json(ctx):
+    return json.dumps(dict(ctx.to_json(), instance=ctx.instance), sort_keys=True)
+
+
+def _context(text):
+    d = json.loads(text)
+    return Context(d["source"], d.get("kind"), d.get("project_key"), d.get("user"), d.get("ids") or {},
+                   d.get("instance"), d.get("via_pid"))
+
+
+def _oom_rows(oom):
+    """The cgroups whose OOM kills are kept this sample: readable counters, those with kills first, bounded."""
+    known = [c for c in oom or () if c.oom_kills is not None]
+    return sorted(known, key=lambda c: (-c.oom_kills, c.path))[:MAX_OOM_CGROUPS]
 
 
 def _process_record(row):
@@ -456,12 +499,13 @@ class HistoryStore:
 
     # -- writing --------------------------------------------------------------------------------------------
     @_guarded("recording a sample", write=True)
-    def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None, pods=()):
+    def record(self, snapshot, sampler=None, on_host=True, degraded_reason=None, pods=(), contexts=None, oom=None):
         """Write one sample from a host.Snapshot: series, top processes, cgroups, and the whole last sample.
 
         `sampler` is a dict of the sampler's own figures (stored with the sample, shown by /api/snapshot).
         `pods`: DSS's pods (pods.PodRecord) at that time: their role series ("pod:<role>") are written beside the
-        host's (not their processes: the latest processes are the host's).
+        host's (not their processes: the latest processes are the host's). `contexts`: {pid: context.Context} of
+        the sample's processes; `oom`: cgroup_context.CgroupInfo of its DSS cgroups (OOM kills, what they are).
         """
         taken_at = float(snapshot.taken_at)
         sampler = dict(sampler or {})
@@ -511,9 +555,25 @@ class HistoryStore:
                 "INSERT OR REPLACE INTO latest_cgroups VALUES (?, ?, ?, ?)",
                 [(c.path, c.usage_bytes, c.limit_bytes, c.version) for c in snapshot.cgroups],
             )
+            self._write_dss_records(conn, taken_at, contexts, oom)
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('latest', ?)", (json.dumps(latest, default=str),)
             )
+
+    @staticmethod
+    def _write_dss_records(conn, taken_at, contexts, oom):
+        """The sample's contexts (replacing the last ones) and the OOM-kill counters of its DSS cgroups."""
+        conn.execute("DELETE FROM latest_contexts")
+        conn.executemany("INSERT OR REPLACE INTO latest_contexts VALUES (?, ?)",
+                         [(pid, _context_json(ctx)) for pid, ctx in (contexts or {}).items()])
+        bucket = int(taken_at // BUCKET_SECONDS) * BUCKET_SECONDS
+        for c in _oom_rows(oom):
+            conn.execute("INSERT OR REPLACE INTO oom_raw VALUES (?, ?, ?)", (taken_at, c.path, c.oom_kills))
+            if not conn.execute("UPDATE oom_bucket SET oom_kills = MAX(oom_kills, ?) WHERE bucket = ? AND path = ?",
+                                (c.oom_kills, bucket, c.path)).rowcount:
+                conn.execute("INSERT INTO oom_bucket VALUES (?, ?, ?)", (bucket, c.path, c.oom_kills))
+            conn.execute("INSERT OR REPLACE INTO oom_cgroups VALUES (?, ?, ?, ?, ?, ?)",
+                         (c.path, c.workload, c.user, c.project_key, c.instance, taken_at))
 
     @_guarded("recording series", write=True)
     def record_series(self, samples):
@@ -597,10 +657,11 @@ class HistoryStore:
         deleted = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("samples", "role_raw", "top_raw", "cgroup_raw"):
+            for table in ("samples", "role_raw", "top_raw", "cgroup_raw", "oom_raw"):
                 deleted += conn.execute("DELETE FROM %s WHERE ts < ?" % table, (raw_cutoff,)).rowcount  # noqa: S608
-            for table in ("bucket_samples", "role_bucket", "cgroup_bucket"):
+            for table in ("bucket_samples", "role_bucket", "cgroup_bucket", "oom_bucket"):
                 deleted += conn.execute("DELETE FROM %s WHERE bucket < ?" % table, (bucket_cutoff,)).rowcount  # noqa: S608
+            deleted += conn.execute("DELETE FROM oom_cgroups WHERE seen_at < ?", (bucket_cutoff,)).rowcount
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
@@ -698,6 +759,36 @@ class HistoryStore:
             limit_bytes=limits,
         )
 
+    @_guarded("reading the OOM-kill series")
+    def oom_series(self, window="24h", now=None):
+        """Per-cgroup OOM-kill counter over `window` (largest value per display step) and what each path stands
+        for (workload, user, project_key, instance)."""
+        seconds, step, source = self.window(window)
+        since = (self.clock() if now is None else now) - seconds
+        if source == "raw":
+            sql = "SELECT CAST(ts / ? AS INTEGER) AS b, path, MAX(oom_kills) FROM oom_raw WHERE ts >= ? GROUP BY b, path"
+        else:
+            since = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
+            sql = ("SELECT CAST(bucket / ? AS INTEGER) AS b, path, MAX(oom_kills) FROM oom_bucket WHERE bucket >= ?"
+                   " GROUP BY b, path")
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN")
+            rows = conn.execute(sql, (step, since)).fetchall()
+            labels = conn.execute("SELECT path, workload, user, project_key, instance FROM oom_cgroups").fetchall()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        steps = sorted({r[0] for r in rows})
+        index = {b: i for i, b in enumerate(steps)}
+        kills = {}
+        for b, path, value in rows:
+            kills.setdefault(path, [None] * len(steps))[index[b]] = value
+        names = ("workload", "user", "project_key", "instance")
+        return OomSeries(window, step, tuple(float(b * step) for b in steps),
+                         {p: tuple(v) for p, v in sorted(kills.items())},
+                         {r[0]: dict(zip(names, r[1:])) for r in labels if r[0] in kills})
+
     @_guarded("reading the top processes")
     def top_processes(self, since, until=None):
         """Top processes per role stored between `since` and `until` (epoch s): (ts, role, pid, label, user,
@@ -738,6 +829,7 @@ class HistoryStore:
                 return None
             procs = conn.execute("SELECT * FROM latest_processes").fetchall()
             cgroups = conn.execute("SELECT * FROM latest_cgroups ORDER BY path").fetchall()
+            contexts = conn.execute("SELECT pid, context FROM latest_contexts").fetchall()
             conn.execute("COMMIT")
         finally:
             conn.close()
@@ -751,6 +843,7 @@ class HistoryStore:
             sampler=meta.get("sampler") or {},
             on_host=bool(meta.get("on_host")),
             degraded_reason=meta.get("degraded_reason"),
+            contexts={pid: _context(text) for pid, text in contexts},
         )
 
     @_guarded("measuring the history")
@@ -784,6 +877,7 @@ __all__ = [
     "RoleSample",
     "RoleSeries",
     "CgroupSeries",
+    "OomSeries",
     "StoredCgroup",
     "WINDOWS",
     "default_history_dir",

@@ -163,7 +163,8 @@ def current_protection(client=None, activities: Sequence = (), environ: Optional
 class HostView:
     """What the host scan adds to activities, per (kind, id): memory in bytes (RssAnon, else RSS, summed over the
     activity's process, its descendants and wrappers: what stopping it frees) and the host role of its own
-    process; and the orphans (processes of a DSS role no activity explains)."""
+    process; and the orphans (processes of a DSS role no source explains: no activity, no CRU item of DSS's audit
+    log, no explained ancestor; see joins)."""
 
     memory: Mapping[Tuple[str, str], int] = field(default_factory=dict)
     roles: Mapping[Tuple[str, str], str] = field(default_factory=dict)
@@ -188,7 +189,7 @@ def host_view(inventory, scan: Optional[Callable[[], object]] = None, instance: 
 
             scan = Scanner().scan
         snapshot = scan()
-        joined = joins.join(snapshot, inventory, instance=instance)
+        joined = joins.join(snapshot, inventory, instance=instance, contexts=_contexts(snapshot, instance))
     except ProcessTrackerError as exc:
         return HostView(note="host scan failed: %s" % exc)
     except (OSError, ImportError) as exc:
@@ -203,6 +204,15 @@ def host_view(inventory, scan: Optional[Callable[[], object]] = None, instance: 
         if match.via not in ("ancestor", "wrapped"):
             roles[key] = record.role
     return HostView(memory=memory, roles=roles, orphans=tuple(joined.orphans))
+
+
+def _contexts(snapshot, instance):
+    """{pid: Context} from DSS's own records (CRU items of the audit logs, cgroup paths, the tree) of `instance`
+    and of the instances whose backend the scan found: a process they explain is not an orphan."""
+    from . import cgroup_context, context, cru
+
+    homes = (instance,) if instance else ()
+    return context.read_contexts(snapshot, cru.AuditReader(homes), cgroup_context.maps_for(snapshot, homes))
 
 
 # --------------------------------------------------------------------------------------------------------------

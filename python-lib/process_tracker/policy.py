@@ -23,7 +23,7 @@ it unless the administrator stops it anyway.
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Collection, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .render import format_bytes, format_duration, format_hours
 
@@ -67,6 +67,7 @@ class Decision:
     act: bool
     reason: str
     warnings: Tuple[str, ...] = ()  # the soft rules it meets (`cautions`), acted on or not
+    warning_kinds: Tuple[str, ...] = ()  # their kinds (CAUTION_KINDS), where the decision was by hand (`by_hand`)
 
 
 @dataclass(frozen=True)
@@ -302,25 +303,36 @@ def young_caution(activity, now: float) -> Optional[str]:
     return "started %s ago" % (format_duration(age) or "0 s")
 
 
+CAUTION_KINDS = ("busy", "connected", "young")  # the soft rules, in the order their warnings are shown
+
+
+def named_cautions(activity, now: float) -> Tuple[Tuple[str, str], ...]:
+    """(kind, text) of each soft rule `activity` meets now, kinds from CAUTION_KINDS, in that order."""
+    found = (("busy", busy_caution(activity)), ("connected", connected_caution(activity)),
+             ("young", young_caution(activity, now)))
+    return tuple((kind, text) for kind, text in found if text)
+
+
 def cautions(activity, now: float) -> Tuple[str, ...]:
     """Why stopping `activity` now may disturb someone, in order: busy, connected, young (empty when none)."""
-    found = (busy_caution(activity), connected_caution(activity), young_caution(activity, now))
-    return tuple(c for c in found if c)
+    return tuple(text for _, text in named_cautions(activity, now))
 
 
-def by_hand(activity, now: float, protected: Protection, actor: str, anyway: bool = False) -> Decision:
+def by_hand(activity, now: float, protected: Protection, actor: str, anyway: Collection[str] = ()) -> Decision:
     """The decision for one activity an administrator picked (the webapp): self-protection always spares it;
-    the soft rules (`cautions`) spare it unless `anyway` (the administrator saw them and chose to stop it)."""
+    the soft rules (`cautions`) spare it unless each one it meets now is in `anyway`, the caution kinds the
+    administrator saw in the preview and chose to override (a warning that appeared since was never seen)."""
     reason = protection_reason(activity, protected)
     if reason:
         return Decision(activity, False, reason)
-    warned = cautions(activity, now)
-    if warned and not anyway:
-        return Decision(activity, False, "spared: " + "; ".join(warned), warned)
+    named = named_cautions(activity, now)
+    warned, kinds = tuple(text for _, text in named), tuple(kind for kind, _ in named)
+    if any(kind not in anyway for kind in kinds):
+        return Decision(activity, False, "spared: " + "; ".join(warned), warned, kinds)
     requested = "requested by %s from the process monitor" % actor
     if warned:
         requested += ", anyway (%s)" % "; ".join(warned)
-    return Decision(activity, True, requested, warned)
+    return Decision(activity, True, requested, warned, kinds)
 
 
 def _kernel(activity, rules: KernelRules, now: float) -> Decision:

@@ -30,6 +30,7 @@ class FailedListing:
     kind: str  # a kind from KINDS, or "projects" when the project list itself failed
     project_key: Optional[str]
     message: str
+    not_found: bool = False  # DSS answered 404: no such project (or no such endpoint on this DSS version)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ ticks rather than bunching them), never dies on an exception (logged, counted, n
 own cost: CPU seconds of the thread per sample (`time.thread_time`) as a percentage of one core over the
 interval, and the scan's wall time.
 
+Each sample carries what DSS's own records say its processes are (`context.read_contexts`: CRU items of the audit
+logs, then cgroup paths, then the tree) and the OOM-kill counters of its DSS cgroups (`cgroup_context`), both
+stored with it. The sampler keeps one `cru.AuditReader` for its life: it remembers where it stopped in each audit
+file, so a sample reads only what DSS appended since the last one. A failure there is logged and counted
+(`context_errors`); the sample is written without them.
+
 After every tick (sample written or not) the thread calls `on_tick()` when given: the webapp precomputes its
 views there, so the writer's samples and, in reader processes, the samples they notice are ready before the next
 request. A failing `on_tick` is logged and counted (`tick_errors`), never raised.
@@ -62,6 +68,8 @@ class Sampler:
         self.on_tick = on_tick
         self.lock_path = os.path.join(store.directory, LOCK_FILENAME)
         self._scanner = None
+        self._cru = None  # the long-lived cru.AuditReader (positions in the audit logs)
+        self.context_errors = 0  # samples written without DSS's own records (reading them failed)
         self._lock_fd = None
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -123,6 +131,7 @@ class Sampler:
             snapshot = self._scanner.scan()
             scan_seconds = time.monotonic() - wall0
             on_host, reason = host_status(snapshot, self.dip_home)
+            contexts, oom = self._dss_records(snapshot) if on_host else ({}, ())
             rows, db_bytes = self.store.size()
             cpu_seconds = time.thread_time() - cpu0
             figures = {
@@ -135,9 +144,10 @@ class Sampler:
                 "rows": rows,
                 "db_bytes": db_bytes,
                 "is_writer": True,
+                "dss_records_notes": self.records_notes(),
             }
             self.store.record(snapshot, sampler=figures, on_host=on_host, degraded_reason=reason,
-                              pods=self._pods_now())
+                              pods=self._pods_now(), contexts=contexts, oom=oom)
         except ProcessTrackerError as exc:  # the history cannot be written (read-only, full): its reason, no trace
             self.errors += 1
             self.last_error = exc.__class__.__name__
@@ -153,6 +163,33 @@ class Sampler:
         self.last_scan_seconds = scan_seconds
         self.last_cpu_seconds = time.thread_time() - cpu0  # scan + write: the whole cost of a sample
         return True
+
+    def records_notes(self):
+        """Why DSS's own records of an instance could not be read (its audit folder missing, unreadable or
+        writable by others), as safe text: shown under the page, never an error."""
+        from .identifiers import safe_text
+
+        notes = sorted(self._cru.notes.values()) if self._cru is not None else []
+        if self.context_errors:
+            notes.append("DSS's records could not be read in %d sample(s) (see the backend log)" % self.context_errors)
+        return [safe_text(n, 300) for n in notes[:5]]
+
+    def _dss_records(self, snapshot):
+        """({pid: Context}, (CgroupInfo, ...)) for the snapshot from DSS's own records; ({}, ()) when they cannot
+        be read (logged and counted, never raised: the sample goes on without them)."""
+        from . import cgroup_context, context, cru
+
+        homes = (self.dip_home,) if self.dip_home else ()
+        try:
+            if self._cru is None:
+                self._cru = cru.AuditReader(homes)
+            maps = cgroup_context.maps_for(snapshot, homes)
+            root = getattr(getattr(self._scanner, "options", None), "cgroup_root", "/sys/fs/cgroup")
+            return context.read_contexts(snapshot, self._cru, maps), cgroup_context.cgroup_infos(snapshot, maps, root)
+        except Exception as exc:  # noqa: BLE001 - DSS's records are extra context: never lose the sample for them
+            self.context_errors += 1
+            logger.exception("sampler: DSS's records could not be read (%s)", exc.__class__.__name__)
+            return {}, ()
 
     def _pods_now(self):
         """DSS's pods to record with this sample; none when off, and none (logged) if listing them fails

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from . import identifiers
 from .errors import ConfigError, DSSError, ProcessTrackerError
@@ -65,7 +65,7 @@ class ActionRequest:
     project_key: Optional[str]
     id: str
     confirm: bool = False
-    anyway: bool = False  # an administrator stops it despite the warnings the preview showed
+    anyway: Tuple[str, ...] = ()  # the warning kinds the preview showed that an administrator overrides
 
     @property
     def key(self):
@@ -90,12 +90,24 @@ def parse_action(body, apply):
         raise ConfigError("project_key", "a %s is identified within a project: give its project key" % kind)
     if apply and body.get("confirm") is not True:
         raise ConfigError("confirm", "applying an action needs \"confirm\": true (preview it first)")
-    anyway = body.get("anyway", False)
-    if not isinstance(anyway, bool):
-        raise ConfigError("anyway", "must be true or false, got %s" % identifiers.shown(anyway))
+    anyway = _anyway(body.get("anyway", []))
     if anyway and not apply:
         raise ConfigError("anyway", "only an apply stops anyway: the preview shows the warnings")
     return ActionRequest(kind, project_key or None, activity_id, body.get("confirm") is True, anyway)
+
+
+def _anyway(value):
+    """The warning kinds an apply overrides: a list of the preview's `warning_kinds` (ConfigError otherwise; a bare
+    `true` too: it would override warnings that appeared after the preview, which the administrator never saw)."""
+    from .policy import CAUTION_KINDS
+
+    if value is False:
+        return ()
+    wrong = value if not isinstance(value, list) else next((v for v in value if v not in CAUTION_KINDS), None)
+    if wrong is not None:
+        raise ConfigError("anyway", "must list the kinds of warning the preview showed (%s), got %s"
+                          % (", ".join(CAUTION_KINDS), identifiers.shown(wrong)))
+    return tuple(value)
 
 
 def find_listed(client, request, now=None):
@@ -110,7 +122,7 @@ def find_listed(client, request, now=None):
                 a.project_key == request.project_key or
                 (request.project_key is None and request.kind in PROJECTLESS_KINDS)):
             return a
-    if inv.errors:
+    if inv.errors and not all(e.not_found for e in inv.errors):  # 404s: DSS says nothing is there (no project)
         raise DSSError("listing %s activities failed, cannot tell whether %s runs: %s"
                        % (request.kind.replace("_", " "), identifiers.shown(request.id),
                           identifiers.safe_text(inv.errors[0].message, DSS_MESSAGE_LIMIT)))
@@ -249,6 +261,7 @@ def _decision(activity, identity, protection, anyway, clock):
 def _warned(answer, decision):
     """The answer with the decision's warnings; "warned" instead of "spared" when they are why it was spared."""
     answer["warnings"] = [identifiers.safe_text(w, DSS_MESSAGE_LIMIT) for w in decision.warnings]
+    answer["warning_kinds"] = list(decision.warning_kinds)
     if answer.get("outcome") == "spared" and decision.warnings:
         answer["outcome"] = "warned"
     return answer
@@ -298,7 +311,7 @@ def log_action(identity, request, answer, apply):
     action_log.info(json.dumps({
         "event": "apply" if apply else "preview", "user": identifiers.safe_text(identity.user),
         "kind": request.kind, "project_key": request.project_key, "id": request.id,
-        "outcome": answer.get("outcome"), "shared": bool(answer.get("shared")), "anyway": request.anyway,
+        "outcome": answer.get("outcome"), "shared": bool(answer.get("shared")), "anyway": list(request.anyway),
         "warnings": answer.get("warnings") or [],
     }, sort_keys=True))
 
@@ -320,7 +333,8 @@ def run_action(client, identity, body, apply, inflight, wait_seconds=10.0, prote
     `.admin`).
 
     The macros' soft rules (policy.cautions: busy, someone connected, just started) are the answer's `warnings`;
-    a warned activity is not stopped (outcome "warned") unless an administrator applies with `"anyway": true`.
+    a warned activity is not stopped (outcome "warned") unless an administrator applies with `"anyway"` listing
+    every warning kind it meets at that moment (the preview's `warning_kinds`).
     `inflight` is an InFlight (used by apply only); `protection` a policy.Protection (default: this process and its
     parent); `describe(activity)` builds the preview's table row; `now` (epoch seconds) is the clock of the listing
     and the rules (default: time.time()). Returns the JSON answer (a dict)."""

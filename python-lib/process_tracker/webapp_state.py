@@ -293,7 +293,8 @@ class WebappState:
         latest = self.store.latest()
         as_of = inv.taken_at if inv is not None else self.options.clock()
         # the table's join (same processes, listing and instance): the chart's orphans are the Orphans tab's
-        joined = host_join(latest.processes if latest.on_host else (), inv, as_of, instance=self.dip_home)
+        joined = host_join(latest.processes if latest.on_host else (), inv, as_of, instance=self.dip_home,
+                           contexts=latest.contexts)
         charted = [p for p in latest.processes if p.role not in HIDDEN_ROLES]
         sampler = dict(latest.sampler)
         sampler.update({"is_writer": local["is_writer"], "running": local["running"],
@@ -327,8 +328,8 @@ class WebappState:
                                     lambda: prom_history.history_view(self.prometheus, window, node=node))
         key = (self.store.latest_taken_at(), int(self.options.clock() // step))
 
-        return self.cached_view("history:%s" % window, key,
-                                lambda: charts.history_body(window, self.store.role_series(window)))
+        return self.cached_view("history:%s" % window, key, lambda: charts.history_body(
+            window, self.store.role_series(window), oom=self.store.oom_series(window)))
 
     def table_view(self, wait_seconds=None):
         """The /api/table body (JSON bytes): processes of the last sample joined to the last DSS listing."""
@@ -342,7 +343,8 @@ class WebappState:
         def compute():
             latest = self.store.latest()
             processes = latest.processes if (latest is not None and latest.on_host) else ()
-            rows, orphans, without = join_table(processes, status.inventory, inv.taken_at, instance=self.dip_home)
+            rows, orphans, without = join_table(processes, status.inventory, inv.taken_at, instance=self.dip_home,
+                                                contexts=latest.contexts if processes else None)
             pods_block = None
             if pods is not None:  # DSS's pods beside the host's processes, with a "where" column
                 rows, orphans, without, pods_block = add_to_table(

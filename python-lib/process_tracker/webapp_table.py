@@ -51,10 +51,22 @@ def error_rows(inventory):
             for e in inventory.errors]
 
 
-def host_join(processes, inventory, as_of, instance=None):
+def _context_fields(row, match):
+    """`source` (api, cru, cgroup, tree: where what the row says comes from) and, for a process no activity
+    explains, what DSS's own records say it is (`context_kind`, and the project and user they name)."""
+    row["source"] = match.source
+    ctx = match.context
+    row["context_kind"] = safe_text(ctx.kind) if ctx is not None else None
+    if match.activity is None and ctx is not None:
+        row["project_key"] = safe_text(ctx.project_key)
+        row["owner"] = safe_text(ctx.user)
+
+
+def host_join(processes, inventory, as_of, instance=None, contexts=None):
     """joins.join of stored processes and a listing: the one join (and orphan definition) behind the table, the
     Orphans tab and the Kernels chart. `inventory` None (nothing listed yet): no process can be called an orphan
-    (their kinds count as failed listings: "unknown")."""
+    (their kinds count as failed listings: "unknown"). `contexts`: {pid: context.Context} stored with the sample
+    (DSS's own records: CRU items, cgroup paths, the tree)."""
     from . import joins
     from .activities import FailedListing, Inventory
     from .host import Snapshot
@@ -64,14 +76,14 @@ def host_join(processes, inventory, as_of, instance=None):
         inventory = Inventory(taken_at=as_of, activities=(),
                               errors=tuple(FailedListing(k, None, "not listed yet") for k in kinds))
     snap = Snapshot(taken_at=as_of, hostname="", processes=tuple(processes), roles={}, cgroups=(), stats=None)
-    return joins.join(snap, inventory, instance=instance)
+    return joins.join(snap, inventory, instance=instance, contexts=contexts)
 
 
 def _process_entry(m):
     """One process of an activity's row (`processes`): what it is and how it was joined."""
     p = m.process
     return {"pid": p.pid, "role": p.role, "role_display": charts.role_style(p.role)[0], "label": safe_text(p.label),
-            "user": safe_text(p.user), "via": m.via, "rss_anon_bytes": p.rss_anon_bytes, "rss_bytes": p.rss_bytes}
+            "user": safe_text(p.user), "via": m.via, "source": m.source, "rss_anon_bytes": p.rss_anon_bytes, "rss_bytes": p.rss_bytes}
 
 
 def _sum(values):
@@ -86,6 +98,7 @@ def activity_unit_row(unit, as_of):
     main = next((m for m in unit if m.via not in ("ancestor", "wrapped")), unit[0])
     row = process_row(main.process, main.activity, as_of)
     row["status"], row["via"] = main.status, main.via
+    _context_fields(row, main)
     row["actionable"] = main.activity.kind in ACTION_KINDS
     row["rss_anon_bytes"] = _sum(m.process.rss_anon_bytes for m in unit)
     row["rss_bytes"] = _sum(m.process.rss_bytes for m in unit)
@@ -93,12 +106,13 @@ def activity_unit_row(unit, as_of):
     return row
 
 
-def join_table(processes, inventory, as_of, instance=None):
+def join_table(processes, inventory, as_of, instance=None, contexts=None):
     """(rows, orphans, activities_without_process) for /api/table, from `host_join`: one row per activity with
     processes here (its processes under `processes`, their memory summed: one row, one action), one row per DSS
     process no activity explains (`status` says what it is), the orphan units (kernels or webapp backends no
-    activity explains: `joins.Joined.orphans`), and the activities that explain no visible process."""
-    joined = host_join(processes, inventory, as_of, instance=instance)
+    activity explains: `joins.Joined.orphans`), and the activities that explain no visible process. `status`,
+    `via` and `source` say how each row is known (`contexts`: see `host_join`)."""
+    joined = host_join(processes, inventory, as_of, instance=instance, contexts=contexts)
     orphan_pids = {p.pid for p in joined.orphans}
     units, rows, orphans = {}, [], []
     for m in joined.rows:
@@ -113,6 +127,7 @@ def join_table(processes, inventory, as_of, instance=None):
             continue
         row = process_row(m.process, None, as_of)
         row["status"], row["via"] = m.status, m.via
+        _context_fields(row, m)
         (orphans if m.process.pid in orphan_pids else rows).append(row)
     rows = [activity_unit_row(units[r], as_of) if isinstance(r, tuple) else r for r in rows]
     explained = {(m.activity.kind, m.activity.id) for m in joined.matches}

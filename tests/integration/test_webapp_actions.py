@@ -225,7 +225,7 @@ def test_the_action_use_case_runs_without_flask(sim, tmp_path):
     preview = run_action(client, admin, {"kind": "future", "id": "fut-1"}, False, inflight,
                          describe=lambda a: {"id": a.id, "name": a.name})
     assert preview == {"outcome": "would_act", "reason": "requested by admin from the process monitor",
-                       "activity": {"id": "fut-1", "name": "Build dataset"}, "warnings": []}
+                       "activity": {"id": "fut-1", "name": "Build dataset"}, "warnings": [], "warning_kinds": []}
     viewer = Identity("bob", (), False, "bob is not a DSS administrator")
     with pytest.raises(ApiError) as refused:
         run_action(client, viewer, {"kind": "future", "id": "fut-1", "confirm": True}, True, inflight)
@@ -388,25 +388,26 @@ def test_a_busy_connected_kernel_is_warned_in_the_dry_run_and_not_stopped_withou
 
 def test_stop_anyway_is_an_admins_explicit_apply_and_is_logged(backend, sim, caplog):
     sim.set_kernel_state("sess-2", state="busy")
-    status, body = _post(backend, "apply", "ops", id="sess-2", confirm=True, anyway=True)  # may act, no admin
+    status, body = _post(backend, "apply", "ops", id="sess-2", confirm=True, anyway=["busy"])  # may act, no admin
     assert status == 403 and body["error"]["code"] == "not_allowed" and "administrator" in body["error"]["message"]
-    status, body = _post(backend, "preview", "admin", id="sess-2", anyway=True)
+    status, body = _post(backend, "preview", "admin", id="sess-2", anyway=["busy"])
     assert status == 400 and body["error"]["message"].startswith("anyway:")
-    status, body = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway="yes")
-    assert status == 400 and body["error"]["message"].startswith("anyway:")
-    status, body = _post(backend, "apply", "admin", id="sess-9", confirm=True, anyway=True)
+    for wrong in ("yes", True):  # a bare true would override warnings that appear after the preview
+        status, body = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=wrong)
+        assert status == 400 and body["error"]["message"].startswith("anyway:")
+    status, body = _post(backend, "apply", "admin", id="sess-9", confirm=True, anyway=["busy"])
     assert status == 404 and body["error"]["code"] == "not_listed"
     no_csrf = backend.client.post("/api/actions/apply", headers=as_user("admin"), json={
-        "kind": "notebook_session", "project_key": "PRJ", "id": "sess-2", "confirm": True, "anyway": True})
+        "kind": "notebook_session", "project_key": "PRJ", "id": "sess-2", "confirm": True, "anyway": ["busy"]})
     error_of(no_csrf, 403, "csrf_refused")
     assert "sess-2" in sim.session_ids()
     with caplog.at_level(logging.INFO, logger="process_tracker.webapp"):
-        status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=True)
+        status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=["busy"])
     assert status == 200 and applied["outcome"] == "aborted", applied
     assert applied["reason"] == "requested by admin from the process monitor, anyway (busy: running code now)"
     assert "sess-2" not in sim.session_ids()
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "process_tracker.webapp"]
-    assert logged[-1]["anyway"] is True and logged[-1]["warnings"] == ["busy: running code now"]
+    assert logged[-1]["anyway"] == ["busy"] and logged[-1]["warnings"] == ["busy: running code now"]
     assert logged[-1]["user"] == "admin" and logged[-1]["outcome"] == "aborted"
 
 
@@ -415,3 +416,30 @@ def test_a_quiet_kernel_has_no_warning_and_whoami_says_who_is_admin(backend, sim
     assert status == 200 and preview["outcome"] == "would_act" and preview["warnings"] == []
     assert backend.client.get("/api/whoami", headers=as_user("admin")).get_json()["admin"] is True
     assert backend.client.get("/api/whoami", headers=as_user("ops")).get_json()["admin"] is False
+
+
+def test_stop_anyway_overrides_only_the_warnings_the_admin_saw(backend, sim):
+    """The admin saw "bob has it open" and chose Stop anyway; meanwhile the kernel started running code: the new
+    warning was never shown, so the apply is warned again and nothing is stopped."""
+    sim.set_kernel_state("sess-2", state="idle", connections=1, idle_for=3600)
+    status, preview = _post(backend, "preview", "admin", id="sess-2")
+    assert status == 200 and preview["warning_kinds"] == ["connected"], preview
+    sim.set_kernel_state("sess-2", state="busy", connections=1)
+    status, applied = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=preview["warning_kinds"])
+    assert status == 200 and applied["outcome"] == "warned", applied
+    assert applied["warnings"] == ["busy: running code now", "bob has it open (1 connection)"]
+    assert applied["warning_kinds"] == ["busy", "connected"]
+    assert "sess-2" in sim.session_ids() and [r for r in sim.requests if r.method == "DELETE"] == []
+    status, body = _post(backend, "apply", "admin", id="sess-2", confirm=True, anyway=["busy", "sleepy"])
+    assert status == 400 and body["error"]["message"] == (
+        "anyway: must list the kinds of warning the preview showed (busy, connected, young), got 'sleepy'")
+
+
+@pytest.mark.parametrize("kind", ["future", "webapp", "continuous_activity", "code_studio", "notebook_session"])
+def test_an_action_in_a_project_dss_does_not_know_is_not_listed_not_a_dss_failure(backend, sim, kind):
+    """Found by the hostile-bodies property: a future id in project NOPE answered 502 ("listing ... of project
+    NOPE: ... Project NOPE does not exist"): DSS answered, the project is not there, so nothing there is listed."""
+    status, body = _post(backend, "preview", "admin", kind=kind, project_key="NOPE", id="fut-1")
+    assert status == 404 and body["error"]["code"] == "not_listed", body
+    assert "'fut-1' in project NOPE is listed" in body["error"]["message"]
+    assert [r.path for r in sim.requests if r.method != "GET"] == ["/auth/info-from-browser-headers"]  # who asks

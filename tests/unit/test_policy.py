@@ -390,8 +390,9 @@ def test_by_hand_warns_spares_and_acts_only_anyway():
     d = by_hand(k, NOW, NO_PROTECTION, "admin")
     assert not d.act and d.reason == "spared: busy: running code now; alice has it open (2 connections)"
     assert d.warnings == ("busy: running code now", "alice has it open (2 connections)")
-    d = by_hand(k, NOW, NO_PROTECTION, "admin", anyway=True)
-    assert d.act and d.reason == ("requested by admin from the process monitor, anyway (busy: running code now; "
+    assert not by_hand(k, NOW, NO_PROTECTION, "admin", anyway=("busy",)).act  # "connected" was not overridden
+    d = by_hand(k, NOW, NO_PROTECTION, "admin", anyway=("busy", "connected"))
+    assert d.act and d.warning_kinds == ("busy", "connected") and d.reason == ("requested by admin from the process monitor, anyway (busy: running code now; "
                                   "alice has it open (2 connections))")
     quiet = by_hand(kernel(), NOW, NO_PROTECTION, "admin")
     assert quiet.act and quiet.warnings == () and quiet.reason == "requested by admin from the process monitor"
@@ -399,5 +400,5 @@ def test_by_hand_warns_spares_and_acts_only_anyway():
 
 def test_by_hand_never_overrides_self_protection():
     k = kernel(state="busy", pid=5)
-    d = by_hand(k, NOW, Protection(pids=frozenset([5])), "admin", anyway=True)
+    d = by_hand(k, NOW, Protection(pids=frozenset([5])), "admin", anyway=("busy",))
     assert not d.act and d.reason == "spared: runs this macro (pid 5)"

@@ -33,8 +33,31 @@
         webapp_pid: "the backend pid DSS reports for this webapp",
         pid: "the pid DSS reports",
         kernel_id: "the kernel id in the kernel's connection file",
+        cru: "DSS's compute-resource-usage record for this pid in its audit log",
         ancestor: "a child of a process DSS reports for this activity",
         wrapped: "a user-isolation wrapper around the activity's process"
+    };
+    // where what a row says comes from (row.source): DSS's API, or DSS's own records without it (issue 15)
+    var SOURCES = {
+        api: "via the DSS API",
+        cru: "via DSS audit log (CRU)",
+        cgroup: "via DSS cgroup path",
+        tree: "via its parent process"
+    };
+    var STATUSES = { // row.status, when it needs saying
+        explained: "explained: DSS's own records say what it is (no activity DSS lists for it)",
+        unverified: "unverified: it claims a notebook session but fails the checks, so it is not charged to it",
+        pool: "a pre-started job kernel no running job uses",
+        unjoined: "a DSS process DSS's API names no activity for"
+    };
+    var STATUS_BADGES = { explained: "explained", unverified: "unverified claim" };
+    var CONTEXT_KINDS = { // DSS's compute-resource-usage context types and cgroup workloads (row.context_kind)
+        JOB_ACTIVITY: "recipe (job activity)",
+        JOB_MAIN_PROCESS: "job kernel",
+        ANALYSIS_ML_TRAIN: "ML training",
+        JUPYTER_NOTEBOOK_KERNEL: "notebook kernel",
+        WEBAPP_BACKEND: "webapp backend",
+        EDA: "statistics (EDA)"
     };
     var OUTCOMES = {
         would_act: "Would be stopped",
@@ -56,7 +79,8 @@
         { key: "idle_seconds", title: "Idle", type: "duration" },
         { key: "rss_anon_bytes", title: "Memory (RssAnon)", type: "bytes" },
         { key: "rss_bytes", title: "RSS", type: "bytes" },
-        { key: "state", title: "State", type: "text" }
+        { key: "state", title: "State", type: "text" },
+        { key: "source", title: "Known from", type: "text" }
     ];
     var ORPHAN_COLUMNS = [
         { key: "role_display", title: "Role", type: "text" },
@@ -417,6 +441,7 @@
         if (s.rows !== undefined && s.rows !== null) parts.push(s.rows.toLocaleString() + " history rows");
         if (s.db_bytes !== undefined && s.db_bytes !== null) parts.push("history " + formatBytes(s.db_bytes));
         if (s.errors) parts.push(s.errors + " sampler errors");
+        (s.dss_records_notes || []).forEach(function (note) { parts.push(note); });
         var st = snap.stats || {};
         if (st.seen !== undefined) {
             parts.push(st.seen + " processes seen, " + (st.classified || 0) + " with a DSS role" +
@@ -500,6 +525,9 @@
         var empty = "No history yet: the sampler records a sample every few seconds.";
         showFigure("pt-chart-memory-history", figs.memory_by_role, empty);
         showFigure("pt-chart-count-history", figs.count_by_role, empty);
+        showFigure("pt-chart-oom", figs.oom_kills, hist.source === "prometheus" ?
+            "OOM kills over time come from this backend's own history (not from Prometheus)." :
+            "No DSS cgroup with a readable OOM-kill counter in the history of the last " + hist.window + ".");
     }
 
     // Prometheus mode (the "Prometheus URL" setting): a node selector over every DSS host Prometheus scrapes.
@@ -613,6 +641,8 @@
     function fillNameCell(td, row) {
         if (row.activity_kind) {
             td.appendChild(h("span", { className: "pt-kind", textContent: KIND_LABELS[row.activity_kind] || row.activity_kind }));
+        } else if (row.context_kind) {  // what DSS's own records (CRU, cgroup path) say the process is
+            td.appendChild(h("span", { className: "pt-kind", textContent: CONTEXT_KINDS[row.context_kind] || row.context_kind }));
         }
         if (!row.activity_name && row.label) {
             td.insertBefore(h("span", { className: "pt-muted", textContent: row.label }), td.firstChild);
@@ -627,8 +657,10 @@
     /** An activity's processes (the JEK and its children, a kernel and its UIF wrappers), listed in its row. */
     function processList(processes) {
         var list = h("ul", { className: "pt-procs" }, processes.map(function (p) {
-            return h("li", { dataset: { pid: String(p.pid), role: p.role || "" }, title: VIA[p.via] || "" }, [
-                (p.label || p.role_display || p.role || "process") + " " + p.pid + " \u00b7 " + formatBytes(p.rss_anon_bytes)
+            return h("li", { dataset: { pid: String(p.pid), role: p.role || "", source: p.source || "" },
+                title: VIA[p.via] || "" }, [
+                (p.label || p.role_display || p.role || "process") + " " + p.pid + " \u00b7 " + formatBytes(p.rss_anon_bytes) +
+                    (p.source && p.source !== "api" && SOURCES[p.source] ? " \u00b7 " + SOURCES[p.source] : "")
             ]);
         }));
         return h("details", { className: "pt-sub pt-procs-box" }, [
@@ -654,6 +686,17 @@
         }
         td.appendChild(button);
         return td;
+    }
+
+    /** The "Known from" cell: where the row's DSS facts come from, and its status when it needs saying. */
+    function sourceCell(td, row) {
+        td.textContent = SOURCES[row.source] || (row.source ? "via " + row.source : "\u2014");
+        var title = [VIA[row.via], STATUSES[row.status]].filter(Boolean).join("; ");
+        if (title) td.title = title;
+        if (STATUS_BADGES[row.status]) {
+            td.appendChild(h("span", { className: "pt-sub pt-status-" + row.status,
+                textContent: STATUS_BADGES[row.status], title: STATUSES[row.status] }));
+        }
     }
 
     function renderTable() {
@@ -685,6 +728,7 @@
                 if (col.key === "state" && !value && row.status === "pool") value = "pre-started, idle";
                 var td = h("td", { className: col.type === "text" ? "" : "pt-num", textContent: formatCell(col, value),
                     dataset: { key: col.key, value: value === null || value === undefined ? "" : String(value) } });
+                if (col.key === "source") sourceCell(td, row);
                 if (col.key === "instance") {
                     td.className = "pt-path";
                     td.title = value || "";
@@ -871,7 +915,9 @@
             if (wouldAct || anyway) {
                 confirm.textContent = anyway ? "Stop anyway" : "Confirm: " + action.verb.toLowerCase();
                 confirm.hidden = false;
-                confirm.onclick = function () { apply(anyway ? Object.assign({ anyway: true }, request) : request, status, action); };
+                confirm.onclick = function () {  // "Stop anyway" overrides only the warnings shown here
+                    apply(anyway ? Object.assign({ anyway: preview.warning_kinds }, request) : request, status, action);
+                };
             } else {
                 if (warned) status.appendChild(h("p", { className: "pt-reason",
                     textContent: "Only a DSS administrator can stop it anyway." }));
