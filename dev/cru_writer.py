@@ -239,11 +239,11 @@ def _own_memory_cgroup(base, version):
     return base
 
 
-def write_demo_records(fleet, stack) -> str:
-    """What the demo's DSS would have recorded about its fleet: CRU start events (`write_fleet_events`) and, as
-    root, DSS-style cgroups with one OOM kill (`DemoCgroups`, removed when `stack`, an ExitStack, closes).
-    Returns a note when the cgroups could not be made ("" otherwise)."""
-    write_fleet_events(fleet)
+def write_demo_records(fleet, stack, contexts=None) -> str:
+    """What the demo's DSS would have recorded about its fleet: CRU start events (`write_fleet_events`, with
+    `contexts`, default DEMO_CONTEXTS) and, as root, DSS-style cgroups with one OOM kill (`DemoCgroups`, removed
+    when `stack`, an ExitStack, closes). Returns a note when the cgroups could not be made ("" otherwise)."""
+    write_fleet_events(fleet, contexts)
     cgroups = DemoCgroups(fleet)
     if not cgroups.create():
         return cgroups.note

@@ -105,9 +105,13 @@ def start_fleet(stack, dip_home, budget_mib, jobs_started_at):
 
     specs = demo_layout(dip_home, jobs_started_at)
     fleet = stack.enter_context(Fleet(specs, memory_scale=memory_scale(specs, budget_mib)))
-    from dev.cru_writer import write_demo_records
+    from dev.cru_writer import DEMO_CONTEXTS, write_demo_records
+    from dev.fleet import dss_job_id
 
-    note = write_demo_records(fleet, stack)  # DSS's audit log and (as root) cgroups: what each process is (issue 15)
+    # the running jobs' ids are dated with their start, as the simulated DSS lists them (seed_instance)
+    contexts = {name: dict(c, jobId=dss_job_id(JOB_DATE.sub("", c["jobId"]), jobs_started_at)) if "jobId" in c
+                else c for name, c in DEMO_CONTEXTS.items()}
+    note = write_demo_records(fleet, stack, contexts)  # DSS's audit log and (as root) cgroups (issue 15)
     if note:
         print("demo: %s" % note, flush=True)
     return fleet
