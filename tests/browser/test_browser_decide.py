@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BUSY_SESSION = ("FRAUD", "Fraud features", "f2b8e1a3-1c7e-4c9f-8b52-2a4d3e6f7b02")  # busy, bob has it open
 OPEN_SESSION = ("SALES", "Sales weekly", "a3c9f2b4-2d8f-4da0-9c63-3b5e4f708c03")  # idle, alice has it open
 UIF_SESSION = "e5ebf4d6-4fa1-4fc2-9e85-5d70a6920e05"
-JOBS = {"Build_churn_scored_2026-11-25T09-41-12.304": ("jek-1", "recipe-1"),
+JOBS = {"Build_churn_scored_2026-11-25T09-41-12.304": ("jek-1", "recipe-1"),  # as in demo.json (re-dated)
         "Build_sales_monthly_2026-11-25T08-02-51.663": ("jek-2", "spark-1")}
 
 
@@ -52,7 +52,11 @@ def _preview(p, session_id):
 
 
 def _warnings(p):
-    return p.page.eval_on_selector_all("#pt-dialog .pt-warnings li", "els => els.map(e => e.textContent)")
+    """The dry run's warnings; the demo's sessions started with its fleet, seconds or minutes ago (DSS times agree
+    with the processes' ages), so each also has the young-session warning, last: "started 5 s ago" becomes
+    "started <age>"."""
+    shown = p.page.eval_on_selector_all("#pt-dialog .pt-warnings li", "els => els.map(e => e.textContent)")
+    return [w if not (w.startswith("started ") and w.endswith(" ago")) else "started <age>" for w in shown]
 
 
 def test_the_dry_run_warns_for_a_busy_kernel_and_a_connected_kernel(open_page):
@@ -60,13 +64,13 @@ def test_the_dry_run_warns_for_a_busy_kernel_and_a_connected_kernel(open_page):
     text = _preview(p, BUSY_SESSION[2])
     assert p.page.get_attribute("#pt-dialog", "data-phase") == "warned", text
     assert "Warned: not stopped unless you stop it anyway" in text
-    assert _warnings(p) == ["busy: running code now", "bob has it open (1 connection)"]
+    assert _warnings(p) == ["busy: running code now", "bob has it open (1 connection)", "started <age>"]
     assert p.page.inner_text("#pt-dialog-confirm") == "Stop anyway"
     p.shot("action-warned.png", full_page=False)
     p.page.click("#pt-dialog-cancel")
     _preview(p, OPEN_SESSION[2])
     assert p.page.get_attribute("#pt-dialog", "data-phase") == "warned"
-    assert _warnings(p) == ["alice has it open (1 connection)"]
+    assert _warnings(p) == ["alice has it open (1 connection)", "started <age>"]
     p.page.click("#pt-dialog-cancel")
     # ops may act (an allowed group) but is no administrator: warned, and no way to stop it anyway
     ops = open_page("ops")
@@ -90,7 +94,7 @@ def test_stop_anyway_stops_the_warned_kernel(open_page, demo):
     p.page.click("#pt-dialog-confirm")  # "Stop anyway"
     p.page.wait_for_selector("#pt-dialog[data-phase=done]", timeout=60000)
     assert p.page.get_attribute("#pt-dialog", "data-outcome") == "aborted", p.page.inner_text("#pt-dialog")
-    assert "anyway (alice has it open (1 connection))" in p.page.inner_text("#pt-dialog")
+    assert "anyway (alice has it open (1 connection); started " in p.page.inner_text("#pt-dialog")
     p.page.wait_for_selector('#pt-table tr[data-id="%s"]' % session_id, state="detached", timeout=30000)
     p.page.click("#pt-dialog-cancel")
     assert session_id not in session_ids()
@@ -120,7 +124,9 @@ def test_one_row_per_job_with_one_abort_and_its_processes_in_the_row(open_page, 
     p.tab("processes")
     fleet = demo.status["fleet_pids"]
     rows = p.rows()
-    for job_id, (jek, child) in JOBS.items():
+    job_ids = demo.status["job_ids"]  # demo.json's ids, re-dated with the jobs' real start
+    for seeded_id, (jek, child) in JOBS.items():
+        job_id = job_ids[seeded_id]
         mine = [r for r in rows if r["id"] == job_id]
         assert len(mine) == 1, mine
         assert int(mine[0]["pid"]) == fleet[jek]
@@ -135,6 +141,6 @@ def test_one_row_per_job_with_one_abort_and_its_processes_in_the_row(open_page, 
     listed = p.page.eval_on_selector_all('#pt-table tr[data-id="%s"] .pt-procs li' % UIF_SESSION,
                                          "els => els.map(e => Number(e.dataset.pid))")
     assert sorted(listed) == sorted(fleet[n] for n in ("kernel-uif", "kernel-uif-sudo", "kernel-uif-exec"))
-    p.page.click('#pt-table tr[data-id="%s"] summary' % next(iter(JOBS)))
+    p.page.click('#pt-table tr[data-id="%s"] summary' % job_ids[next(iter(JOBS))])
     p.shot("one-row-per-job.png", full_page=False)
     assert p.errors == []
