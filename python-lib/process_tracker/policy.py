@@ -303,13 +303,16 @@ def young_caution(activity, now: float) -> Optional[str]:
     return "started %s ago" % (format_duration(age) or "0 s")
 
 
-CAUTION_KINDS = ("busy", "connected", "young")  # the soft rules, in the order their warnings are shown
+# the soft rules, in the order their warnings are shown: kind -> caution(activity, now)
+_CAUTIONS = (("busy", lambda activity, now: busy_caution(activity)),
+             ("connected", lambda activity, now: connected_caution(activity)),
+             ("young", young_caution))
+CAUTION_KINDS = tuple(kind for kind, _ in _CAUTIONS)
 
 
 def named_cautions(activity, now: float) -> Tuple[Tuple[str, str], ...]:
     """(kind, text) of each soft rule `activity` meets now, kinds from CAUTION_KINDS, in that order."""
-    found = (("busy", busy_caution(activity)), ("connected", connected_caution(activity)),
-             ("young", young_caution(activity, now)))
+    found = ((kind, caution(activity, now)) for kind, caution in _CAUTIONS)
     return tuple((kind, text) for kind, text in found if text)
 
 
