@@ -205,7 +205,7 @@ def _connection_errors_named_by_flags():
     except ConfigError as e:
         if e.param not in _CONNECTION_FLAGS:
             raise
-        raise ConfigError(_CONNECTION_FLAGS[e.param], str(e).split(": ", 1)[-1]) from e
+        raise e.renamed(_CONNECTION_FLAGS[e.param]) from e
 
 
 class SafeFormatter(logging.Formatter):

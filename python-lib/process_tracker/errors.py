@@ -10,7 +10,12 @@ class ConfigError(ProcessTrackerError, ValueError):
 
     def __init__(self, param, message):
         self.param = param
+        self.message = message
         super().__init__("%s: %s" % (param, message))
+
+    def renamed(self, param):
+        """The same error naming `param` instead: the CLI flag or option the user typed for a setting."""
+        return ConfigError(param, self.message)
 
 
 class DSSError(ProcessTrackerError):

@@ -168,7 +168,7 @@ def settings_from_config(config: Mapping[str, object]) -> PodSettings:
         return PodSettings(**kwargs)
     except ConfigError as e:
         reverse = {v: k for k, v in CONFIG_KEYS.items()}
-        raise ConfigError(reverse.get(e.param, e.param), str(e).split(": ", 1)[-1]) from None
+        raise e.renamed(reverse.get(e.param, e.param)) from None
 
 
 def install_id_from_dip_home(dip_home: Optional[str]) -> Optional[str]:

@@ -86,13 +86,21 @@ def test_delete_orphan_needs_the_opt_in_an_admin_and_apply(both):
     (["--stop", "no-slash"], "--stop"),
     (["--stop", "dss/../etc"], "--stop"),
     (["--delete-orphan", "Bad_NS/x"], "--delete-orphan"),
-    (["--namespaces", "a/b"], "k8sNamespaces"),
+    (["--namespaces", "a/b"], "--namespaces"),  # the option, not the macro parameter behind it
+    (["--k8s-namespaces", "a/b"], "--namespaces"),
     (["--stop", "dss/x", "--no-dss"], "--no-dss"),
 ])
 def test_bad_arguments_name_the_option(both, argv, param):
     with pytest.raises(ConfigError) as e:
         _run(both, *argv)
     assert e.value.param == param
+
+
+def test_the_exporters_and_the_macros_k8s_option_names_work_here_too(both):
+    """`--k8s-context`, `--k8s-namespaces`, `--k8s-in-cluster`, `--k8s-install-id`: the names the exporter and the
+    macros' CLI mirrors use are accepted by `pods` beside its short ones."""
+    code, text = _run(both, "--json", "--k8s-namespaces", "dss", "--k8s-context", "dss-cluster")
+    assert code == 0 and "dataiku-exec-remote-notebook-q7w8" in text
 
 
 def test_forbidden_and_unreachable_are_lines_not_crashes(both):

@@ -130,7 +130,7 @@ def _named_by_flags(macro_id):
     try:
         yield
     except ConfigError as e:
-        raise ConfigError(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
+        raise e.renamed(params.cli_flag(macro_id, e.param)) from None
     except macros.ThresholdExceeded as e:
         raise macros.ThresholdExceeded(params.cli_flag(macro_id, e.param), str(e).split(": ", 1)[-1]) from None
 

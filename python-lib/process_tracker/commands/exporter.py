@@ -97,7 +97,7 @@ def build(args, make_client=None):
             pod_interval_seconds=args.pod_interval, max_pod_nodes=args.max_pod_nodes)
     except ConfigError as exc:  # name the command-line option, not the field
         option = OPTION_NAMES.get(exc.param, exc.param)
-        raise ConfigError(option, str(exc).split(": ", 1)[-1]) from None
+        raise exc.renamed(option) from None
     serve_options = ServeOptions(listen=args.listen, tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file,
                                  basic_auth_user=args.basic_auth_user, basic_auth_password=_password(args))
     return Exporter(options, make_client=None if args.no_dss else _dss_client(make_client)), serve_options
@@ -114,7 +114,7 @@ def pod_settings(args):
     try:
         return settings_from_config(config)
     except ConfigError as exc:
-        raise ConfigError(K8S_OPTIONS.get(exc.param, exc.param), str(exc).split(": ", 1)[-1]) from None
+        raise exc.renamed(K8S_OPTIONS.get(exc.param, exc.param)) from None
 
 
 def _dss_client(make_client):

@@ -19,11 +19,14 @@ def register(subparsers):
         "what DSS lists. --stop stops a pod's DSS activity through DSS (dry run unless --apply). --delete-orphan "
         "deletes a pod DSS no longer lists: needs --allow-delete, a DSS administrator, and --apply.")
     k8s = parser.add_argument_group("Kubernetes connection (default: the default kubeconfig's current context)")
+    # the short names, and the exporter's and the macros' mirrors' --k8s-* names for the same settings
     k8s.add_argument("--kubeconfig", help="path of a kubeconfig file")
-    k8s.add_argument("--context", help="a context name of the kubeconfig")
-    k8s.add_argument("--in-cluster", action="store_true", help="use the in-cluster service account")
-    k8s.add_argument("--namespaces", help="namespaces DSS runs pods in, comma-separated (default: cluster-wide)")
-    k8s.add_argument("--install-id", help="only the pods of this DSS install id")
+    k8s.add_argument("--context", "--k8s-context", dest="context", help="a context name of the kubeconfig")
+    k8s.add_argument("--in-cluster", "--k8s-in-cluster", dest="in_cluster", action="store_true",
+                     help="use the in-cluster service account")
+    k8s.add_argument("--namespaces", "--k8s-namespaces", dest="namespaces",
+                     help="namespaces DSS runs pods in, comma-separated (default: cluster-wide)")
+    k8s.add_argument("--install-id", "--k8s-install-id", dest="install_id", help="only the pods of this DSS install id")
     k8s.add_argument("--page-size", type=int, default=500, help="pods per list request (default 500)")
     k8s.add_argument("--no-metrics", action="store_true", help="do not read the metrics API")
     parser.add_argument("--no-dss", action="store_true", help="list pods only, without joining them to DSS")
@@ -36,13 +39,21 @@ def register(subparsers):
     return parser
 
 
+# the settings' names -> this command's options, for errors (the CLI names its flags, not the macros' parameters)
+OPTIONS = {"k8sInCluster": "--in-cluster", "k8sKubeconfig": "--kubeconfig", "k8sContext": "--context",
+           "k8sNamespaces": "--namespaces", "k8sInstallId": "--install-id", "k8sPageSize": "--page-size"}
+
+
 def _settings(args):
     from ..pods import settings_from_config
 
-    return settings_from_config({
-        "k8sInCluster": args.in_cluster, "k8sKubeconfig": args.kubeconfig, "k8sContext": args.context,
-        "k8sNamespaces": args.namespaces, "k8sInstallId": args.install_id, "k8sPageSize": args.page_size,
-        "k8sMetrics": not args.no_metrics, "k8sAllowDelete": args.allow_delete})
+    try:
+        return settings_from_config({
+            "k8sInCluster": args.in_cluster, "k8sKubeconfig": args.kubeconfig, "k8sContext": args.context,
+            "k8sNamespaces": args.namespaces, "k8sInstallId": args.install_id, "k8sPageSize": args.page_size,
+            "k8sMetrics": not args.no_metrics, "k8sAllowDelete": args.allow_delete})
+    except ConfigError as exc:
+        raise exc.renamed(OPTIONS.get(exc.param, exc.param)) from None
 
 
 def _target(value, option):
