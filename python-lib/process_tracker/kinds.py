@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional, Tuple
 
 from . import dss, identifiers
-from .errors import ConfigError, DSSError
+from .errors import ConfigError
 from .reading import BadValue, Item, answer_list, answer_object
 from .records import KINDS, Activity, Probe
 
@@ -64,14 +64,9 @@ PROJECTS = Route("GET", "/projects/")
 
 
 def dss_major(client):
-    """DSS's major version from `/instance-info`'s `dssVersion` (where present); None when unknown."""
-    try:
-        info = answer_object(call(client, INSTANCE_INFO, "reading the DSS version"), "reading the DSS version")
-    except DSSError:
-        return None
-    version = info.get("dssVersion")
-    head = version.split(".", 1)[0] if isinstance(version, str) else ""
-    return int(head) if head.isdigit() else None
+    """DSS's major version from `/instance-info`'s `dssVersion` (where present; `dss.versions`, read once per client
+    and shared with the macros' headers and the webapp's footer); None when unknown."""
+    return dss.versions(client).dss_major
 
 
 def ids_of(kind, activity):
