@@ -526,7 +526,8 @@ def _run_cli(face, url, texts, cell):
         if not _can_hide_pids():
             cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
             return {}
-        cmd = AS_NOBODY_WITH_HIDEPID + cmd
+        python, env["PYTHONPATH"] = _as_nobody()
+        cmd = AS_NOBODY_WITH_HIDEPID + [python, "-m", "process_tracker"] + cmd[1:]
     cmd += ["--no-scan-host"] if face.command == "kill-kernels" and cell.fault != "hidepid" else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     texts.extend([proc.stdout, proc.stderr])
@@ -715,6 +716,39 @@ def _can_hide_pids():
     return os.geteuid() == 0 and all(shutil.which(c) for c in ("unshare", "setpriv"))
 
 
+# what a run as `nobody` never imports, left out of its copy of the venv's packages
+NOT_FOR_NOBODY = ("playwright", "kubernetes", "pip", "setuptools", "ruff", "vermin", "__pycache__")
+_READABLE = {}
+
+
+def _as_nobody():
+    """(python, PYTHONPATH) for a face run as `nobody`: the checkout and its venv may sit under a 0700 directory
+    (a `mktemp -d` clone, root's home), which `nobody` cannot enter; so a copy it can read of this checkout (no
+    .git, no venvs) and of the venv's packages, made once per process and removed at exit; the system
+    interpreter the venv is made from."""
+    if not _READABLE:
+        import atexit
+        import sysconfig
+
+        top = tempfile.mkdtemp(prefix="pt-nobody-")
+        atexit.register(shutil.rmtree, top, True)
+        shutil.copytree(ROOT, os.path.join(top, "repo"), symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "dist", "__pycache__", ".pytest_cache", ".hypothesis", "screenshots"))
+        shutil.copytree(sysconfig.get_paths()["purelib"], os.path.join(top, "site"), symlinks=True,
+                        ignore=shutil.ignore_patterns(*NOT_FOR_NOBODY))
+        for dirpath, _, filenames in os.walk(top):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o644)
+        repo = os.path.join(top, "repo")
+        _READABLE["python"] = os.path.realpath(sys.executable)
+        _READABLE["path"] = os.pathsep.join([os.path.join(repo, "python-lib"), os.path.join(repo, "tests"), repo,
+                                             os.path.join(top, "site")])
+    return _READABLE["python"], _READABLE["path"]
+
+
 def _run_cell_as_nobody(face_name, fault_name):
     """A macro or webapp cell in a child process run AS_NOBODY_WITH_HIDEPID (the CLI face runs its command so,
     from this process). The simulator and the judge run in the child too; the Cell comes back as JSON."""
@@ -722,9 +756,9 @@ def _run_cell_as_nobody(face_name, fault_name):
         cell = Cell(face_name, fault_name)
         cell.problems.append("not run: a hidepid /proc needs root, unshare and setpriv")
         return cell
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PT_RELIABILITY_CHILD": "1",
-           "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "python-lib"), os.path.join(ROOT, "tests"), ROOT])}
-    argv = AS_NOBODY_WITH_HIDEPID + [sys.executable, "-m", "bench.reliability", "--cell", face_name, fault_name]
+    python, path = _as_nobody()
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PT_RELIABILITY_CHILD": "1", "PYTHONPATH": path}
+    argv = AS_NOBODY_WITH_HIDEPID + [python, "-m", "bench.reliability", "--cell", face_name, fault_name]
     done = subprocess.run(argv, env=env, cwd="/tmp", capture_output=True, text=True, timeout=600)
     try:
         return Cell(**json.loads(done.stdout.strip().splitlines()[-1]))

@@ -66,6 +66,7 @@ VALID = {
     "logins": st.lists(st.sampled_from(["alice", "bob", "x_1"]), max_size=2),
     "string": st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=30).filter(str.strip),
     "project_key": st.sampled_from(["", "P"]),
+    "text": st.just(""),  # the k8s settings: unset (a value is checked as a path, context or namespace list)
 }
 JUNK = st.sampled_from([None, [], {}, [1], {"a": 1}, True, 3.5, -1, "", "nan", "1e400", "-0.1", "abc", "<script>"])
 INVALID = {
@@ -83,6 +84,7 @@ INVALID = {
     "choices": st.sampled_from([["bogus"], [], 3, {"a": 1}, ["future", "kernel"], ""]),
     "string": st.sampled_from(["", "   ", 5, "a\nb", "x" * 300, [], None]).filter(lambda v: v is not None),
     "project_key": st.sampled_from(["a b", "A-B", 5, "x" * 200, "<script>", ["P"]]),
+    "text": st.sampled_from([5, [], {"a": 1}, "a\nb", "x" * 1001, "tab\there"]),
 }
 
 
@@ -125,8 +127,10 @@ def test_any_valid_dry_run_config_lists_and_changes_nothing(sim, macro_id, data)
     try:
         result = run_macro(os.path.join(RUNNABLES, macro_id), config, project_key="P",
                            env={"DKU_DSS_URL": sim.url, "DKU_API_KEY": sim.admin_key})
-    except MacroFailed as e:  # a cross-parameter check, or failIfMoreThan exceeded (then nothing is done either)
-        assert (isinstance(e.exception, ConfigError) and e.exception.param in ("projects", "users")) or isinstance(
+    except MacroFailed as e:  # a cross-parameter check, or failIfMoreThan exceeded (then nothing is done either);
+        # k8sThisNodeOnly needs this node's install id, which a run without a DIP_HOME cannot read
+        assert (isinstance(e.exception, ConfigError) and e.exception.param in (
+            "projects", "users", "k8sThisNodeOnly")) or isinstance(
             e.exception, ThresholdExceeded), e.message
     else:
         assert result.table["header"].startswith("Dry run (nothing was done)")
