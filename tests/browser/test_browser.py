@@ -10,7 +10,6 @@ with `make screenshots`).
 import dataikuapi
 import pytest
 from demo_process import running_demo
-from webapp_browser import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,20 +23,6 @@ CHART_IDS = {
 def demo(tmp_path_factory):
     with running_demo(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "1000") as process:
         yield process
-
-
-@pytest.fixture
-def open_page(browser, demo):
-    pages = []
-
-    def make(user="admin"):
-        page = Page(browser, demo, user)
-        pages.append(page)
-        return page
-
-    yield make
-    for page in pages:
-        page.close()
 
 
 def _num(value):

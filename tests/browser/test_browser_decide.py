@@ -11,7 +11,6 @@ One demo and one browser for the module.
 import dataikuapi
 import pytest
 from demo_process import running_demo
-from webapp_browser import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,20 +26,6 @@ JOBS = {"Build_churn_scored_2026-11-25T09-41-12.304": ("jek-1", "recipe-1"),  # 
 def demo(tmp_path_factory):
     with running_demo(tmp_path_factory.mktemp("demo"), "--sampling", "2", "--memory-mib", "400") as process:
         yield process
-
-
-@pytest.fixture
-def open_page(browser, demo):
-    pages = []
-
-    def make(user="admin"):
-        page = Page(browser, demo, user)
-        pages.append(page)
-        return page
-
-    yield make
-    for page in pages:
-        page.close()
 
 
 def _preview(p, session_id):

@@ -12,6 +12,7 @@ import pytest
 
 from dev.fleet import Fleet, ProcSpec
 from process_tracker.host import Scanner
+from test_host import _wait_for  # tests/integration/test_host.py: poll until a process is seen
 
 JVM_LOOKALIKE = "import ctypes, sys; ctypes.CDLL(None).prctl(15, b'java', 0, 0, 0); sys.stdin.read()"
 BUSY = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
@@ -28,18 +29,6 @@ def _fleet(d):
                          "DSSJobKernelMain"), parent="backend", comm="java", memory_mib=1),
         ProcSpec("recipe", (d + "/code-envs/python/env/bin/python", "-u", "recipe.py"), parent="jek", memory_mib=1),
     ]
-
-
-def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except psutil.Error:
-            pass
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in %.0f s" % timeout)
 
 
 def _no_psutil_process(monkeypatch):
